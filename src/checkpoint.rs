@@ -1,0 +1,223 @@
+//! Writing checkpoints and collecting the segments they make unnecessary.
+//!
+//! # Protocol (DESIGN.md, "Checkpoint protocol", is normative)
+//! 1. **Snapshot** under every log's append lock and the state lock, held only to copy: each
+//!    directory's tail, the queue (takes in flight first), the transactions whose Commit is
+//!    appended but not applied (`committing`), and the first position of every open put
+//!    transaction that already wrote records (`scan_start`). No I/O happens under these locks.
+//! 2. **Sync the log** of every directory up to its snapshot tail (whatever the fsync policy), so
+//!    the checkpoint never names bytes that are not durable.
+//! 3. **Write** `checkpoint.tmp`, `fsync` it, rename it to `checkpoint-{generation}`, `fsync` the
+//!    directory. Only now does the new checkpoint exist.
+//! 4. **Prune**: remove checkpoint generations older than the previous one (the previous is kept
+//!    as the backup), `fsync` the directory.
+//! 5. **Collect** segments: a segment is deleted when it lies wholly before the replay start of
+//!    both kept checkpoints, is not a directory's active segment, and holds no queued or in-flight
+//!    event; then the directory is synced.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Error, Result};
+use crate::file_channel::Inner;
+use crate::format::checkpoint::{self, Checkpoint, DirCheckpoint};
+use crate::format::file_name;
+use crate::ids::LogPosition;
+use crate::log::DirLog;
+use crate::segment::now_ms;
+use crate::stats::Counters;
+
+/// Checkpoint bookkeeping (serialized by its own mutex: one checkpoint at a time).
+#[derive(Debug)]
+pub(crate) struct Checkpointer {
+    pub(crate) next_generation: u64,
+    /// Replay starts of the newest durable checkpoint, per directory.
+    pub(crate) previous_scan_starts: Vec<Option<LogPosition>>,
+    pub(crate) last: Option<(SystemTime, Duration)>,
+}
+
+/// Writes one checkpoint and collects garbage. Returns the generation written.
+pub(crate) fn run(inner: &Inner) -> Result<u64> {
+    let mut ck = inner.checkpointer.lock();
+    inner.poison.check()?;
+    let started = Instant::now();
+
+    // 1. Snapshot.
+    let (snapshot, appended) = {
+        let tails = DirLog::lock_tails(&inner.logs);
+        let st = inner.state.lock();
+        let (queue, inflight) = st.snapshot_queue();
+        let dirs = tails
+            .tails
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let scan_start = st
+                    .open_spills
+                    .values()
+                    .filter(|(d, _)| *d == i)
+                    .map(|(_, p)| *p)
+                    .min()
+                    .map_or(t.position, |p| p.min(t.position));
+                DirCheckpoint {
+                    tail: t.position,
+                    scan_start,
+                }
+            })
+            .collect();
+        let snapshot = Checkpoint {
+            generation: ck.next_generation,
+            created_ms: now_ms(),
+            last_seq: inner.shared.seq.load(std::sync::atomic::Ordering::SeqCst),
+            next_txn: inner.next_txn.load(std::sync::atomic::Ordering::SeqCst),
+            queued_bytes: st.queued_bytes,
+            inflight,
+            dirs,
+            committing: st.committing.iter().copied().collect(),
+            queue,
+        };
+        let appended: Vec<u64> = tails.tails.iter().map(|t| t.appended).collect();
+        (snapshot, appended)
+    };
+
+    // 2. The log must be durable up to the snapshot.
+    for (log, target) in inner.logs.iter().zip(&appended) {
+        log.sync_to(*target)?;
+    }
+
+    // 3. Write, sync, rename, sync the directory.
+    let generation = snapshot.generation;
+    let bytes = checkpoint::encode(&snapshot);
+    if let Err(e) = write_checkpoint(inner, generation, &bytes) {
+        Counters::add(&inner.counters.checkpoint_write_errors, 1);
+        tracing::error!(error = %e, "checkpoint failed; the previous one stays in force");
+        return Err(e);
+    }
+    ck.next_generation = generation + 1;
+
+    // 4. Keep this generation and the previous one.
+    prune_checkpoints(inner, generation);
+
+    // 5. Collect segments neither kept checkpoint needs.
+    let new_starts: Vec<LogPosition> = snapshot.dirs.iter().map(|d| d.scan_start).collect();
+    collect_segments(inner, &new_starts, &ck.previous_scan_starts);
+    ck.previous_scan_starts = new_starts.into_iter().map(Some).collect();
+
+    let took = started.elapsed();
+    ck.last = Some((SystemTime::now(), took));
+    Counters::add(&inner.counters.checkpoints, 1);
+    tracing::debug!(
+        generation,
+        events = snapshot.queue.len(),
+        ms = took.as_millis() as u64,
+        "checkpoint written"
+    );
+    Ok(generation)
+}
+
+fn write_checkpoint(inner: &Inner, generation: u64, bytes: &[u8]) -> Result<()> {
+    let fs = &*inner.cfg.file_system;
+    let dir = &inner.cfg.checkpoint_dir;
+    let tmp = dir.join(file_name::CHECKPOINT_TMP);
+    let path = dir.join(file_name::checkpoint(generation));
+    let free = fs
+        .free_space(dir)
+        .map_err(|e| Error::io("checking free space", dir, e))?;
+    if free < bytes.len() as u64 + (1 << 20) {
+        return Err(Error::InsufficientSpace {
+            dir: dir.clone(),
+            available: free,
+            required: bytes.len() as u64 + (1 << 20),
+        });
+    }
+    let _ = fs.remove_file(&tmp);
+    let file = fs
+        .create_new(&tmp)
+        .map_err(|e| Error::io("creating checkpoint", &tmp, e))?;
+    if let Err(e) = file.write_all_at(bytes, 0) {
+        drop(file);
+        let _ = fs.remove_file(&tmp);
+        return Err(Error::io("writing checkpoint", &tmp, e));
+    }
+    // A failed sync is never retried or trusted: the channel is poisoned.
+    if let Err(e) = file.sync_all() {
+        return Err(inner
+            .poison
+            .poison(&Error::io("syncing checkpoint", &tmp, e)));
+    }
+    drop(file);
+    if let Err(e) = fs.rename(&tmp, &path) {
+        let _ = fs.remove_file(&tmp);
+        return Err(Error::io("renaming checkpoint", &path, e));
+    }
+    if let Err(e) = fs.sync_dir(dir) {
+        return Err(inner
+            .poison
+            .poison(&Error::io("syncing checkpoint dir", dir, e)));
+    }
+    Ok(())
+}
+
+fn prune_checkpoints(inner: &Inner, generation: u64) {
+    let fs = &*inner.cfg.file_system;
+    let dir = &inner.cfg.checkpoint_dir;
+    let Ok(names) = fs.list_dir(dir) else { return };
+    let mut removed = false;
+    for name in names {
+        if let Some(g) = file_name::parse_checkpoint(&name) {
+            if g + 1 < generation && fs.remove_file(&dir.join(&name)).is_ok() {
+                removed = true;
+            }
+        }
+    }
+    if removed {
+        if let Err(e) = fs.sync_dir(dir) {
+            tracing::warn!(error = %e, "syncing the checkpoint dir after pruning failed");
+        }
+    }
+}
+
+fn collect_segments(inner: &Inner, new_starts: &[LogPosition], previous: &[Option<LogPosition>]) {
+    let fs = &*inner.cfg.file_system;
+    for (i, log) in inner.logs.iter().enumerate() {
+        let keep_from = match previous.get(i).copied().flatten() {
+            Some(p) => p.min(new_starts[i]),
+            None => continue, // no previous checkpoint: a fallback replay may need everything
+        };
+        let active = log.active_segment();
+        let candidates: Vec<_> = inner
+            .segments
+            .ids_in_dir(i)
+            .into_iter()
+            .filter(|id| *id < keep_from.segment && *id != active)
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let mut deleted = 0;
+        {
+            let st = inner.state.lock();
+            let dead: Vec<_> = candidates
+                .into_iter()
+                .filter(|id| !st.live.contains_key(id))
+                .collect();
+            drop(st);
+            for id in dead {
+                if let Some(seg) = inner.segments.remove(id) {
+                    match fs.remove_file(&seg.path) {
+                        Ok(()) => deleted += 1,
+                        Err(e) => {
+                            tracing::warn!(segment = %seg.path.display(), error = %e, "could not delete segment")
+                        }
+                    }
+                }
+            }
+        }
+        if deleted > 0 {
+            if let Err(e) = fs.sync_dir(&log.path) {
+                tracing::warn!(dir = %log.path.display(), error = %e, "syncing data dir after deleting segments failed");
+            }
+            Counters::add(&inner.counters.segments_deleted, deleted);
+            tracing::debug!(dir = %log.path.display(), deleted, "segments collected");
+        }
+    }
+}

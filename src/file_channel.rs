@@ -1,0 +1,803 @@
+//! [`FileChannel`]: the durable channel. Events live in the log; memory holds 16-byte pointers.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use tidegate::{Event, FileChannel, FileChannelConfig};
+//!
+//! # fn main() -> tidegate::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let cfg = FileChannelConfig::new(dir.path().join("checkpoint"), vec![dir.path().join("data")])
+//!     .minimum_required_space(1 << 20);
+//! let ch = FileChannel::open(cfg)?;
+//!
+//! let mut tx = ch.transaction();
+//! tx.put(Event::new(b"hello".to_vec()).with_header("host", "a"))?;
+//! tx.commit()?; // durable when this returns
+//!
+//! let mut tx = ch.transaction();
+//! let events = tx.take_batch(100, Duration::from_millis(10))?;
+//! assert_eq!(events[0].body(), b"hello");
+//! tx.commit()?; // the event is gone for good; a rollback (or drop) would have put it back
+//! ch.close()?;
+//! # Ok(()) }
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::channel::{Channel, Transaction, TxnOps};
+use crate::checkpoint::{self, Checkpointer};
+use crate::config::{FileChannelConfig, FsyncPolicy};
+use crate::error::{Error, PutError, Result};
+use crate::event::Event;
+use crate::format::record::{self, HEADER_LEN, Kind, Unsealed};
+use crate::format::{DecodeError, segment_header};
+use crate::ids::{RecordPtr, SegmentId};
+use crate::io::DirLock;
+use crate::log::{DirLog, LogShared};
+use crate::poison::Poison;
+use crate::queue::QueueState;
+use crate::replay::{self, RecoveryReport};
+use crate::segment::{self, SegmentTable};
+use crate::stats::{ChannelStats, Counters};
+
+/// A put transaction writes its buffered records to the log early once they reach this size
+/// (bounded by a quarter of a segment), so a large transaction never needs its whole data in
+/// memory.
+const SPILL_BYTES: usize = 4 << 20;
+
+/// A durable, transactional event channel on a segmented write-ahead log.
+///
+/// `FileChannel` is a cheap handle: clone it to share the channel between threads.
+#[derive(Clone, Debug)]
+pub struct FileChannel {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Shutdown {
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// The channel's shared state.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) cfg: FileChannelConfig,
+    pub(crate) shared: Arc<LogShared>,
+    pub(crate) logs: Vec<DirLog>,
+    pub(crate) segments: Arc<SegmentTable>,
+    pub(crate) state: Mutex<QueueState>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    pub(crate) next_txn: AtomicU64,
+    pub(crate) poison: Arc<Poison>,
+    pub(crate) counters: Counters,
+    pub(crate) checkpointer: Mutex<Checkpointer>,
+    closed: AtomicBool,
+    space_low: AtomicBool,
+    next_dir: AtomicUsize,
+    report: RecoveryReport,
+    shutdown: Arc<Shutdown>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    locks: Mutex<Vec<DirLock>>,
+}
+
+impl FileChannel {
+    /// Opens (creating if needed) the channel in the configured directories and replays it.
+    ///
+    /// Fails if the configuration is invalid ([`Error::Config`] names the key), if another
+    /// process holds the directories ([`Error::Locked`]), or, in `strict` recovery mode, if the
+    /// log holds a damaged record that is not a torn tail ([`Error::Corrupt`] names the segment
+    /// and offset). A damaged or missing checkpoint is never fatal: replay falls back to the
+    /// previous checkpoint, then to a full replay, and says so in the [`RecoveryReport`].
+    pub fn open(cfg: FileChannelConfig) -> Result<FileChannel> {
+        cfg.validate()?;
+        let (rec, ckpt_lock) = replay::recover(&cfg)?;
+        let poison = Arc::new(Poison::default());
+        let segments = Arc::new(SegmentTable::default());
+        for d in &rec.dirs {
+            for s in &d.segments {
+                segments.insert(s.clone());
+            }
+        }
+        let shared = Arc::new(LogShared {
+            fs: cfg.file_system.clone(),
+            poison: poison.clone(),
+            segments: segments.clone(),
+            seq: AtomicU64::new(rec.last_seq),
+            next_segment: AtomicU32::new(rec.next_segment),
+            segment_size: cfg.max_segment_size,
+        });
+        let mut locks = vec![ckpt_lock];
+        let mut logs = Vec::with_capacity(rec.dirs.len());
+        for (i, dir) in rec.dirs.into_iter().enumerate() {
+            let (active, tail) = match dir.segments.last() {
+                Some(s) => (s.clone(), rec.tails[i]),
+                None => {
+                    let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
+                    let seg = Arc::new(segment::create(
+                        &*cfg.file_system,
+                        i,
+                        &dir.path,
+                        id,
+                        cfg.max_segment_size,
+                    )?);
+                    segments.insert(seg.clone());
+                    (seg, segment_header::LEN as u64)
+                }
+            };
+            logs.push(DirLog::new(i, dir.path, shared.clone(), active, tail));
+            locks.push(dir.lock);
+        }
+        let inner = Arc::new(Inner {
+            checkpointer: Mutex::new(Checkpointer {
+                next_generation: rec.next_generation,
+                previous_scan_starts: rec.retained_from,
+                last: None,
+            }),
+            cfg,
+            shared,
+            logs,
+            segments,
+            state: Mutex::new(rec.state),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            next_txn: AtomicU64::new(rec.next_txn),
+            poison,
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+            space_low: AtomicBool::new(false),
+            next_dir: AtomicUsize::new(0),
+            report: rec.report,
+            shutdown: Arc::new(Shutdown::default()),
+            threads: Mutex::new(Vec::new()),
+            locks: Mutex::new(locks),
+        });
+        start_background(&inner)?;
+        Ok(FileChannel { inner })
+    }
+
+    /// Begins a transaction. It holds puts or takes, not both; `commit` makes it durable,
+    /// `rollback` (or dropping it) undoes it.
+    pub fn transaction(&self) -> Transaction {
+        let id = self.inner.next_txn.fetch_add(1, Ordering::SeqCst);
+        Transaction::new(Box::new(FileTxn {
+            ch: self.inner.clone(),
+            id,
+            ops: 0,
+            mode: Mode::Idle,
+        }))
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> ChannelStats {
+        let i = &self.inner;
+        let st = i.state.lock();
+        let (size, in_flight, bytes, reserved) = (
+            st.len() as u64,
+            st.inflight_len() as u64,
+            st.queued_bytes,
+            st.reserved_events,
+        );
+        drop(st);
+        let last = i.checkpointer.lock().last;
+        let c = &i.counters;
+        ChannelStats {
+            kind: "file",
+            size,
+            in_flight,
+            capacity: i.cfg.capacity,
+            capacity_bytes: i.cfg.capacity_bytes,
+            bytes,
+            fill_percent: reserved as f64 * 100.0 / i.cfg.capacity as f64,
+            put_attempts: Counters::get(&c.put_attempts),
+            put_successes: Counters::get(&c.put_successes),
+            put_errors: Counters::get(&c.put_errors),
+            take_attempts: Counters::get(&c.take_attempts),
+            take_successes: Counters::get(&c.take_successes),
+            take_errors: Counters::get(&c.take_errors),
+            commits: Counters::get(&c.commits),
+            rollbacks: Counters::get(&c.rollbacks),
+            fsyncs: i.logs.iter().map(|l| l.sync.syncs()).sum(),
+            checkpoints: Counters::get(&c.checkpoints),
+            checkpoint_write_errors: Counters::get(&c.checkpoint_write_errors),
+            last_checkpoint: last.map(|l| l.0),
+            last_checkpoint_duration: last.map(|l| l.1),
+            segments: i.segments.len() as u64,
+            segments_deleted: Counters::get(&c.segments_deleted),
+            open: !i.closed.load(Ordering::Acquire),
+            poisoned: i.poison.cause(),
+            replay: Some(i.report.clone()),
+        }
+    }
+
+    /// What replay found when the channel was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// Writes a checkpoint now (and collects segments it makes unnecessary).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.check_open()?;
+        checkpoint::run(&self.inner).map(|_| ())
+    }
+
+    /// Stops the background threads, writes a checkpoint (unless `checkpoint_on_close` is off)
+    /// and releases the directory locks. Later operations fail with [`Error::Closed`]; open
+    /// transactions can still be dropped. Closing twice is harmless.
+    pub fn close(&self) -> Result<()> {
+        let i = &self.inner;
+        if i.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        i.stop_background();
+        let result = if i.poison.check().is_err() {
+            Ok(())
+        } else if i.cfg.checkpoint_on_close {
+            checkpoint::run(i).map(|_| ())
+        } else {
+            i.logs.iter().try_for_each(DirLog::sync_all_appended)
+        };
+        for log in &i.logs {
+            log.finish_spare();
+        }
+        i.locks.lock().clear();
+        {
+            let _st = i.state.lock();
+            i.not_empty.notify_all();
+            i.not_full.notify_all();
+        }
+        result
+    }
+
+    /// The configuration the channel was opened with.
+    pub fn config(&self) -> &FileChannelConfig {
+        &self.inner.cfg
+    }
+}
+
+impl Channel for FileChannel {
+    fn transaction(&self) -> Transaction {
+        FileChannel::transaction(self)
+    }
+    fn stats(&self) -> ChannelStats {
+        FileChannel::stats(self)
+    }
+    fn checkpoint(&self) -> Result<()> {
+        FileChannel::checkpoint(self)
+    }
+    fn close(&self) -> Result<()> {
+        FileChannel::close(self)
+    }
+}
+
+fn start_background(inner: &Arc<Inner>) -> Result<()> {
+    let mut threads = inner.threads.lock();
+    let spawn = |name: &str, every: Duration, work: fn(&Inner)| {
+        let weak = Arc::downgrade(inner);
+        let shutdown = inner.shutdown.clone();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                loop {
+                    {
+                        let mut stop = shutdown.stop.lock();
+                        if !*stop {
+                            shutdown.wake.wait_for(&mut stop, every);
+                        }
+                        if *stop {
+                            return;
+                        }
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    work(&inner);
+                }
+            })
+    };
+    let h = spawn("tidegate-checkpoint", inner.cfg.checkpoint_interval, |i| {
+        if let Err(e) = checkpoint::run(i) {
+            tracing::error!(error = %e, "background checkpoint failed");
+        }
+    })
+    .map_err(|e| Error::io("starting checkpoint thread", &inner.cfg.checkpoint_dir, e))?;
+    threads.push(h);
+    if let FsyncPolicy::Interval(d) = inner.cfg.fsync {
+        let h = spawn("tidegate-sync", d, |i| {
+            for log in &i.logs {
+                if let Err(e) = log.sync_all_appended() {
+                    tracing::error!(error = %e, "interval sync failed");
+                }
+            }
+        })
+        .map_err(|e| Error::io("starting sync thread", &inner.cfg.checkpoint_dir, e))?;
+        threads.push(h);
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.poison.check()
+    }
+
+    fn stop_background(&self) {
+        *self.shutdown.stop.lock() = true;
+        self.shutdown.wake.notify_all();
+        let handles: Vec<_> = self.threads.lock().drain(..).collect();
+        for h in handles {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Refuses writes when the free space of `dir`'s file system is below the floor.
+    fn check_space(&self, dir: usize) -> Result<()> {
+        let path = &self.logs[dir].path;
+        let available = self
+            .cfg
+            .file_system
+            .free_space(path)
+            .map_err(|e| Error::io("checking free space", path, e))?;
+        let low = available < self.cfg.minimum_required_space;
+        self.space_low.store(low, Ordering::Relaxed);
+        if low {
+            return Err(Error::InsufficientSpace {
+                dir: path.clone(),
+                available,
+                required: self.cfg.minimum_required_space,
+            });
+        }
+        Ok(())
+    }
+
+    /// Syncs per the fsync policy.
+    fn make_durable(&self, dir: usize, end: u64) -> Result<()> {
+        match self.cfg.fsync {
+            FsyncPolicy::Always => self.logs[dir].sync_to(end),
+            _ => Ok(()),
+        }
+    }
+
+    fn pick_dir(&self) -> usize {
+        self.next_dir.fetch_add(1, Ordering::Relaxed) % self.logs.len()
+    }
+
+    /// Reads the event a Put record holds, checking its CRC. Returns it and its payload length.
+    fn read_event(&self, ptr: RecordPtr) -> Result<(Event, u32)> {
+        let Some(seg) = self.segments.get(ptr.segment) else {
+            return Err(Error::Corrupt {
+                path: PathBuf::from(format!("segment {}", ptr.segment)),
+                offset: ptr.offset,
+                source: DecodeError::Invalid {
+                    field: "segment (missing)",
+                    value: u64::from(ptr.segment.0),
+                },
+            });
+        };
+        let corrupt = |source| Error::Corrupt {
+            path: seg.path.clone(),
+            offset: ptr.offset,
+            source,
+        };
+        let mut hb = [0u8; HEADER_LEN];
+        seg.map
+            .read_into(ptr.offset, &mut hb)
+            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
+        let h = record::decode_header(&hb).map_err(corrupt)?;
+        if h.kind != Kind::Put {
+            return Err(corrupt(DecodeError::Invalid {
+                field: "record kind (expected Put)",
+                value: h.kind as u64,
+            }));
+        }
+        let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
+        let mut out = Err(DecodeError::Truncated {
+            needed: h.record_len(),
+            available: 0,
+        });
+        seg.map
+            .visit(ptr.offset, len, &mut |bytes| {
+                out = record::verify(&h, bytes)
+                    .and_then(|()| record::decode_put(&bytes[HEADER_LEN..]));
+            })
+            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
+        Ok((out.map_err(corrupt)?, h.len))
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        *self.shutdown.stop.lock() = true;
+        self.shutdown.wake.notify_all();
+    }
+}
+
+/// A file channel transaction.
+struct FileTxn {
+    ch: Arc<Inner>,
+    id: u64,
+    ops: usize,
+    mode: Mode,
+}
+
+enum Mode {
+    Idle,
+    Put(PutState),
+    Take(TakeState),
+}
+
+struct PutState {
+    dir: usize,
+    buf: Vec<u8>,
+    records: Vec<Unsealed>,
+    /// Payload length of every put, in order.
+    lens: Vec<u32>,
+    /// Where records already spilled to the log start.
+    spilled: Vec<RecordPtr>,
+    reserved_bytes: u64,
+}
+
+#[derive(Default)]
+struct TakeState {
+    taken: Vec<RecordPtr>,
+    bytes: u64,
+}
+
+impl FileTxn {
+    fn spill_threshold(&self) -> usize {
+        SPILL_BYTES
+            .min((self.ch.cfg.segment_room() / 4) as usize)
+            .max(1)
+    }
+
+    /// Writes the buffered records of a put transaction to the log now.
+    fn spill(&mut self) -> Result<()> {
+        let ch = self.ch.clone();
+        let id = self.id;
+        let Mode::Put(p) = &mut self.mode else {
+            return Ok(());
+        };
+        if p.records.is_empty() {
+            return Ok(());
+        }
+        ch.check_space(p.dir)?;
+        let dir = p.dir;
+        let out = ch.logs[dir].append(&mut p.buf, &p.records, |a| {
+            if let Some(first) = a.ptrs.first() {
+                ch.state
+                    .lock()
+                    .open_spills
+                    .entry(id)
+                    .or_insert((dir, *first));
+            }
+        })?;
+        p.spilled.extend(out.ptrs);
+        p.buf.clear();
+        p.records.clear();
+        Ok(())
+    }
+
+    fn reserve(&self, bytes: u64) -> Result<()> {
+        let ch = &self.ch;
+        let deadline = Instant::now() + ch.cfg.keep_alive;
+        let mut st = ch.state.lock();
+        loop {
+            ch.check_open()?;
+            let events_ok = st.reserved_events < ch.cfg.capacity;
+            let bytes_ok = ch
+                .cfg
+                .capacity_bytes
+                .is_none_or(|cap| st.reserved_bytes + bytes <= cap);
+            if events_ok && bytes_ok {
+                st.reserved_events += 1;
+                st.reserved_bytes += bytes;
+                return Ok(());
+            }
+            if ch.not_full.wait_until(&mut st, deadline).timed_out() {
+                let limit = if events_ok {
+                    format!("capacity_bytes {}", ch.cfg.capacity_bytes.unwrap_or(0))
+                } else {
+                    format!("capacity {} events", ch.cfg.capacity)
+                };
+                return Err(Error::ChannelFull {
+                    limit,
+                    waited: ch.cfg.keep_alive,
+                });
+            }
+        }
+    }
+
+    fn put_inner(&mut self, event: &Event) -> Result<()> {
+        let ch = self.ch.clone();
+        ch.check_open()?;
+        if let Mode::Take(_) = self.mode {
+            return Err(Error::MixedTransaction { has: "takes" });
+        }
+        if self.ops >= ch.cfg.transaction_capacity {
+            return Err(Error::TransactionFull {
+                capacity: ch.cfg.transaction_capacity,
+            });
+        }
+        let size = record::put_payload_len(event);
+        if size > ch.cfg.max_event_size {
+            return Err(Error::EventTooLarge {
+                size,
+                limit: ch.cfg.max_event_size,
+            });
+        }
+        if let Mode::Idle = self.mode {
+            self.mode = Mode::Put(PutState {
+                dir: ch.pick_dir(),
+                buf: Vec::new(),
+                records: Vec::new(),
+                lens: Vec::new(),
+                spilled: Vec::new(),
+                reserved_bytes: 0,
+            });
+        }
+        let dir = match &self.mode {
+            Mode::Put(p) => p.dir,
+            _ => 0,
+        };
+        if ch.space_low.load(Ordering::Relaxed) {
+            ch.check_space(dir)?;
+        }
+        let threshold = self.spill_threshold();
+        if let Mode::Put(p) = &self.mode {
+            if !p.buf.is_empty() && p.buf.len() + HEADER_LEN + size as usize > threshold {
+                self.spill()?;
+            }
+        }
+        self.reserve(size)?;
+        let Mode::Put(p) = &mut self.mode else {
+            return Ok(());
+        };
+        let u = record::encode_put(&mut p.buf, self.id, event);
+        p.records.push(u);
+        p.lens.push(size as u32);
+        p.reserved_bytes += size;
+        self.ops += 1;
+        Ok(())
+    }
+
+    fn take_inner(&mut self, max: usize, wait: Option<Duration>) -> Result<Vec<Event>> {
+        let ch = self.ch.clone();
+        ch.check_open()?;
+        if let Mode::Put(_) = self.mode {
+            return Err(Error::MixedTransaction { has: "puts" });
+        }
+        let room = ch.cfg.transaction_capacity - self.ops;
+        if room == 0 {
+            return Err(Error::TransactionFull {
+                capacity: ch.cfg.transaction_capacity,
+            });
+        }
+        let max = max.min(room);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let ptrs: Vec<RecordPtr> = {
+            let mut st = ch.state.lock();
+            if let Some(wait) = wait {
+                let deadline = Instant::now() + wait;
+                while st.queue.is_empty() {
+                    if ch.not_empty.wait_until(&mut st, deadline).timed_out() {
+                        break;
+                    }
+                    ch.check_open()?;
+                }
+            }
+            let n = max.min(st.queue.len());
+            let ptrs: Vec<RecordPtr> = st.queue.drain(..n).collect();
+            if !ptrs.is_empty() {
+                st.inflight
+                    .entry(self.id)
+                    .or_default()
+                    .extend_from_slice(&ptrs);
+            }
+            ptrs
+        };
+        if let Mode::Idle = self.mode {
+            self.mode = Mode::Take(TakeState::default());
+        }
+        let Mode::Take(t) = &mut self.mode else {
+            return Ok(Vec::new());
+        };
+        let mut events = Vec::with_capacity(ptrs.len());
+        let mut failure = None;
+        for ptr in ptrs {
+            t.taken.push(ptr);
+            self.ops += 1;
+            match ch.read_event(ptr) {
+                Ok((ev, len)) => {
+                    t.bytes += u64::from(len);
+                    events.push(ev);
+                }
+                Err(e) => {
+                    // The pointer stays in this transaction: rollback returns it, commit drops it.
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            Counters::add(&ch.counters.take_errors, 1);
+            // Events read before the failure go back with the rest on rollback.
+            return Err(e);
+        }
+        Ok(events)
+    }
+
+    fn commit_put(&mut self, mut p: PutState) -> Result<()> {
+        let ch = self.ch.clone();
+        let id = self.id;
+        let count = p.lens.len();
+        if let Err(e) = ch.check_space(p.dir) {
+            self.release_puts(&p);
+            return Err(e);
+        }
+        let u = record::encode_marker(&mut p.buf, Kind::Commit, id, count as u32);
+        p.records.push(u);
+        let dir = p.dir;
+        let out = ch.logs[dir].append(&mut p.buf, &p.records, |_| {
+            ch.state.lock().committing.insert(id);
+        })?;
+        ch.make_durable(dir, out.end)?;
+        let mut ptrs = p.spilled;
+        ptrs.extend_from_slice(&out.ptrs[..out.ptrs.len() - 1]);
+        let mut st = ch.state.lock();
+        for (ptr, len) in ptrs.iter().zip(&p.lens) {
+            st.queue.push_back(*ptr);
+            st.add_live(*ptr);
+            st.queued_bytes += u64::from(*len);
+        }
+        // The reservation made at put time now counts a queued event (same totals).
+        st.committing.remove(&id);
+        st.open_spills.remove(&id);
+        drop(st);
+        ch.not_empty.notify_all();
+        Counters::add(&ch.counters.put_successes, count as u64);
+        Ok(())
+    }
+
+    fn release_puts(&self, p: &PutState) {
+        let ch = &self.ch;
+        let mut st = ch.state.lock();
+        st.reserved_events -= p.lens.len() as u64;
+        st.reserved_bytes -= p.reserved_bytes;
+        drop(st);
+        ch.not_full.notify_all();
+    }
+
+    fn commit_take(&mut self, t: TakeState) -> Result<()> {
+        let ch = self.ch.clone();
+        let id = self.id;
+        let mut buf = Vec::with_capacity((t.taken.len() + 1) * (HEADER_LEN + 12));
+        let mut records: Vec<Unsealed> = t
+            .taken
+            .iter()
+            .map(|p| record::encode_take(&mut buf, id, *p))
+            .collect();
+        records.push(record::encode_marker(
+            &mut buf,
+            Kind::Commit,
+            id,
+            t.taken.len() as u32,
+        ));
+        let dir = ch.pick_dir();
+        let out = ch.logs[dir].append(&mut buf, &records, |_| {
+            ch.state.lock().committing.insert(id);
+        })?;
+        ch.make_durable(dir, out.end)?;
+        let mut st = ch.state.lock();
+        if let Some(taken) = st.inflight.remove(&id) {
+            for ptr in taken {
+                st.remove_live(ptr);
+            }
+        }
+        let n = t.taken.len() as u64;
+        st.queued_bytes = st.queued_bytes.saturating_sub(t.bytes);
+        st.reserved_events = st.reserved_events.saturating_sub(n);
+        st.reserved_bytes = st.reserved_bytes.saturating_sub(t.bytes);
+        st.committing.remove(&id);
+        drop(st);
+        ch.not_full.notify_all();
+        Counters::add(&ch.counters.take_successes, n);
+        Ok(())
+    }
+}
+
+impl TxnOps for FileTxn {
+    fn put(&mut self, event: Event) -> std::result::Result<(), PutError> {
+        Counters::add(&self.ch.counters.put_attempts, 1);
+        match self.put_inner(&event) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                Counters::add(&self.ch.counters.put_errors, 1);
+                Err(PutError { error, event })
+            }
+        }
+    }
+
+    fn take(&mut self, max: usize, wait: Option<Duration>) -> Result<Vec<Event>> {
+        Counters::add(&self.ch.counters.take_attempts, 1);
+        self.take_inner(max, wait)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let ch = self.ch.clone();
+        let mode = std::mem::replace(&mut self.mode, Mode::Idle);
+        let result = match mode {
+            Mode::Idle => Ok(()),
+            Mode::Put(p) => {
+                let n = p.lens.len() as u64;
+                let r = ch.check_open().and_then(|()| self.commit_put(p));
+                if r.is_err() {
+                    Counters::add(&ch.counters.put_errors, n);
+                }
+                r
+            }
+            Mode::Take(t) => {
+                let n = t.taken.len() as u64;
+                let r = ch.check_open().and_then(|()| self.commit_take(t));
+                if r.is_err() {
+                    Counters::add(&ch.counters.take_errors, n);
+                    // The takes are not durable: return the events so nothing is lost in memory.
+                    let restored = ch.state.lock().restore_inflight(self.id);
+                    if restored > 0 {
+                        ch.not_empty.notify_all();
+                    }
+                }
+                r
+            }
+        };
+        if result.is_ok() {
+            Counters::add(&ch.counters.commits, 1);
+        }
+        result
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        let ch = self.ch.clone();
+        let id = self.id;
+        let mode = std::mem::replace(&mut self.mode, Mode::Idle);
+        Counters::add(&ch.counters.rollbacks, 1);
+        match mode {
+            Mode::Idle => Ok(()),
+            Mode::Take(_) => {
+                let restored = ch.state.lock().restore_inflight(id);
+                if restored > 0 {
+                    ch.not_empty.notify_all();
+                }
+                Ok(())
+            }
+            Mode::Put(p) => {
+                self.release_puts(&p);
+                if p.spilled.is_empty() || ch.check_open().is_err() {
+                    ch.state.lock().open_spills.remove(&id);
+                    return Ok(());
+                }
+                // Tell replay (and `verify`) that the spilled records are dead.
+                let mut buf = Vec::with_capacity(HEADER_LEN + 4);
+                let u = record::encode_marker(&mut buf, Kind::Rollback, id, p.spilled.len() as u32);
+                let r = ch.logs[p.dir].append(&mut buf, &[u], |_| {}).map(|_| ());
+                ch.state.lock().open_spills.remove(&id);
+                r
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ops
+    }
+}

@@ -1,0 +1,76 @@
+//! Group commit: concurrent committers share `fdatasync` calls.
+//!
+//! Each data directory's log counts the bytes appended to it (`appended`, a logical offset that
+//! runs on across segments) and the bytes known durable (`durable`). A committer that needs its
+//! bytes durable calls [`GroupCommit::sync_to`] with the logical end of its append:
+//!
+//! 1. if `durable` already covers it, it returns at once;
+//! 2. otherwise it queues on the leader lock. Whoever holds the lock is the leader: it reads the
+//!    current `appended` and active segment (under the log's append lock), calls `fdatasync` on
+//!    that segment with no lock held but its own, and publishes the new `durable`;
+//! 3. every committer that queued meanwhile finds its bytes covered when it gets the lock, and
+//!    returns without a sync of its own.
+//!
+//! So one `fdatasync` serves every commit appended before it began. Older segments need no sync
+//! here: the log syncs a segment before it moves on to the next one.
+//!
+//! A failed sync poisons the channel (see `poison.rs`); the leader never retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::io::StorageFile;
+use crate::poison::Poison;
+
+/// The sync state of one data directory's log.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCommit {
+    leader: Mutex<()>,
+    durable: AtomicU64,
+    syncs: AtomicU64,
+}
+
+impl GroupCommit {
+    /// Bytes of the log known durable.
+    pub(crate) fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    /// Records that everything up to `upto` is durable (used when a segment is synced on roll).
+    pub(crate) fn mark_durable(&self, upto: u64) {
+        self.durable.fetch_max(upto, Ordering::AcqRel);
+    }
+
+    /// `fdatasync` calls made so far.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Returns once the log is durable up to `target`, syncing if no one else has.
+    /// `current` reports the log's appended length and its active segment file.
+    pub(crate) fn sync_to(
+        &self,
+        target: u64,
+        poison: &Poison,
+        current: impl FnOnce() -> (u64, Arc<dyn StorageFile>, std::path::PathBuf),
+    ) -> Result<()> {
+        if self.durable() >= target {
+            return Ok(());
+        }
+        let _leader = self.leader.lock();
+        if self.durable() >= target {
+            return Ok(());
+        }
+        poison.check()?;
+        let (upto, file, path) = current();
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = file.sync_data() {
+            return Err(poison.poison(&Error::io("syncing segment", path, e)));
+        }
+        self.mark_durable(upto);
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! A fault-injecting [`FileSystem`] wrapper for tests and for `tidegate crashtest`.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use super::{DirLock, FileSystem, MappedRegion, StorageFile};
+
+/// Switches shared by a [`FaultyFs`] and every file it opened. All start disabled.
+#[derive(Debug)]
+pub struct Faults {
+    /// Sync calls (file or directory) that succeed before every later one fails; negative = never fail.
+    syncs_before_failure: AtomicI64,
+    /// File writes that succeed before every later one fails; negative = never fail.
+    writes_before_failure: AtomicI64,
+    /// When set, renames fail.
+    fail_rename: AtomicBool,
+    /// When set, creating a file fails with "no space left on device".
+    fail_create: AtomicBool,
+    /// Free space to report instead of the real figure; `u64::MAX` = report the real figure.
+    free_space: AtomicU64,
+    /// Syncs seen so far (file and directory).
+    syncs: AtomicU64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            syncs_before_failure: AtomicI64::new(-1),
+            writes_before_failure: AtomicI64::new(-1),
+            fail_rename: AtomicBool::new(false),
+            fail_create: AtomicBool::new(false),
+            free_space: AtomicU64::new(u64::MAX),
+            syncs: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Faults {
+    /// Lets `n` more syncs succeed, then fails every later one with an I/O error.
+    pub fn fail_syncs_after(&self, n: u32) {
+        self.syncs_before_failure
+            .store(i64::from(n), Ordering::SeqCst);
+    }
+    /// Lets `n` more writes succeed, then fails every later one.
+    pub fn fail_writes_after(&self, n: u32) {
+        self.writes_before_failure
+            .store(i64::from(n), Ordering::SeqCst);
+    }
+    /// Makes renames fail (or succeed again).
+    pub fn set_fail_rename(&self, fail: bool) {
+        self.fail_rename.store(fail, Ordering::SeqCst);
+    }
+    /// Makes file creation fail with ENOSPC (or succeed again).
+    pub fn set_fail_create(&self, fail: bool) {
+        self.fail_create.store(fail, Ordering::SeqCst);
+    }
+    /// Reports `bytes` of free space from now on (`None`: the real figure).
+    pub fn set_free_space(&self, bytes: Option<u64>) {
+        self.free_space
+            .store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
+    }
+    /// How many syncs (file or directory) were requested so far.
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::SeqCst)
+    }
+    /// Clears every fault.
+    pub fn heal(&self) {
+        self.syncs_before_failure.store(-1, Ordering::SeqCst);
+        self.writes_before_failure.store(-1, Ordering::SeqCst);
+        self.set_fail_rename(false);
+        self.set_fail_create(false);
+        self.set_free_space(None);
+    }
+
+    fn take(counter: &AtomicI64, what: &str) -> io::Result<()> {
+        let left = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            if n > 0 { Some(n - 1) } else { None }
+        });
+        match left {
+            Err(0) => Err(io::Error::other(format!("injected {what} failure"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        Self::take(&self.syncs_before_failure, "sync")
+    }
+
+    fn write(&self) -> io::Result<()> {
+        Self::take(&self.writes_before_failure, "write")
+    }
+}
+
+/// Wraps a [`FileSystem`] and injects the failures switched on in its [`Faults`].
+#[derive(Debug, Clone)]
+pub struct FaultyFs {
+    inner: Arc<dyn FileSystem>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyFs {
+    /// Wraps `inner`; every fault starts switched off.
+    pub fn new(inner: Arc<dyn FileSystem>) -> Self {
+        FaultyFs {
+            inner,
+            faults: Arc::new(Faults::default()),
+        }
+    }
+    /// The switches.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+}
+
+#[derive(Debug)]
+struct FaultyFile {
+    inner: Arc<dyn StorageFile>,
+    faults: Arc<Faults>,
+}
+
+impl FileSystem for FaultyFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
+        if self.faults.fail_create.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        let inner = self.inner.create_new(path)?;
+        Ok(Arc::new(FaultyFile {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+    fn open(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn StorageFile>> {
+        let inner = self.inner.open(path, writable)?;
+        Ok(Arc::new(FaultyFile {
+            inner,
+            faults: self.faults.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if self.faults.fail_rename.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected rename failure"));
+        }
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.sync()?;
+        self.inner.sync_dir(path)
+    }
+    fn free_space(&self, path: &Path) -> io::Result<u64> {
+        match self.faults.free_space.load(Ordering::SeqCst) {
+            u64::MAX => self.inner.free_space(path),
+            simulated => Ok(simulated),
+        }
+    }
+    fn lock_dir(&self, path: &Path) -> io::Result<DirLock> {
+        self.inner.lock_dir(path)
+    }
+}
+
+impl StorageFile for FaultyFile {
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.faults.write()?;
+        self.inner.set_len(len)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.faults.write()?;
+        self.inner.write_all_at(buf, offset)
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.faults.sync()?;
+        self.inner.sync_data()
+    }
+    fn sync_all(&self) -> io::Result<()> {
+        self.faults.sync()?;
+        self.inner.sync_all()
+    }
+    fn map_read(&self) -> io::Result<Arc<dyn MappedRegion>> {
+        self.inner.map_read()
+    }
+}

@@ -1,0 +1,300 @@
+//! The log of one data directory: appends at the tail of the active segment, rolls to a
+//! preallocated spare when it is full, and syncs through group commit.
+//!
+//! # Append protocol
+//! Under the append lock: give each record of the batch the next sequence numbers and seal it
+//! (CRC), roll first if the batch does not fit, `pwrite` it at the tail, advance the tail, and
+//! run the caller's hook (which registers a committing transaction with the queue state, so a
+//! checkpoint snapshot, which takes every append lock, sees the commit either applied or listed).
+//! Appends go through `pwrite` into preallocated segments; DESIGN.md ("Append path") records the
+//! measurement behind that choice.
+//!
+//! # Roll protocol
+//! `fdatasync` the full segment (so only the newest non-empty segment of a directory can ever
+//! hold a torn tail), then switch to the spare that a background thread preallocated (or create
+//! one now), register it for reads, and start preparing the next spare.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::format::record::{self, Unsealed};
+use crate::format::segment_header;
+use crate::group_commit::GroupCommit;
+use crate::ids::{LogPosition, RecordPtr, SegmentId};
+use crate::io::{FileSystem, StorageFile};
+use crate::poison::Poison;
+use crate::segment::{self, Segment, SegmentTable};
+
+/// What one append wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Appended {
+    /// Where each record of the batch starts, in batch order.
+    pub(crate) ptrs: Vec<RecordPtr>,
+    /// The log's logical length after the append: pass it to [`DirLog::sync_to`].
+    pub(crate) end: u64,
+}
+
+/// Shared counters for every directory of a channel.
+#[derive(Debug)]
+pub(crate) struct LogShared {
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) poison: Arc<Poison>,
+    pub(crate) segments: Arc<SegmentTable>,
+    /// The last sequence number handed out (global, so commits order across directories).
+    pub(crate) seq: AtomicU64,
+    /// The next segment id (global, ids are unique across directories).
+    pub(crate) next_segment: AtomicU32,
+    pub(crate) segment_size: u64,
+}
+
+struct Writer {
+    active: Arc<Segment>,
+    /// Byte offset of the end of the written records in the active segment.
+    tail: u64,
+    /// Logical bytes appended to this directory's log since open.
+    appended: u64,
+    spare: Option<JoinHandle<Result<Segment>>>,
+}
+
+/// One data directory's log.
+pub(crate) struct DirLog {
+    pub(crate) index: usize,
+    pub(crate) path: PathBuf,
+    shared: Arc<LogShared>,
+    writer: Mutex<Writer>,
+    pub(crate) sync: GroupCommit,
+}
+
+impl std::fmt::Debug for DirLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirLog")
+            .field("index", &self.index)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A snapshot of where a directory's log ends, taken under its append lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tail {
+    pub(crate) position: LogPosition,
+    pub(crate) appended: u64,
+}
+
+/// Held append locks of every directory (for a checkpoint snapshot).
+pub(crate) struct TailsGuard<'a> {
+    _guards: Vec<parking_lot::MutexGuard<'a, Writer>>,
+    pub(crate) tails: Vec<Tail>,
+}
+
+impl DirLog {
+    /// A log whose active segment is `active`, with records written up to `tail`.
+    pub(crate) fn new(
+        index: usize,
+        path: PathBuf,
+        shared: Arc<LogShared>,
+        active: Arc<Segment>,
+        tail: u64,
+    ) -> Self {
+        let spare = Some(Self::spawn_spare(&shared, index, &path));
+        let durable_start = 0;
+        let log = DirLog {
+            index,
+            path,
+            shared,
+            writer: Mutex::new(Writer {
+                active,
+                tail,
+                appended: 0,
+                spare,
+            }),
+            sync: GroupCommit::default(),
+        };
+        log.sync.mark_durable(durable_start);
+        log
+    }
+
+    fn spawn_spare(
+        shared: &Arc<LogShared>,
+        index: usize,
+        path: &std::path::Path,
+    ) -> JoinHandle<Result<Segment>> {
+        let shared = shared.clone();
+        let path = path.to_path_buf();
+        let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
+        std::thread::Builder::new()
+            .name("tidegate-prealloc".into())
+            .spawn(move || segment::create(&*shared.fs, index, &path, id, shared.segment_size))
+            .unwrap_or_else(|e| {
+                // Could not start a thread: create the spare when it is needed instead.
+                let err = Error::io("starting preallocation thread", PathBuf::new(), e);
+                std::thread::spawn(move || Err(err))
+            })
+    }
+
+    /// Appends `records` (encoded in `buf`, unsealed) and runs `hook` before releasing the
+    /// append lock. The records are durable once [`DirLog::sync_to`]`(appended.end)` returns.
+    pub(crate) fn append(
+        &self,
+        buf: &mut [u8],
+        records: &[Unsealed],
+        hook: impl FnOnce(&Appended),
+    ) -> Result<Appended> {
+        let room = self.shared.segment_size;
+        let mut w = self.writer.lock();
+        self.shared.poison.check()?;
+        for r in records {
+            let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            record::seal(buf, r, seq);
+        }
+        let mut out = Appended {
+            ptrs: Vec::with_capacity(records.len()),
+            end: 0,
+        };
+        let mut i = 0;
+        while i < records.len() {
+            // The largest run of whole records starting at i that fits in the active segment.
+            let start = records[i].start;
+            let mut j = i;
+            while j < records.len() {
+                let end = records.get(j + 1).map_or(buf.len(), |r| r.start);
+                if w.tail + (end - start) as u64 > room {
+                    break;
+                }
+                j += 1;
+            }
+            if j == i {
+                if w.tail == segment_header::LEN as u64 {
+                    // Cannot happen: config validation makes one largest record fit a segment.
+                    return Err(Error::Config {
+                        key: "max_segment_size",
+                        message: "a record does not fit in an empty segment".into(),
+                    });
+                }
+                self.roll(&mut w)?;
+                continue;
+            }
+            let end = records.get(j).map_or(buf.len(), |r| r.start);
+            let offset = w.tail;
+            if let Err(e) = w.active.file.write_all_at(&buf[start..end], offset) {
+                return Err(self.shared.poison.poison(&Error::io(
+                    "appending to segment",
+                    &w.active.path,
+                    e,
+                )));
+            }
+            for r in &records[i..j] {
+                out.ptrs.push(RecordPtr {
+                    segment: w.active.id,
+                    offset: offset + (r.start - start) as u64,
+                });
+            }
+            w.tail += (end - start) as u64;
+            w.appended += (end - start) as u64;
+            i = j;
+        }
+        out.end = w.appended;
+        hook(&out);
+        Ok(out)
+    }
+
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        if let Err(e) = w.active.file.sync_data() {
+            return Err(self.shared.poison.poison(&Error::io(
+                "syncing full segment",
+                &w.active.path,
+                e,
+            )));
+        }
+        self.sync.mark_durable(w.appended);
+        let spare = match w.spare.take().map(|h| h.join()) {
+            Some(Ok(Ok(seg))) => Ok(seg),
+            Some(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "preallocating a spare segment failed; trying again now");
+                Err(e)
+            }
+            Some(Err(_)) | None => Err(Error::io(
+                "preallocating segment",
+                &self.path,
+                std::io::Error::other("preallocation thread panicked"),
+            )),
+        };
+        let seg = match spare {
+            Ok(seg) => seg,
+            Err(_) => {
+                let id = SegmentId(self.shared.next_segment.fetch_add(1, Ordering::SeqCst));
+                segment::create(
+                    &*self.shared.fs,
+                    self.index,
+                    &self.path,
+                    id,
+                    self.shared.segment_size,
+                )?
+            }
+        };
+        let seg = Arc::new(seg);
+        self.shared.segments.insert(seg.clone());
+        tracing::debug!(dir = %self.path.display(), segment = %seg.id, "rolled to a new segment");
+        w.active = seg;
+        w.tail = segment_header::LEN as u64;
+        w.spare = Some(Self::spawn_spare(&self.shared, self.index, &self.path));
+        Ok(())
+    }
+
+    /// Returns once everything appended up to logical offset `target` is durable.
+    pub(crate) fn sync_to(&self, target: u64) -> Result<()> {
+        self.sync.sync_to(target, &self.shared.poison, || {
+            let w = self.writer.lock();
+            (w.appended, w.active.file.clone(), w.active.path.clone())
+        })
+    }
+
+    /// Syncs everything appended so far.
+    pub(crate) fn sync_all_appended(&self) -> Result<()> {
+        let target = self.writer.lock().appended;
+        self.sync_to(target)
+    }
+
+    /// The active segment's id.
+    pub(crate) fn active_segment(&self) -> SegmentId {
+        self.writer.lock().active.id
+    }
+
+    /// Locks every directory's append lock (in index order) and reports their tails.
+    pub(crate) fn lock_tails(logs: &[DirLog]) -> TailsGuard<'_> {
+        let guards: Vec<_> = logs.iter().map(|l| l.writer.lock()).collect();
+        let tails = guards
+            .iter()
+            .map(|w| Tail {
+                position: RecordPtr {
+                    segment: w.active.id,
+                    offset: w.tail,
+                },
+                appended: w.appended,
+            })
+            .collect();
+        TailsGuard {
+            _guards: guards,
+            tails,
+        }
+    }
+
+    /// Waits for the spare being prepared (at close), so no half-written `.tmp` is left behind.
+    pub(crate) fn finish_spare(&self) {
+        let spare = self.writer.lock().spare.take();
+        if let Some(Ok(Ok(seg))) = spare.map(|h| h.join()) {
+            self.shared.segments.insert(Arc::new(seg));
+        }
+    }
+
+    /// The active segment's file (for tests and tools).
+    #[allow(dead_code)]
+    pub(crate) fn active_file(&self) -> Arc<dyn StorageFile> {
+        self.writer.lock().active.file.clone()
+    }
+}

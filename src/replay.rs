@@ -1,0 +1,943 @@
+//! Replay: rebuild the queue at open from the newest valid checkpoint and the log after it.
+//!
+//! # Algorithm (DESIGN.md, "Replay", is normative)
+//! 1. Open every data directory: remove leftover `segment-*.log.tmp` files, open each
+//!    `segment-N.log` and check its header. Unknown files are ignored.
+//! 2. Read the checkpoints, newest generation first. A checkpoint that does not decode, or that
+//!    does not agree with the log (it names a segment no directory holds, or a position past the
+//!    end of the valid log, or a queued record that is not there), is skipped with a warning and
+//!    the next older one is tried; when none is usable, replay reads every segment from the
+//!    start (a full replay). A bad checkpoint never stops the channel from opening.
+//! 3. For each directory, scan records from the checkpoint's `scan_start`. Records before the
+//!    checkpoint's `tail` only feed the table of open transactions (their commits are already in
+//!    the snapshot, except those the checkpoint lists as `committing`). After `tail`, a Commit
+//!    applies its transaction: Put records join the queue, Take records leave it. Only headers
+//!    and CRCs are read; no event body is decoded or copied.
+//! 4. Commits from every directory are applied in sequence-number order (commit order).
+//! 5. A record that fails its checks is a *torn tail* when nothing valid follows it in the newest
+//!    non-empty segment of its directory: the bytes are zeroed in place, synced, counted and
+//!    logged. Anywhere else it is corruption, handled by [`RecoveryMode`].
+//! 6. Transactions without a Commit are discarded: uncommitted puts never appear, and takes that
+//!    had not committed (their records are written only at commit) stay in the queue, so they
+//!    are delivered again, in order.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{FileChannelConfig, RecoveryMode};
+use crate::error::{Error, Result};
+use crate::format::checkpoint::{self, Checkpoint};
+use crate::format::record::{self, HEADER_LEN, Kind, RecordHeader};
+use crate::format::{DecodeError, file_name, segment_header};
+use crate::ids::{LogPosition, RecordPtr, SegmentId};
+use crate::io::{DirLock, FileSystem};
+use crate::queue::QueueState;
+use crate::segment::{self, Segment};
+
+/// Replay progress, reported once per segment scanned.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReplayProgress {
+    /// The segment just scanned.
+    pub segment: PathBuf,
+    /// Segments scanned so far.
+    pub segments_done: u64,
+    /// Segments to scan in all (for the checkpoint being tried).
+    pub segments_total: u64,
+    /// Bytes of records read so far.
+    pub bytes_scanned: u64,
+}
+
+/// What replay found and did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Events in the queue after replay.
+    pub events_restored: u64,
+    /// Takes in flight at the last checkpoint that never committed, queued again at the head.
+    /// (Takes begun after the last checkpoint leave no record until they commit, so an
+    /// uncommitted one is simply still queued.)
+    pub inflight_redelivered: u64,
+    /// Generation of the checkpoint used, if any.
+    pub checkpoint_generation: Option<u64>,
+    /// Why newer checkpoints were not used (empty when the newest was).
+    pub checkpoint_fallbacks: Vec<String>,
+    /// True when no checkpoint was usable and every segment was read.
+    pub full_replay: bool,
+    /// Segments scanned.
+    pub segments_scanned: u64,
+    /// Records read.
+    pub records_scanned: u64,
+    /// Bytes of records read.
+    pub bytes_scanned: u64,
+    /// Torn tails found (and zeroed).
+    pub torn_tails: u64,
+    /// Bytes zeroed at torn tails.
+    pub torn_bytes_truncated: u64,
+    /// Damaged records skipped (`recovery_mode = skip`).
+    pub corrupt_records_skipped: u64,
+    /// Segments skipped because their header is damaged (`recovery_mode = skip`).
+    pub corrupt_segments_skipped: u64,
+    /// Transactions that had written records but never committed.
+    pub uncommitted_transactions_discarded: u64,
+    /// How long replay took.
+    pub duration: Duration,
+}
+
+/// A directory opened for replay.
+#[derive(Debug)]
+pub(crate) struct OpenedDir {
+    pub(crate) path: PathBuf,
+    pub(crate) segments: Vec<Arc<Segment>>,
+    pub(crate) lock: DirLock,
+}
+
+/// Everything the channel needs after replay.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub(crate) state: QueueState,
+    pub(crate) report: RecoveryReport,
+    pub(crate) last_seq: u64,
+    pub(crate) next_txn: u64,
+    pub(crate) next_segment: u32,
+    pub(crate) dirs: Vec<OpenedDir>,
+    /// Per directory: end of the valid records in its newest segment.
+    pub(crate) tails: Vec<u64>,
+    /// Generation for the next checkpoint.
+    pub(crate) next_generation: u64,
+    /// Scan starts of the checkpoint used, per directory: segments at or after it must be kept
+    /// until a newer pair of checkpoints no longer needs them.
+    pub(crate) retained_from: Vec<Option<LogPosition>>,
+}
+
+/// What replay needs from a record's payload (a Put's body is never read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload {
+    /// A Put: nothing read.
+    Put,
+    /// A Take: where the taken Put starts.
+    Take(RecordPtr),
+    /// A Commit or Rollback: how many records the transaction wrote.
+    Count(u32),
+}
+
+enum Effect {
+    Puts(Vec<(RecordPtr, u32)>),
+    Takes(Vec<RecordPtr>),
+}
+
+struct CommitEvent {
+    seq: u64,
+    effect: Effect,
+}
+
+#[derive(Default)]
+struct PendingTxn {
+    puts: Vec<(RecordPtr, u32)>,
+    takes: Vec<RecordPtr>,
+}
+
+struct BadRecord {
+    seg: Arc<Segment>,
+    offset: u64,
+    error: DecodeError,
+}
+
+#[derive(Default)]
+struct DirScan {
+    commits: Vec<CommitEvent>,
+    seg_ends: HashMap<SegmentId, u64>,
+    torn: Option<BadRecord>,
+    corrupt_skipped: u64,
+    records: u64,
+    bytes: u64,
+    segments: u64,
+    max_seq: u64,
+    max_txn: u64,
+    discarded: u64,
+    /// Commits whose record count did not match the records seen.
+    incomplete: u64,
+}
+
+/// Where one directory's scan starts and what counts as already checkpointed.
+#[derive(Clone, Copy)]
+struct ScanPlan {
+    start: LogPosition,
+    tail: LogPosition,
+}
+
+/// Opens and replays the channel's directories. Takes the directory locks.
+pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
+    let started = Instant::now();
+    let fs = &*cfg.file_system;
+    fs.create_dir_all(&cfg.checkpoint_dir)
+        .map_err(|e| Error::io("creating checkpoint dir", &cfg.checkpoint_dir, e))?;
+    let ckpt_lock = lock(fs, &cfg.checkpoint_dir)?;
+    let mut report = RecoveryReport::default();
+    let mut dirs = Vec::new();
+    let mut max_segment_on_disk = 0u32;
+    for (index, path) in cfg.data_dirs.iter().enumerate() {
+        let (dir, max_id) = open_dir(cfg, index, path, &mut report)?;
+        max_segment_on_disk = max_segment_on_disk.max(max_id);
+        dirs.push(dir);
+    }
+    let seg_dir: HashMap<SegmentId, usize> = dirs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| d.segments.iter().map(move |s| (s.id, i)))
+        .collect();
+    let all_segments: HashMap<SegmentId, Arc<Segment>> = dirs
+        .iter()
+        .flat_map(|d| d.segments.iter().map(|s| (s.id, s.clone())))
+        .collect();
+
+    let (candidates, max_generation) = load_checkpoints(fs, &cfg.checkpoint_dir, &mut report);
+
+    let mut chosen = None;
+    for ck in candidates {
+        match try_checkpoint(cfg, &dirs, &seg_dir, &all_segments, Some(&ck), &mut report)? {
+            Ok(built) => {
+                report.checkpoint_generation = Some(ck.generation);
+                chosen = Some((built, Some(ck)));
+                break;
+            }
+            Err(reason) => {
+                let reason = format!("checkpoint generation {}: {reason}", ck.generation);
+                tracing::warn!(%reason, "checkpoint not usable; trying an older one");
+                report.checkpoint_fallbacks.push(reason);
+            }
+        }
+    }
+    let (built, used) = match chosen {
+        Some(c) => c,
+        None => {
+            report.full_replay = true;
+            if !report.checkpoint_fallbacks.is_empty() {
+                tracing::warn!("no usable checkpoint: replaying every segment");
+            }
+            match try_checkpoint(cfg, &dirs, &seg_dir, &all_segments, None, &mut report)? {
+                Ok(b) => (b, None),
+                Err(reason) => {
+                    return Err(Error::io(
+                        "replaying",
+                        &cfg.data_dirs[0],
+                        std::io::Error::other(reason),
+                    ));
+                }
+            }
+        }
+    };
+    let Built {
+        state,
+        scans,
+        last_seq,
+        next_txn,
+        inflight_redelivered,
+    } = built;
+
+    // Torn tails: zero in place and sync, so the next append starts on clean bytes.
+    let mut tails = Vec::with_capacity(dirs.len());
+    for (i, scan) in scans.iter().enumerate() {
+        if let Some(torn) = &scan.torn {
+            let n = zero_tail(torn)?;
+            report.torn_tails += 1;
+            report.torn_bytes_truncated += n;
+            tracing::warn!(
+                segment = %torn.seg.path.display(),
+                offset = torn.offset,
+                bytes = n,
+                error = %torn.error,
+                "torn record at the tail of the log (an unfinished write at a crash): zeroed"
+            );
+        }
+        let tail = dirs[i]
+            .segments
+            .last()
+            .map_or(segment_header::LEN as u64, |s| {
+                scan.seg_ends
+                    .get(&s.id)
+                    .copied()
+                    .unwrap_or(segment_header::LEN as u64)
+            });
+        tails.push(tail);
+        report.corrupt_records_skipped += scan.corrupt_skipped;
+        report.segments_scanned += scan.segments;
+        report.records_scanned += scan.records;
+        report.bytes_scanned += scan.bytes;
+        report.uncommitted_transactions_discarded += scan.discarded;
+    }
+    report.events_restored = state.queue.len() as u64;
+    report.inflight_redelivered = inflight_redelivered;
+    report.duration = started.elapsed();
+    let retained_from = (0..dirs.len())
+        .map(|i| {
+            used.as_ref().and_then(|ck| {
+                ck.dirs
+                    .iter()
+                    .find(|d| seg_dir.get(&d.tail.segment) == Some(&i))
+                    .map(|d| d.scan_start)
+            })
+        })
+        .collect();
+    tracing::info!(
+        events = report.events_restored,
+        checkpoint = ?report.checkpoint_generation,
+        full_replay = report.full_replay,
+        segments = report.segments_scanned,
+        records = report.records_scanned,
+        torn_tails = report.torn_tails,
+        corrupt_skipped = report.corrupt_records_skipped,
+        duration_ms = report.duration.as_millis() as u64,
+        "replay finished"
+    );
+    Ok((
+        Recovered {
+            state,
+            report,
+            last_seq,
+            next_txn,
+            next_segment: max_segment_on_disk.saturating_add(1).max(1),
+            dirs,
+            tails,
+            next_generation: max_generation + 1,
+            retained_from,
+        },
+        ckpt_lock,
+    ))
+}
+
+fn lock(fs: &dyn FileSystem, dir: &Path) -> Result<DirLock> {
+    fs.lock_dir(dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            Error::io("locking directory", dir, e)
+        }
+    })
+}
+
+fn open_dir(
+    cfg: &FileChannelConfig,
+    index: usize,
+    path: &Path,
+    report: &mut RecoveryReport,
+) -> Result<(OpenedDir, u32)> {
+    let fs = &*cfg.file_system;
+    fs.create_dir_all(path)
+        .map_err(|e| Error::io("creating data dir", path, e))?;
+    let lock = lock(fs, path)?;
+    let names = fs
+        .list_dir(path)
+        .map_err(|e| Error::io("listing data dir", path, e))?;
+    let mut removed_tmp = false;
+    let mut ids = Vec::new();
+    for name in names {
+        if file_name::is_segment_tmp(&name) {
+            fs.remove_file(&path.join(&name))
+                .map_err(|e| Error::io("removing unfinished segment", path.join(&name), e))?;
+            removed_tmp = true;
+        } else if let Some(id) = file_name::parse_segment(&name) {
+            ids.push(id);
+        }
+    }
+    if removed_tmp {
+        fs.sync_dir(path)
+            .map_err(|e| Error::io("syncing data dir", path, e))?;
+    }
+    ids.sort_unstable();
+    let max_id = ids.last().copied().unwrap_or(0);
+    let mut segments = Vec::new();
+    for id in ids {
+        let seg_path = path.join(file_name::segment(id));
+        let seg = segment::open(fs, index, seg_path.clone(), SegmentId(id))?;
+        let mut header = [0u8; segment_header::LEN];
+        let checked = if seg.map.len() < segment_header::LEN as u64 + HEADER_LEN as u64 {
+            Err(DecodeError::Truncated {
+                needed: segment_header::LEN as u64 + HEADER_LEN as u64,
+                available: seg.map.len(),
+            })
+        } else {
+            seg.map
+                .read_into(0, &mut header)
+                .map_err(|_| DecodeError::Truncated {
+                    needed: segment_header::LEN as u64,
+                    available: 0,
+                })
+                .and_then(|()| segment_header::decode(&header))
+                .and_then(|h| {
+                    if h.segment_id == id {
+                        Ok(())
+                    } else {
+                        Err(DecodeError::Invalid {
+                            field: "segment id (differs from file name)",
+                            value: u64::from(h.segment_id),
+                        })
+                    }
+                })
+        };
+        match (checked, cfg.recovery_mode) {
+            (Ok(()), _) => segments.push(Arc::new(seg)),
+            (Err(source), RecoveryMode::Strict) => {
+                return Err(Error::Corrupt {
+                    path: seg_path,
+                    offset: 0,
+                    source,
+                });
+            }
+            (Err(source), _) => {
+                tracing::error!(segment = %seg_path.display(), error = %source, "damaged segment header: skipping the whole segment");
+                report.corrupt_segments_skipped += 1;
+            }
+        }
+    }
+    Ok((
+        OpenedDir {
+            path: path.to_path_buf(),
+            segments,
+            lock,
+        },
+        max_id,
+    ))
+}
+
+/// Reads every checkpoint, newest first. Returns the decodable ones and the highest generation
+/// seen on disk (valid or not).
+fn load_checkpoints(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    report: &mut RecoveryReport,
+) -> (Vec<Checkpoint>, u64) {
+    let names = match fs.list_dir(dir) {
+        Ok(n) => n,
+        Err(e) => {
+            report
+                .checkpoint_fallbacks
+                .push(format!("cannot list {}: {e}", dir.display()));
+            return (Vec::new(), 0);
+        }
+    };
+    let mut gens: Vec<u64> = names
+        .iter()
+        .filter_map(|n| file_name::parse_checkpoint(n))
+        .collect();
+    gens.sort_unstable_by(|a, b| b.cmp(a));
+    let max_gen = gens.first().copied().unwrap_or(0);
+    let mut out = Vec::new();
+    for g in gens {
+        let path = dir.join(file_name::checkpoint(g));
+        let loaded = read_file(fs, &path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            .and_then(|bytes| {
+                checkpoint::decode(&bytes)
+                    .map_err(|e| format!("{} is damaged: {e}", path.display()))
+            })
+            .and_then(|ck| {
+                if ck.generation == g {
+                    Ok(ck)
+                } else {
+                    Err(format!(
+                        "{} holds generation {}",
+                        path.display(),
+                        ck.generation
+                    ))
+                }
+            });
+        match loaded {
+            Ok(ck) => out.push(ck),
+            Err(reason) => {
+                tracing::warn!(%reason, "checkpoint not usable");
+                report.checkpoint_fallbacks.push(reason);
+            }
+        }
+    }
+    (out, max_gen)
+}
+
+pub(crate) fn read_file(fs: &dyn FileSystem, path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = fs.open(path, false)?;
+    let len = f.len()?;
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+struct Built {
+    state: QueueState,
+    scans: Vec<DirScan>,
+    last_seq: u64,
+    next_txn: u64,
+    inflight_redelivered: u64,
+}
+
+/// Replays against one checkpoint (or none). The outer error is fatal (strict-mode corruption,
+/// I/O); the inner one says why this checkpoint does not fit the log.
+fn try_checkpoint(
+    cfg: &FileChannelConfig,
+    dirs: &[OpenedDir],
+    seg_dir: &HashMap<SegmentId, usize>,
+    all_segments: &HashMap<SegmentId, Arc<Segment>>,
+    ck: Option<&Checkpoint>,
+    report: &mut RecoveryReport,
+) -> Result<std::result::Result<Built, String>> {
+    let origin = LogPosition::new(0, 0);
+    let mut plans: Vec<ScanPlan> = vec![
+        ScanPlan {
+            start: origin,
+            tail: origin
+        };
+        dirs.len()
+    ];
+    let mut planned = vec![false; dirs.len()];
+    if let Some(ck) = ck {
+        for d in &ck.dirs {
+            let Some(&i) = seg_dir.get(&d.tail.segment) else {
+                return Ok(Err(format!(
+                    "it names segment {} (log end), which no data directory holds",
+                    d.tail.segment
+                )));
+            };
+            if planned[i] {
+                return Ok(Err(format!(
+                    "two entries name data directory {}",
+                    dirs[i].path.display()
+                )));
+            }
+            if !seg_dir.contains_key(&d.scan_start.segment)
+                && d.scan_start.segment != d.tail.segment
+            {
+                return Ok(Err(format!(
+                    "replay would start in segment {}, which is missing",
+                    d.scan_start.segment
+                )));
+            }
+            planned[i] = true;
+            plans[i] = ScanPlan {
+                start: d.scan_start,
+                tail: d.tail,
+            };
+        }
+    }
+    let committing: HashSet<u64> = ck
+        .map(|c| c.committing.iter().copied().collect())
+        .unwrap_or_default();
+    let total: u64 = dirs
+        .iter()
+        .zip(&plans)
+        .map(|(d, p)| {
+            d.segments
+                .iter()
+                .filter(|s| s.id >= p.start.segment)
+                .count() as u64
+        })
+        .sum();
+    let mut progress = Progress {
+        cfg,
+        done: 0,
+        total,
+        bytes: 0,
+    };
+    let mut scans = Vec::with_capacity(dirs.len());
+    for (d, plan) in dirs.iter().zip(&plans) {
+        let scan = scan_dir(
+            cfg.recovery_mode,
+            &d.segments,
+            *plan,
+            &committing,
+            &mut progress,
+        )?;
+        if let Some(end) = scan.seg_ends.get(&plan.tail.segment) {
+            if plan.tail.offset > *end {
+                return Ok(Err(format!(
+                    "it covers segment {} up to offset {}, but the valid log there ends at {}",
+                    plan.tail.segment, plan.tail.offset, end
+                )));
+            }
+        } else if ck.is_some() && plan.tail != origin {
+            return Ok(Err(format!(
+                "segment {} was not readable",
+                plan.tail.segment
+            )));
+        }
+        if ck.is_some() && scan.incomplete > 0 {
+            return Ok(Err(format!(
+                "{} committed transactions in {} have records before the checkpoint's replay start",
+                scan.incomplete,
+                d.path.display()
+            )));
+        }
+        scans.push(scan);
+    }
+
+    // Apply commits from every directory in sequence order.
+    let mut commits: Vec<&CommitEvent> = scans.iter().flat_map(|s| s.commits.iter()).collect();
+    commits.sort_by_key(|c| c.seq);
+    let mut queued_bytes = ck.map_or(0, |c| c.queued_bytes);
+    let mut added: Vec<(RecordPtr, u32)> = Vec::new();
+    let mut removed: HashSet<RecordPtr> = HashSet::new();
+    for c in commits {
+        match &c.effect {
+            Effect::Puts(p) => added.extend_from_slice(p),
+            Effect::Takes(t) => removed.extend(t.iter().copied()),
+        }
+    }
+    let base: &[RecordPtr] = ck.map_or(&[], |c| &c.queue);
+    let inflight = ck.map_or(0, |c| c.inflight) as usize;
+    let mut state = QueueState::default();
+    let mut queue = VecDeque::with_capacity(base.len() + added.len());
+    let mut inflight_redelivered = 0u64;
+    for (i, ptr) in base.iter().enumerate() {
+        let Some(seg) = all_segments.get(&ptr.segment) else {
+            return Ok(Err(format!(
+                "its queue refers to segment {}, which is missing",
+                ptr.segment
+            )));
+        };
+        if ptr.offset < segment_header::LEN as u64 || ptr.offset + HEADER_LEN as u64 > seg.map.len()
+        {
+            return Ok(Err(format!(
+                "its queue refers to {ptr}, outside the segment"
+            )));
+        }
+        if removed.remove(ptr) {
+            match read_put_len(seg, ptr.offset) {
+                Ok(len) => queued_bytes = queued_bytes.saturating_sub(u64::from(len)),
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "its queue refers to {ptr}, which is not a valid event: {e}"
+                    )));
+                }
+            }
+            continue;
+        }
+        if i < inflight {
+            inflight_redelivered += 1;
+        }
+        queue.push_back(*ptr);
+    }
+    for (ptr, len) in added {
+        if removed.remove(&ptr) {
+            continue;
+        }
+        queued_bytes += u64::from(len);
+        queue.push_back(ptr);
+    }
+    if ck.is_some() && !removed.is_empty() {
+        // A committed take of an event that is neither in the snapshot nor put after it.
+        return Ok(Err(format!(
+            "{} committed takes refer to events the checkpoint does not hold",
+            removed.len()
+        )));
+    }
+    for ptr in &queue {
+        state.add_live(*ptr);
+    }
+    state.queue = queue;
+    state.queued_bytes = queued_bytes;
+    state.reserved_events = state.queue.len() as u64;
+    state.reserved_bytes = queued_bytes;
+    let last_seq = scans
+        .iter()
+        .map(|s| s.max_seq)
+        .max()
+        .unwrap_or(0)
+        .max(ck.map_or(0, |c| c.last_seq));
+    let next_txn = scans
+        .iter()
+        .map(|s| s.max_txn + 1)
+        .max()
+        .unwrap_or(1)
+        .max(ck.map_or(1, |c| c.next_txn));
+    let _ = report;
+    Ok(Ok(Built {
+        state,
+        scans,
+        last_seq,
+        next_txn,
+        inflight_redelivered,
+    }))
+}
+
+struct Progress<'a> {
+    cfg: &'a FileChannelConfig,
+    done: u64,
+    total: u64,
+    bytes: u64,
+}
+
+impl Progress<'_> {
+    fn segment_done(&mut self, seg: &Segment, bytes: u64) {
+        self.done += 1;
+        self.bytes += bytes;
+        if let Some(cb) = &self.cfg.replay_progress {
+            cb(&ReplayProgress {
+                segment: seg.path.clone(),
+                segments_done: self.done,
+                segments_total: self.total,
+                bytes_scanned: self.bytes,
+            });
+        }
+        tracing::debug!(segment = %seg.path.display(), done = self.done, total = self.total, "replayed segment");
+    }
+}
+
+fn read_put_len(seg: &Segment, offset: u64) -> std::result::Result<u32, DecodeError> {
+    let (h, _) = read_record(seg, offset, 0)?;
+    if h.kind != Kind::Put {
+        return Err(DecodeError::Invalid {
+            field: "record kind (expected Put)",
+            value: h.kind as u64,
+        });
+    }
+    Ok(h.len)
+}
+
+/// Reads and checks the record at `offset`: header, bounds, CRC, and `seq > after_seq`.
+/// Returns the header and what its payload says that replay needs.
+pub(crate) fn read_record(
+    seg: &Segment,
+    offset: u64,
+    after_seq: u64,
+) -> std::result::Result<(RecordHeader, Payload), DecodeError> {
+    let mut hb = [0u8; HEADER_LEN];
+    seg.map
+        .read_into(offset, &mut hb)
+        .map_err(|_| DecodeError::Truncated {
+            needed: offset + HEADER_LEN as u64,
+            available: seg.map.len(),
+        })?;
+    let h = record::decode_header(&hb)?;
+    let end = offset.saturating_add(h.record_len());
+    if end > seg.map.len() {
+        return Err(DecodeError::Truncated {
+            needed: end,
+            available: seg.map.len(),
+        });
+    }
+    let mut result = Ok(Payload::Put);
+    let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
+    seg.map
+        .visit(offset, len, &mut |bytes| {
+            result = record::verify(&h, bytes).and_then(|()| {
+                let payload = &bytes[HEADER_LEN..];
+                match h.kind {
+                    Kind::Put => Ok(Payload::Put),
+                    Kind::Take => record::decode_take(payload).map(Payload::Take),
+                    Kind::Commit | Kind::Rollback => {
+                        record::decode_marker(payload).map(Payload::Count)
+                    }
+                }
+            });
+        })
+        .map_err(|_| DecodeError::Truncated {
+            needed: end,
+            available: seg.map.len(),
+        })?;
+    let target = result?;
+    if h.seq <= after_seq {
+        return Err(DecodeError::Invalid {
+            field: "sequence number (not increasing)",
+            value: h.seq,
+        });
+    }
+    Ok((h, target))
+}
+
+/// Finds the next offset after `from` in `seg` where a valid record with `seq > after_seq`
+/// starts. Skips runs of zeros quickly (segments are preallocated with zeros).
+fn resync(seg: &Segment, from: u64, after_seq: u64) -> Option<u64> {
+    let len = seg.map.len();
+    let mut pos = from;
+    while pos + HEADER_LEN as u64 <= len {
+        // Jump to the next byte that could be a record kind (1..=4) at header offset 24.
+        let mut next = None;
+        let window = (len - pos).min(1 << 20) as usize;
+        let _ = seg.map.visit(pos, window, &mut |bytes| {
+            next = bytes
+                .iter()
+                .skip(24)
+                .position(|b| (1..=4).contains(b))
+                .map(|i| i as u64);
+        });
+        match next {
+            None => {
+                pos += (window as u64).saturating_sub(24).max(1);
+                continue;
+            }
+            Some(i) => {
+                let candidate = pos + i;
+                if read_record(seg, candidate, after_seq).is_ok() {
+                    return Some(candidate);
+                }
+                pos = candidate + 1;
+            }
+        }
+    }
+    None
+}
+
+fn scan_dir(
+    mode: RecoveryMode,
+    segments: &[Arc<Segment>],
+    plan: ScanPlan,
+    committing: &HashSet<u64>,
+    progress: &mut Progress<'_>,
+) -> Result<DirScan> {
+    let mut scan = DirScan::default();
+    let mut pending: HashMap<u64, PendingTxn> = HashMap::new();
+    let mut last_seq = 0u64;
+    let mut bad: Option<BadRecord> = None;
+    for seg in segments.iter().filter(|s| s.id >= plan.start.segment) {
+        let mut off = if seg.id == plan.start.segment {
+            plan.start.offset.max(segment_header::LEN as u64)
+        } else {
+            segment_header::LEN as u64
+        };
+        let seg_start = off;
+        scan.segments += 1;
+        while off + HEADER_LEN as u64 <= seg.map.len() {
+            let mut hb = [0u8; HEADER_LEN];
+            if seg.map.read_into(off, &mut hb).is_err() || record::is_end_marker(&hb) {
+                break;
+            }
+            match read_record(seg, off, last_seq) {
+                Ok((h, payload)) => {
+                    if let Some(b) = bad.take() {
+                        corruption(mode, &b, &mut scan)?;
+                    }
+                    let ptr = RecordPtr {
+                        segment: seg.id,
+                        offset: off,
+                    };
+                    apply_record(&h, ptr, payload, plan, committing, &mut pending, &mut scan);
+                    last_seq = h.seq;
+                    scan.max_seq = scan.max_seq.max(h.seq);
+                    scan.max_txn = scan.max_txn.max(h.txn);
+                    scan.records += 1;
+                    off += h.record_len();
+                }
+                Err(error) => match resync(seg, off + 1, last_seq) {
+                    Some(next) => {
+                        let b = BadRecord {
+                            seg: seg.clone(),
+                            offset: off,
+                            error,
+                        };
+                        corruption(mode, &b, &mut scan)?;
+                        off = next;
+                    }
+                    None => {
+                        if let Some(prev) = bad.take() {
+                            corruption(mode, &prev, &mut scan)?;
+                        }
+                        bad = Some(BadRecord {
+                            seg: seg.clone(),
+                            offset: off,
+                            error,
+                        });
+                        break;
+                    }
+                },
+            }
+        }
+        scan.seg_ends.insert(seg.id, off);
+        scan.bytes += off - seg_start;
+        progress.segment_done(seg, off - seg_start);
+    }
+    scan.torn = bad;
+    scan.discarded = pending.len() as u64;
+    Ok(scan)
+}
+
+fn corruption(mode: RecoveryMode, b: &BadRecord, scan: &mut DirScan) -> Result<()> {
+    match mode {
+        RecoveryMode::Strict => Err(Error::Corrupt {
+            path: b.seg.path.clone(),
+            offset: b.offset,
+            source: b.error.clone(),
+        }),
+        _ => {
+            tracing::error!(segment = %b.seg.path.display(), offset = b.offset, error = %b.error, "damaged record skipped");
+            scan.corrupt_skipped += 1;
+            Ok(())
+        }
+    }
+}
+
+fn apply_record(
+    h: &RecordHeader,
+    ptr: RecordPtr,
+    payload: Payload,
+    plan: ScanPlan,
+    committing: &HashSet<u64>,
+    pending: &mut HashMap<u64, PendingTxn>,
+    scan: &mut DirScan,
+) {
+    match h.kind {
+        Kind::Put => pending.entry(h.txn).or_default().puts.push((ptr, h.len)),
+        Kind::Take => {
+            if let Payload::Take(t) = payload {
+                pending.entry(h.txn).or_default().takes.push(t);
+            }
+        }
+        Kind::Rollback => {
+            pending.remove(&h.txn);
+        }
+        Kind::Commit => {
+            let txn = pending.remove(&h.txn).unwrap_or_default();
+            let before_tail = ptr < plan.tail;
+            if before_tail && !committing.contains(&h.txn) {
+                return; // already reflected in the checkpoint's queue
+            }
+            let expected = match payload {
+                Payload::Count(n) => Some(n),
+                _ => None,
+            };
+            let seen = txn.puts.len() + txn.takes.len();
+            if expected.is_some_and(|n| n as usize != seen) {
+                scan.incomplete += 1;
+            }
+            let effect = if txn.takes.is_empty() {
+                Effect::Puts(txn.puts)
+            } else {
+                Effect::Takes(txn.takes)
+            };
+            scan.commits.push(CommitEvent { seq: h.seq, effect });
+        }
+    }
+}
+
+/// Zeroes a torn tail from its offset to the last non-zero byte of the segment, then syncs.
+fn zero_tail(torn: &BadRecord) -> Result<u64> {
+    let seg = &torn.seg;
+    let len = seg.map.len();
+    let mut last_nonzero = torn.offset;
+    let mut pos = torn.offset;
+    while pos < len {
+        let window = (len - pos).min(1 << 20) as usize;
+        let _ = seg.map.visit(pos, window, &mut |bytes| {
+            if let Some(i) = bytes.iter().rposition(|b| *b != 0) {
+                last_nonzero = pos + i as u64 + 1;
+            }
+        });
+        pos += window as u64;
+    }
+    let n = last_nonzero.saturating_sub(torn.offset);
+    let zeros = vec![0u8; (n as usize).min(1 << 20)];
+    let mut off = torn.offset;
+    while off < last_nonzero {
+        let k = ((last_nonzero - off) as usize).min(zeros.len());
+        seg.file
+            .write_all_at(&zeros[..k], off)
+            .map_err(|e| Error::io("zeroing torn tail", &seg.path, e))?;
+        off += k as u64;
+    }
+    seg.file
+        .sync_data()
+        .map_err(|e| Error::io("syncing after zeroing torn tail", &seg.path, e))?;
+    Ok(n)
+}
