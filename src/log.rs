@@ -26,7 +26,7 @@ use crate::format::record::{self, Unsealed};
 use crate::format::segment_header;
 use crate::group_commit::GroupCommit;
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
-use crate::io::{FileSystem, StorageFile};
+use crate::io::FileSystem;
 use crate::poison::Poison;
 use crate::segment::{self, Segment, SegmentTable};
 
@@ -292,9 +292,14 @@ impl DirLog {
         }
     }
 
-    /// The active segment's file (for tests and tools).
-    #[allow(dead_code)]
-    pub(crate) fn active_file(&self) -> Arc<dyn StorageFile> {
-        self.writer.lock().active.file.clone()
+}
+
+impl Drop for DirLog {
+    /// Joins the preallocation thread: the directory lock is released right after the logs are
+    /// dropped, and no thread of ours may still be writing into the directory by then.
+    fn drop(&mut self) {
+        if let Some(h) = self.writer.get_mut().spare.take() {
+            let _ = h.join();
+        }
     }
 }

@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tidegate::{Event, FileChannel, FileChannelConfig};
+
+/// A config over `root/ckpt` and `root/data`, with small segments so tests roll often.
+pub fn cfg(root: &Path) -> FileChannelConfig {
+    FileChannelConfig::new(root.join("ckpt"), vec![root.join("data")])
+        .minimum_required_space(1 << 20)
+        .max_segment_size(64 << 10)
+        .max_event_size(8 << 10)
+        .keep_alive(Duration::from_millis(50))
+}
+
+pub fn data_dir(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
+pub fn ev(i: u64) -> Event {
+    Event::new(format!("event-{i}").into_bytes()).with_header("i", i.to_string())
+}
+
+pub fn id_of(e: &Event) -> u64 {
+    e.headers().get("i").and_then(|v| v.parse().ok()).expect("test event has an id header")
+}
+
+/// Puts and commits events `range` in one transaction.
+pub fn put_range(ch: &FileChannel, range: std::ops::Range<u64>) {
+    let mut tx = ch.transaction();
+    for i in range {
+        tx.put(ev(i)).expect("put");
+    }
+    tx.commit().expect("commit");
+}
+
+/// Takes and commits everything, returning the ids in order.
+pub fn drain(ch: &FileChannel) -> Vec<u64> {
+    let mut out = Vec::new();
+    loop {
+        let mut tx = ch.transaction();
+        let evs = tx.take_batch(1000, Duration::ZERO).expect("take");
+        if evs.is_empty() {
+            tx.commit().expect("commit");
+            return out;
+        }
+        out.extend(evs.iter().map(id_of));
+        tx.commit().expect("commit");
+    }
+}
+
+/// Segment files in a directory, sorted.
+pub fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checkpoint files, newest first.
+pub fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-")))
+        .collect();
+    v.sort();
+    v.reverse();
+    v
+}
