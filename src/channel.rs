@@ -101,10 +101,10 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        if !self.finished {
-            if let Err(e) = self.ops.rollback() {
-                tracing::warn!(error = %e, "rollback of a dropped transaction failed");
-            }
+        if !self.finished
+            && let Err(e) = self.ops.rollback()
+        {
+            tracing::warn!(error = %e, "rollback of a dropped transaction failed");
         }
     }
 }

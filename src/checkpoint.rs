@@ -163,16 +163,17 @@ fn prune_checkpoints(inner: &Inner, generation: u64) {
     let Ok(names) = fs.list_dir(dir) else { return };
     let mut removed = false;
     for name in names {
-        if let Some(g) = file_name::parse_checkpoint(&name) {
-            if g + 1 < generation && fs.remove_file(&dir.join(&name)).is_ok() {
-                removed = true;
-            }
+        if let Some(g) = file_name::parse_checkpoint(&name)
+            && g + 1 < generation
+            && fs.remove_file(&dir.join(&name)).is_ok()
+        {
+            removed = true;
         }
     }
-    if removed {
-        if let Err(e) = fs.sync_dir(dir) {
-            tracing::warn!(error = %e, "syncing the checkpoint dir after pruning failed");
-        }
+    if removed
+        && let Err(e) = fs.sync_dir(dir)
+    {
+        tracing::warn!(error = %e, "syncing the checkpoint dir after pruning failed");
     }
 }
 

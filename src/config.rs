@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::io::{FileSystem, StdFs};
 use crate::replay::ReplayProgress;
 
+/// A replay progress callback.
+pub type ProgressCallback = Arc<dyn Fn(&ReplayProgress) + Send + Sync>;
+
 /// When a commit's records reach the disk.
 ///
 /// | policy | commit returns after | a process crash loses | a power loss loses |
@@ -60,7 +63,7 @@ pub struct FileChannelConfig {
     pub(crate) fsync: FsyncPolicy,
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) file_system: Arc<dyn FileSystem>,
-    pub(crate) replay_progress: Option<Arc<dyn Fn(&ReplayProgress) + Send + Sync>>,
+    pub(crate) replay_progress: Option<ProgressCallback>,
 }
 
 impl fmt::Debug for FileChannelConfig {
@@ -296,10 +299,10 @@ impl FileChannelConfig {
                 format!("{:?} is below the minimum of 1s", self.checkpoint_interval),
             );
         }
-        if let FsyncPolicy::Interval(d) = self.fsync {
-            if d.is_zero() {
-                return bad("fsync", "interval must be above zero".into());
-            }
+        if let FsyncPolicy::Interval(d) = self.fsync
+            && d.is_zero()
+        {
+            return bad("fsync", "interval must be above zero".into());
         }
         Ok(())
     }

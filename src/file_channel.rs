@@ -554,10 +554,11 @@ impl FileTxn {
             ch.check_space(dir)?;
         }
         let threshold = self.spill_threshold();
-        if let Mode::Put(p) = &self.mode {
-            if !p.buf.is_empty() && p.buf.len() + HEADER_LEN + size as usize > threshold {
-                self.spill()?;
-            }
+        if let Mode::Put(p) = &self.mode
+            && !p.buf.is_empty()
+            && p.buf.len() + HEADER_LEN + size as usize > threshold
+        {
+            self.spill()?;
         }
         self.reserve(size)?;
         let Mode::Put(p) = &mut self.mode else {

@@ -34,6 +34,8 @@
 
 pub mod channel;
 mod checkpoint;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod event;
@@ -58,3 +60,8 @@ pub use file_channel::FileChannel;
 pub use memory_channel::{MemoryChannel, MemoryChannelConfig};
 pub use replay::{RecoveryReport, ReplayProgress};
 pub use stats::ChannelStats;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -24,7 +24,7 @@ pub(crate) struct Segment {
     pub(crate) map: Arc<dyn MappedRegion>,
 }
 
-const ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
+static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `tidegate` binary: see `tidegate --help`.
+
+fn main() -> std::process::ExitCode {
+    tidegate::cli::main()
+}

@@ -320,7 +320,7 @@ pub fn decode_marker(payload: &[u8]) -> Result<u32, DecodeError> {
 mod tests {
     use super::*;
 
-    fn sealed(buf: &mut Vec<u8>, u: Unsealed, seq: u64) {
+    fn sealed(buf: &mut [u8], u: Unsealed, seq: u64) {
         seal(buf, &u, seq);
     }
 

@@ -60,6 +60,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
+    /// True when the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Sets the length (grows with zeros or shrinks). Never called on a mapped file to shrink it.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Writes all of `buf` at `offset`.
@@ -78,6 +82,10 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
 pub trait MappedRegion: Send + Sync + fmt::Debug {
     /// Length of the region in bytes.
     fn len(&self) -> u64;
+    /// True when the region is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Calls `f` with the bytes `offset..offset + len`; fails with `UnexpectedEof` if that range
     /// is not inside the region. The slice is valid only during the call.
     fn visit(&self, offset: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> io::Result<()>;
