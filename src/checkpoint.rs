@@ -170,9 +170,7 @@ fn prune_checkpoints(inner: &Inner, generation: u64) {
             removed = true;
         }
     }
-    if removed
-        && let Err(e) = fs.sync_dir(dir)
-    {
+    if removed && let Err(e) = fs.sync_dir(dir) {
         tracing::warn!(error = %e, "syncing the checkpoint dir after pruning failed");
     }
 }

@@ -12,7 +12,8 @@
 //! # Roll protocol
 //! `fdatasync` the full segment (so only the newest non-empty segment of a directory can ever
 //! hold a torn tail), then switch to the spare that a background thread preallocated (or create
-//! one now), register it for reads, and start preparing the next spare.
+//! one now) and register it for reads. The next spare is started once the new segment is half
+//! full.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,9 +102,7 @@ impl DirLog {
         active: Arc<Segment>,
         tail: u64,
     ) -> Self {
-        let spare = Some(Self::spawn_spare(&shared, index, &path));
-        let durable_start = 0;
-        let log = DirLog {
+        DirLog {
             index,
             path,
             shared,
@@ -111,12 +110,10 @@ impl DirLog {
                 active,
                 tail,
                 appended: 0,
-                spare,
+                spare: None,
             }),
             sync: GroupCommit::default(),
-        };
-        log.sync.mark_durable(durable_start);
-        log
+        }
     }
 
     fn spawn_spare(
@@ -200,6 +197,11 @@ impl DirLog {
         }
         out.end = w.appended;
         hook(&out);
+        // Prepare the next segment once this one is half full: idle channels never preallocate,
+        // busy ones find a spare ready when they roll.
+        if w.spare.is_none() && w.tail > room / 2 {
+            w.spare = Some(Self::spawn_spare(&self.shared, self.index, &self.path));
+        }
         Ok(out)
     }
 
@@ -242,7 +244,6 @@ impl DirLog {
         tracing::debug!(dir = %self.path.display(), segment = %seg.id, "rolled to a new segment");
         w.active = seg;
         w.tail = segment_header::LEN as u64;
-        w.spare = Some(Self::spawn_spare(&self.shared, self.index, &self.path));
         Ok(())
     }
 
@@ -291,7 +292,6 @@ impl DirLog {
             self.shared.segments.insert(Arc::new(seg));
         }
     }
-
 }
 
 impl Drop for DirLog {

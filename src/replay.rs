@@ -598,7 +598,9 @@ fn try_checkpoint(
             )));
         };
         if let Err(e) = check_put_header(seg, ptr.offset) {
-            return Ok(Err(format!("its queue refers to {ptr}, which is not an event in the log: {e}")));
+            return Ok(Err(format!(
+                "its queue refers to {ptr}, which is not an event in the log: {e}"
+            )));
         }
         if removed.remove(ptr) {
             match read_put_len(seg, ptr.offset) {
@@ -686,18 +688,30 @@ impl Progress<'_> {
 /// checkpoint whose queue points at bytes that are not there is not used.
 fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(), DecodeError> {
     if offset < segment_header::LEN as u64 {
-        return Err(DecodeError::Invalid { field: "record offset", value: offset });
+        return Err(DecodeError::Invalid {
+            field: "record offset",
+            value: offset,
+        });
     }
     let mut hb = [0u8; HEADER_LEN];
     seg.map
         .read_into(offset, &mut hb)
-        .map_err(|_| DecodeError::Truncated { needed: offset + HEADER_LEN as u64, available: seg.map.len() })?;
+        .map_err(|_| DecodeError::Truncated {
+            needed: offset + HEADER_LEN as u64,
+            available: seg.map.len(),
+        })?;
     let h = record::decode_header(&hb)?;
     if h.kind != Kind::Put {
-        return Err(DecodeError::Invalid { field: "record kind (expected Put)", value: h.kind as u64 });
+        return Err(DecodeError::Invalid {
+            field: "record kind (expected Put)",
+            value: h.kind as u64,
+        });
     }
     if offset.saturating_add(h.record_len()) > seg.map.len() {
-        return Err(DecodeError::Truncated { needed: offset + h.record_len(), available: seg.map.len() });
+        return Err(DecodeError::Truncated {
+            needed: offset + h.record_len(),
+            available: seg.map.len(),
+        });
     }
     Ok(())
 }

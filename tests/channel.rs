@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use common::{cfg, drain, ev, id_of, put_range};
 use tidegate::io::{FaultyFs, StdFs};
-use tidegate::{Channel, Error, Event, FileChannel, FsyncPolicy, MemoryChannel, MemoryChannelConfig};
+use tidegate::{
+    Channel, Error, Event, FileChannel, FsyncPolicy, MemoryChannel, MemoryChannelConfig,
+};
 
 #[test]
 fn committed_events_come_out_in_commit_order() {
@@ -27,7 +29,10 @@ fn uncommitted_puts_are_invisible_and_rollback_discards_them() {
     let mut tx = ch.transaction();
     tx.put(ev(1)).expect("put");
     let mut reader = ch.transaction();
-    assert!(reader.take().expect("take").is_none(), "uncommitted put was visible");
+    assert!(
+        reader.take().expect("take").is_none(),
+        "uncommitted put was visible"
+    );
     reader.commit().expect("commit");
     tx.rollback().expect("rollback");
     {
@@ -36,7 +41,11 @@ fn uncommitted_puts_are_invisible_and_rollback_discards_them() {
     }
     assert!(drain(&ch).is_empty());
     assert_eq!(ch.stats().size, 0);
-    assert_eq!(ch.stats().fill_percent, 0.0, "rolled back puts must release capacity");
+    assert_eq!(
+        ch.stats().fill_percent,
+        0.0,
+        "rolled back puts must release capacity"
+    );
 }
 
 #[test]
@@ -45,7 +54,12 @@ fn rolled_back_takes_return_to_the_head_in_order() {
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     put_range(&ch, 0..5);
     let mut tx = ch.transaction();
-    let first: Vec<u64> = tx.take_batch(3, Duration::ZERO).expect("take").iter().map(id_of).collect();
+    let first: Vec<u64> = tx
+        .take_batch(3, Duration::ZERO)
+        .expect("take")
+        .iter()
+        .map(id_of)
+        .collect();
     assert_eq!(first, vec![0, 1, 2]);
     tx.rollback().expect("rollback");
     {
@@ -63,12 +77,18 @@ fn a_transaction_holds_puts_or_takes_not_both() {
     put_range(&ch, 0..1);
     let mut tx = ch.transaction();
     tx.put(ev(9)).expect("put");
-    assert!(matches!(tx.take(), Err(Error::MixedTransaction { has: "puts" })));
+    assert!(matches!(
+        tx.take(),
+        Err(Error::MixedTransaction { has: "puts" })
+    ));
     tx.commit().expect("still usable");
     let mut tx = ch.transaction();
     assert!(tx.take().expect("take").is_some());
     let err = tx.put(ev(10)).expect_err("put in a take transaction");
-    assert!(matches!(err.error, Error::MixedTransaction { has: "takes" }));
+    assert!(matches!(
+        err.error,
+        Error::MixedTransaction { has: "takes" }
+    ));
     assert_eq!(id_of(&err.into_event()), 10, "the event is handed back");
     tx.commit().expect("commit");
 }
@@ -85,7 +105,11 @@ fn transaction_capacity_is_enforced_and_the_transaction_stays_usable() {
     assert!(matches!(err.error, Error::TransactionFull { capacity: 3 }));
     tx.commit().expect("commit after the error");
     let mut tx = ch.transaction();
-    assert_eq!(tx.take_batch(10, Duration::ZERO).expect("take").len(), 3, "take_batch is capped too");
+    assert_eq!(
+        tx.take_batch(10, Duration::ZERO).expect("take").len(),
+        3,
+        "take_batch is capped too"
+    );
     tx.commit().expect("commit");
 }
 
@@ -101,7 +125,10 @@ fn oversized_events_are_refused_with_both_sizes_and_nothing_else_changes() {
             assert_eq!(*limit, 1024);
             assert!(*size > 2000);
             let msg = err.error.to_string();
-            assert!(msg.contains("1024") && msg.contains(&size.to_string()), "{msg}");
+            assert!(
+                msg.contains("1024") && msg.contains(&size.to_string()),
+                "{msg}"
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -113,18 +140,30 @@ fn oversized_events_are_refused_with_both_sizes_and_nothing_else_changes() {
 #[test]
 fn a_full_channel_waits_keep_alive_then_hands_the_event_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ch = FileChannel::open(cfg(dir.path()).capacity(3).keep_alive(Duration::from_millis(30))).expect("open");
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .capacity(3)
+            .keep_alive(Duration::from_millis(30)),
+    )
+    .expect("open");
     put_range(&ch, 0..3);
     let mut tx = ch.transaction();
     let err = tx.put(ev(3)).expect_err("full");
-    assert!(matches!(err.error, Error::ChannelFull { .. }), "{:?}", err.error);
+    assert!(
+        matches!(err.error, Error::ChannelFull { .. }),
+        "{:?}",
+        err.error
+    );
     assert_eq!(id_of(&err.event), 3);
     drop(tx);
     // Taking without committing does not free capacity; committing does.
     let mut taker = ch.transaction();
     assert!(taker.take().expect("take").is_some());
     let mut tx = ch.transaction();
-    assert!(matches!(tx.put(ev(3)).map_err(|e| e.error), Err(Error::ChannelFull { .. })));
+    assert!(matches!(
+        tx.put(ev(3)).map_err(|e| e.error),
+        Err(Error::ChannelFull { .. })
+    ));
     taker.commit().expect("commit take");
     tx.put(ev(3)).expect("room after the take committed");
     tx.commit().expect("commit");
@@ -134,7 +173,12 @@ fn a_full_channel_waits_keep_alive_then_hands_the_event_back() {
 #[test]
 fn a_blocked_put_proceeds_when_a_take_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ch = FileChannel::open(cfg(dir.path()).capacity(1).keep_alive(Duration::from_secs(30))).expect("open");
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .capacity(1)
+            .keep_alive(Duration::from_secs(30)),
+    )
+    .expect("open");
     put_range(&ch, 0..1);
     let producer = {
         let ch = ch.clone();
@@ -152,11 +196,20 @@ fn a_blocked_put_proceeds_when_a_take_commits() {
 #[test]
 fn capacity_bytes_limits_by_size() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ch = FileChannel::open(cfg(dir.path()).capacity_bytes(Some(300)).keep_alive(Duration::from_millis(10))).expect("open");
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .capacity_bytes(Some(300))
+            .keep_alive(Duration::from_millis(10)),
+    )
+    .expect("open");
     let mut tx = ch.transaction();
     tx.put(Event::new(vec![0u8; 200])).expect("fits");
-    let err = tx.put(Event::new(vec![0u8; 200])).expect_err("over the byte capacity");
-    assert!(matches!(&err.error, Error::ChannelFull { limit, .. } if limit.contains("capacity_bytes")));
+    let err = tx
+        .put(Event::new(vec![0u8; 200]))
+        .expect_err("over the byte capacity");
+    assert!(
+        matches!(&err.error, Error::ChannelFull { limit, .. } if limit.contains("capacity_bytes"))
+    );
     tx.commit().expect("commit");
 }
 
@@ -178,14 +231,21 @@ fn take_batch_waits_for_the_first_event() {
     assert_eq!(got.iter().map(id_of).collect::<Vec<_>>(), vec![0, 1, 2]);
     tx.commit().expect("commit");
     let mut tx = ch.transaction();
-    assert!(tx.take_batch(10, Duration::from_millis(5)).expect("empty").is_empty());
+    assert!(
+        tx.take_batch(10, Duration::from_millis(5))
+            .expect("empty")
+            .is_empty()
+    );
 }
 
 #[test]
 fn headers_and_bodies_round_trip_through_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
-    let original = Event::new(vec![0u8, 255, 10, 13]).with_header("host", "a").with_header("empty", "").with_header("ünï", "çødé");
+    let original = Event::new(vec![0u8, 255, 10, 13])
+        .with_header("host", "a")
+        .with_header("empty", "")
+        .with_header("ünï", "çødé");
     let mut tx = ch.transaction();
     tx.put(original.clone()).expect("put");
     tx.put(Event::new(Vec::new())).expect("empty body");
@@ -208,8 +268,15 @@ fn large_transactions_spill_and_survive_reopen() {
     for i in 0..4000 {
         tx.put(ev(i)).expect("put");
     }
-    assert!(common::segments(&common::data_dir(dir.path())).len() >= 3, "expected the spill to roll segments");
-    assert_eq!(ch.stats().size, 0, "spilled but uncommitted puts are not queued");
+    assert!(
+        common::segments(&common::data_dir(dir.path())).len() >= 3,
+        "expected the spill to roll segments"
+    );
+    assert_eq!(
+        ch.stats().size,
+        0,
+        "spilled but uncommitted puts are not queued"
+    );
     tx.commit().expect("commit");
     drop(ch); // no close: no final checkpoint
     let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
@@ -224,7 +291,8 @@ fn a_spilled_transaction_that_rolls_back_never_appears() {
     for i in 0..2000 {
         tx.put(ev(i)).expect("put");
     }
-    ch.checkpoint().expect("checkpoint while a spilled transaction is open");
+    ch.checkpoint()
+        .expect("checkpoint while a spilled transaction is open");
     tx.rollback().expect("rollback");
     put_range(&ch, 5000..5001);
     drop(ch);
@@ -241,7 +309,8 @@ fn a_spilled_transaction_that_commits_after_a_checkpoint_survives_a_crash() {
     for i in 3..1500 {
         tx.put(ev(i)).expect("put");
     }
-    ch.checkpoint().expect("checkpoint with spilled records before it");
+    ch.checkpoint()
+        .expect("checkpoint with spilled records before it");
     tx.commit().expect("commit");
     drop(ch); // crash: the checkpoint predates the commit
     let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
@@ -271,12 +340,20 @@ fn concurrent_producers_share_fsyncs() {
     assert_eq!(stats.put_successes, 8 * 50 * 10);
     assert_eq!(stats.commits, 400);
     // Each commit is durable, but syncs are shared: never more syncs than commits.
-    assert!(stats.fsyncs <= stats.commits, "fsyncs {} > commits {}", stats.fsyncs, stats.commits);
+    assert!(
+        stats.fsyncs <= stats.commits,
+        "fsyncs {} > commits {}",
+        stats.fsyncs,
+        stats.commits
+    );
     let mut got = drain(&ch);
     // Per producer, FIFO.
     for t in 0..8u64 {
         let mine: Vec<u64> = got.iter().copied().filter(|i| i / 1_000_000 == t).collect();
-        assert_eq!(mine, (0..500).map(|i| t * 1_000_000 + i).collect::<Vec<_>>());
+        assert_eq!(
+            mine,
+            (0..500).map(|i| t * 1_000_000 + i).collect::<Vec<_>>()
+        );
     }
     got.sort_unstable();
     got.dedup();
@@ -288,10 +365,13 @@ fn events_spread_over_several_data_dirs_replay_in_commit_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let config = || {
-        tidegate::FileChannelConfig::new(root.join("ckpt"), vec![root.join("d1"), root.join("d2"), root.join("d3")])
-            .minimum_required_space(1 << 20)
-            .max_segment_size(64 << 10)
-            .max_event_size(8 << 10)
+        tidegate::FileChannelConfig::new(
+            root.join("ckpt"),
+            vec![root.join("d1"), root.join("d2"), root.join("d3")],
+        )
+        .minimum_required_space(1 << 20)
+        .max_segment_size(64 << 10)
+        .max_event_size(8 << 10)
     };
     let ch = FileChannel::open(config()).expect("open");
     for b in 0..30 {
@@ -314,10 +394,16 @@ fn the_second_open_of_the_same_directories_fails_naming_the_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     let err = FileChannel::open(cfg(dir.path())).expect_err("second open");
-    assert!(matches!(&err, Error::Locked { dir: d } if d.ends_with("ckpt")), "{err:?}");
+    assert!(
+        matches!(&err, Error::Locked { dir: d } if d.ends_with("ckpt")),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("ckpt"));
     ch.close().expect("close");
-    FileChannel::open(cfg(dir.path())).expect("open after close").close().expect("close");
+    FileChannel::open(cfg(dir.path()))
+        .expect("open after close")
+        .close()
+        .expect("close");
 }
 
 #[test]
@@ -325,7 +411,12 @@ fn below_the_free_space_floor_puts_fail_but_the_channel_drains() {
     let dir = tempfile::tempdir().expect("tempdir");
     let fs = FaultyFs::new(Arc::new(StdFs));
     let faults = fs.faults().clone();
-    let ch = FileChannel::open(cfg(dir.path()).minimum_required_space(10 << 20).file_system(Arc::new(fs))).expect("open");
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .minimum_required_space(10 << 20)
+            .file_system(Arc::new(fs)),
+    )
+    .expect("open");
     put_range(&ch, 0..5);
     faults.set_free_space(Some(5 << 20));
     let mut tx = ch.transaction();
@@ -364,8 +455,14 @@ fn a_failed_fsync_poisons_the_channel_until_reopened() {
     faults.heal();
     // Stays poisoned: no retry is trusted.
     let mut tx = ch.transaction();
-    assert!(matches!(tx.put(ev(4)).map_err(|e| e.error), Err(Error::Poisoned { .. })));
-    assert!(matches!(tx.take(), Err(Error::MixedTransaction { .. }) | Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        tx.put(ev(4)).map_err(|e| e.error),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(
+        tx.take(),
+        Err(Error::MixedTransaction { .. }) | Err(Error::Poisoned { .. })
+    ));
     assert!(matches!(ch.checkpoint(), Err(Error::Poisoned { .. })));
     assert!(ch.stats().poisoned.is_some());
     ch.close().expect("close a poisoned channel");
@@ -388,7 +485,10 @@ fn a_failed_write_poisons_the_channel() {
     tx.put(ev(2)).expect("buffered");
     assert!(matches!(tx.commit(), Err(Error::Poisoned { .. })));
     faults.heal();
-    assert!(matches!(ch.transaction().take(), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        ch.transaction().take(),
+        Err(Error::Poisoned { .. })
+    ));
     drop(ch);
     let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
     assert_eq!(drain(&ch), vec![0, 1]);
@@ -402,7 +502,13 @@ fn a_failed_checkpoint_rename_is_an_error_not_a_loss() {
     let ch = FileChannel::open(cfg(dir.path()).file_system(Arc::new(fs))).expect("open");
     put_range(&ch, 0..4);
     faults.set_fail_rename(true);
-    assert!(matches!(ch.checkpoint(), Err(Error::Io { op: "renaming checkpoint", .. })));
+    assert!(matches!(
+        ch.checkpoint(),
+        Err(Error::Io {
+            op: "renaming checkpoint",
+            ..
+        })
+    ));
     assert_eq!(ch.stats().checkpoint_write_errors, 1);
     faults.set_fail_rename(false);
     put_range(&ch, 4..6);
@@ -417,7 +523,10 @@ fn operations_after_close_fail_with_closed() {
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     ch.close().expect("close");
     ch.close().expect("second close is harmless");
-    assert!(matches!(ch.transaction().put(ev(1)).map_err(|e| e.error), Err(Error::Closed)));
+    assert!(matches!(
+        ch.transaction().put(ev(1)).map_err(|e| e.error),
+        Err(Error::Closed)
+    ));
     assert!(matches!(ch.checkpoint(), Err(Error::Closed)));
     assert!(!ch.stats().open);
 }
@@ -427,16 +536,31 @@ fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases: Vec<(tidegate::FileChannelConfig, &str)> = vec![
         (cfg(dir.path()).capacity(0), "capacity"),
-        (cfg(dir.path()).minimum_required_space(1000), "minimum_required_space"),
+        (
+            cfg(dir.path()).minimum_required_space(1000),
+            "minimum_required_space",
+        ),
         (cfg(dir.path()).max_segment_size(100), "max_segment_size"),
         (cfg(dir.path()).max_event_size(1 << 20), "max_segment_size"),
-        (cfg(dir.path()).checkpoint_interval(Duration::from_millis(10)), "checkpoint_interval"),
-        (cfg(dir.path()).fsync(FsyncPolicy::Interval(Duration::ZERO)), "fsync"),
-        (cfg(dir.path()).transaction_capacity(0), "transaction_capacity"),
+        (
+            cfg(dir.path()).checkpoint_interval(Duration::from_millis(10)),
+            "checkpoint_interval",
+        ),
+        (
+            cfg(dir.path()).fsync(FsyncPolicy::Interval(Duration::ZERO)),
+            "fsync",
+        ),
+        (
+            cfg(dir.path()).transaction_capacity(0),
+            "transaction_capacity",
+        ),
     ];
     for (c, key) in cases {
         let err = FileChannel::open(c).expect_err(key);
-        assert!(matches!(&err, Error::Config { key: k, .. } if *k == key), "{key}: {err:?}");
+        assert!(
+            matches!(&err, Error::Config { key: k, .. } if *k == key),
+            "{key}: {err:?}"
+        );
     }
 }
 
@@ -448,13 +572,20 @@ fn garbage_collection_keeps_disk_use_bounded_by_the_backlog() {
     let mut max_segments = 0;
     for round in 0..40u64 {
         put_range(&ch, round * 100..round * 100 + 100);
-        assert_eq!(drain(&ch), (round * 100..round * 100 + 100).collect::<Vec<_>>());
+        assert_eq!(
+            drain(&ch),
+            (round * 100..round * 100 + 100).collect::<Vec<_>>()
+        );
         ch.checkpoint().expect("checkpoint");
         max_segments = max_segments.max(common::segments(&data).len());
     }
     // 4,000 events of ~60 bytes = ~400 KiB written in 64 KiB segments; only a few may remain.
     assert!(ch.stats().segments_deleted > 3, "{:?}", ch.stats());
-    assert!(common::segments(&data).len() <= 5, "{:?}", common::segments(&data));
+    assert!(
+        common::segments(&data).len() <= 5,
+        "{:?}",
+        common::segments(&data)
+    );
     assert!(max_segments <= 6, "peak {max_segments}");
 }
 
@@ -474,28 +605,54 @@ fn one_old_event_does_not_pin_newer_segments() {
         ch.checkpoint().expect("checkpoint");
     }
     taker.rollback().expect("rollback");
-    assert!(common::segments(&data).len() <= 6, "{:?}", common::segments(&data));
+    assert!(
+        common::segments(&data).len() <= 6,
+        "{:?}",
+        common::segments(&data)
+    );
     assert_eq!(drain(&ch), vec![0]);
 }
 
 #[test]
 fn the_memory_channel_has_the_same_transaction_semantics() {
-    let ch = MemoryChannel::new(MemoryChannelConfig { capacity: 3, keep_alive: Duration::from_millis(10), ..Default::default() });
+    let ch = MemoryChannel::new(MemoryChannelConfig {
+        capacity: 3,
+        keep_alive: Duration::from_millis(10),
+        ..Default::default()
+    });
     let c: &dyn Channel = &ch;
     let mut tx = c.transaction();
     for i in 0..3 {
         tx.put(ev(i)).expect("put");
     }
-    assert!(matches!(tx.put(ev(3)).map_err(|e| e.error), Err(Error::ChannelFull { .. })));
+    assert!(matches!(
+        tx.put(ev(3)).map_err(|e| e.error),
+        Err(Error::ChannelFull { .. })
+    ));
     tx.commit().expect("commit");
     let mut tx = c.transaction();
-    assert_eq!(tx.take_batch(2, Duration::ZERO).expect("take").iter().map(id_of).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        tx.take_batch(2, Duration::ZERO)
+            .expect("take")
+            .iter()
+            .map(id_of)
+            .collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     drop(tx);
     let mut tx = c.transaction();
-    assert!(matches!(tx.put(ev(5)).map_err(|e| e.error), Err(Error::ChannelFull { .. })));
+    assert!(matches!(
+        tx.put(ev(5)).map_err(|e| e.error),
+        Err(Error::ChannelFull { .. })
+    ));
     drop(tx);
     let mut tx = c.transaction();
-    let all: Vec<u64> = tx.take_batch(10, Duration::ZERO).expect("take").iter().map(id_of).collect();
+    let all: Vec<u64> = tx
+        .take_batch(10, Duration::ZERO)
+        .expect("take")
+        .iter()
+        .map(id_of)
+        .collect();
     assert_eq!(all, vec![0, 1, 2]);
     tx.commit().expect("commit");
     assert_eq!(c.stats().size, 0);
@@ -510,4 +667,91 @@ fn handles_are_send_sync_clone() {
     assert_send_sync_clone::<MemoryChannel>();
     assert_send::<tidegate::Transaction>();
     assert_send_sync::<Error>();
+}
+
+/// Polls `cond` for up to a minute (a liveness bound, not a speed assertion).
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..6000 {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn interval_fsync_commits_without_syncing_and_a_background_thread_syncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let faults = fs.faults().clone();
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .fsync(FsyncPolicy::Interval(Duration::from_millis(20)))
+            .file_system(Arc::new(fs)),
+    )
+    .expect("open");
+    // Make every sync fail: a commit that does not sync still succeeds...
+    faults.fail_syncs_after(0);
+    put_range(&ch, 0..3);
+    assert!(
+        ch.stats().poisoned.is_none(),
+        "commit must not sync under interval"
+    );
+    // ...and the background sync finds the failure and poisons the channel.
+    assert!(
+        eventually(|| ch.stats().poisoned.is_some()),
+        "the interval sync never ran"
+    );
+    assert!(matches!(
+        ch.transaction().put(ev(9)).map_err(|e| e.error),
+        Err(Error::Poisoned { .. })
+    ));
+}
+
+#[test]
+fn never_fsync_commits_without_syncing_but_checkpoints_sync_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let faults = fs.faults().clone();
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .fsync(FsyncPolicy::Never)
+            .file_system(Arc::new(fs)),
+    )
+    .expect("open");
+    let before = faults.syncs();
+    put_range(&ch, 0..3);
+    let mut tx = ch.transaction();
+    assert!(tx.take().expect("take").is_some());
+    tx.commit().expect("commit");
+    assert_eq!(faults.syncs(), before, "no sync on commit under never");
+    assert_eq!(ch.stats().fsyncs, 0);
+    ch.checkpoint().expect("checkpoint");
+    assert!(
+        ch.stats().fsyncs >= 1,
+        "a checkpoint syncs the log it covers"
+    );
+    drop(ch);
+    let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
+    assert_eq!(drain(&ch), vec![1, 2]);
+}
+
+#[test]
+fn always_fsync_syncs_before_commit_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let faults = fs.faults().clone();
+    let ch = FileChannel::open(cfg(dir.path()).file_system(Arc::new(fs))).expect("open");
+    let before = faults.syncs();
+    put_range(&ch, 0..3);
+    assert_eq!(
+        faults.syncs(),
+        before + 1,
+        "exactly one fdatasync for one commit"
+    );
+    let mut tx = ch.transaction();
+    assert!(tx.take().expect("take").is_some());
+    tx.commit().expect("commit");
+    assert_eq!(faults.syncs(), before + 2, "take commits are durable too");
 }

@@ -33,7 +33,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn patch(path: &Path, offset: u64, bytes: &[u8]) {
-    let f = OpenOptions::new().write(true).open(path).expect("open segment");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open segment");
     f.write_all_at(bytes, offset).expect("patch");
     f.sync_all().expect("sync");
 }
@@ -52,7 +55,10 @@ fn two_transactions(root: &Path) -> (std::path::PathBuf, u64, u64) {
     put_range(&ch, 0..5);
     put_range(&ch, 5..6);
     drop(ch);
-    let seg = segments(&data_dir(root)).into_iter().next().expect("a segment");
+    let seg = segments(&data_dir(root))
+        .into_iter()
+        .next()
+        .expect("a segment");
     let start_b = SEGMENT_HEADER + (0..5).map(put_len).sum::<u64>() + COMMIT_LEN;
     let end_b = start_b + put_len(5) + COMMIT_LEN;
     (seg, start_b, end_b)
@@ -72,15 +78,24 @@ fn a_torn_tail_at_every_byte_of_the_last_transaction_is_truncated() {
         let intact = (cut..end_b).all(|o| read_byte(&seg, o) == 0);
         let zeros = vec![0u8; (end_b - cut) as usize];
         patch(&seg, cut, &zeros);
-        let ch = FileChannel::open(cfg(case.path())).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let ch =
+            FileChannel::open(cfg(case.path())).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let report = ch.recovery_report().clone();
         assert!(report.full_replay);
-        let expected: Vec<u64> = if intact { (0..6).collect() } else { (0..5).collect() };
+        let expected: Vec<u64> = if intact {
+            (0..6).collect()
+        } else {
+            (0..5).collect()
+        };
         assert_eq!(drain(&ch), expected, "cut at {cut}");
         let at_boundary = cut == start_b || cut == commit_b;
         let torn = u64::from(!intact && !at_boundary);
         assert_eq!(report.torn_tails, torn, "cut at {cut}: {report:?}");
-        assert_eq!(report.torn_bytes_truncated > 0, torn == 1, "cut at {cut}: {report:?}");
+        assert_eq!(
+            report.torn_bytes_truncated > 0,
+            torn == 1,
+            "cut at {cut}: {report:?}"
+        );
         ch.close().expect("close");
         // The zeroed tail stays clean: a second open finds nothing torn.
         let ch = FileChannel::open(cfg(case.path())).expect("reopen");
@@ -92,7 +107,9 @@ fn a_torn_tail_at_every_byte_of_the_last_transaction_is_truncated() {
 fn a_garbage_tail_is_truncated_and_new_writes_follow_the_good_data() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (seg, _, end_b) = two_transactions(dir.path());
-    let garbage: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 1).collect();
+    let garbage: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 1)
+        .collect();
     patch(&seg, end_b, &garbage);
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     assert_eq!(ch.recovery_report().torn_tails, 1);
@@ -121,8 +138,12 @@ fn a_flipped_bit_in_a_body_stops_strict_mode_and_is_skipped_in_skip_mode() {
         other => panic!("unexpected {other:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("tidegate verify") && msg.contains(&rec1.to_string()), "{msg}");
-    let ch = FileChannel::open(cfg(dir.path()).recovery_mode(RecoveryMode::Skip)).expect("skip opens");
+    assert!(
+        msg.contains("tidegate verify") && msg.contains(&rec1.to_string()),
+        "{msg}"
+    );
+    let ch =
+        FileChannel::open(cfg(dir.path()).recovery_mode(RecoveryMode::Skip)).expect("skip opens");
     assert_eq!(ch.recovery_report().corrupt_records_skipped, 1);
     assert_eq!(drain(&ch), vec![0, 2, 3, 4, 5]);
 }
@@ -136,8 +157,12 @@ fn a_flipped_bit_in_a_record_header_is_detected() {
     let b = read_byte(&seg, rec2 + 4);
     patch(&seg, rec2 + 4, &[b ^ 0x01]);
     let err = FileChannel::open(cfg(dir.path())).expect_err("strict refuses");
-    assert!(matches!(&err, Error::Corrupt { offset, .. } if *offset == rec2), "{err:?}");
-    let ch = FileChannel::open(cfg(dir.path()).recovery_mode(RecoveryMode::Skip)).expect("skip opens");
+    assert!(
+        matches!(&err, Error::Corrupt { offset, .. } if *offset == rec2),
+        "{err:?}"
+    );
+    let ch =
+        FileChannel::open(cfg(dir.path()).recovery_mode(RecoveryMode::Skip)).expect("skip opens");
     assert_eq!(ch.recovery_report().corrupt_records_skipped, 1);
     assert_eq!(drain(&ch), vec![0, 1, 3, 4, 5]);
 }
@@ -150,9 +175,15 @@ fn a_zeroed_page_in_the_middle_is_corruption_not_a_torn_tail() {
         put_range(&ch, b * 10..b * 10 + 10);
     }
     drop(ch);
-    let seg = segments(&data_dir(dir.path())).into_iter().next().expect("segment");
+    let seg = segments(&data_dir(dir.path()))
+        .into_iter()
+        .next()
+        .expect("segment");
     patch(&seg, 4096, &[0u8; 4096]);
-    assert!(matches!(FileChannel::open(cfg(dir.path())), Err(Error::Corrupt { .. })));
+    assert!(matches!(
+        FileChannel::open(cfg(dir.path())),
+        Err(Error::Corrupt { .. })
+    ));
     let ch = FileChannel::open(cfg(dir.path()).recovery_mode(RecoveryMode::Skip)).expect("skip");
     let got = drain(&ch);
     assert!(got.len() > 100 && got.len() < 200, "{}", got.len());
@@ -165,7 +196,10 @@ fn a_damaged_segment_header_names_the_segment() {
     let (seg, _, _) = two_transactions(dir.path());
     patch(&seg, 0, b"NOTTIDEG");
     let err = FileChannel::open(cfg(dir.path())).expect_err("strict");
-    assert!(matches!(&err, Error::Corrupt { path, offset: 0, .. } if path == &seg), "{err:?}");
+    assert!(
+        matches!(&err, Error::Corrupt { path, offset: 0, .. } if path == &seg),
+        "{err:?}"
+    );
     let ch = FileChannel::open(cfg(dir.path()).recovery_mode(RecoveryMode::Skip)).expect("skip");
     assert_eq!(ch.recovery_report().corrupt_segments_skipped, 1);
     assert!(drain(&ch).is_empty());
@@ -200,9 +234,17 @@ fn replay_uses_the_newest_checkpoint_and_the_log_after_it() {
 fn a_truncated_checkpoint_falls_back_to_the_previous_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     with_checkpoint_then_more(dir.path());
-    let newest = checkpoints(&dir.path().join("ckpt")).into_iter().next().expect("checkpoint");
+    let newest = checkpoints(&dir.path().join("ckpt"))
+        .into_iter()
+        .next()
+        .expect("checkpoint");
     let len = fs::metadata(&newest).expect("meta").len();
-    OpenOptions::new().write(true).open(&newest).expect("open").set_len(len / 2).expect("truncate");
+    OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     let r = ch.recovery_report().clone();
     assert_eq!(r.checkpoint_generation, Some(1), "{r:?}");
@@ -244,13 +286,21 @@ fn a_checkpoint_that_points_past_the_log_is_not_used() {
     ch.checkpoint().expect("checkpoint");
     drop(ch);
     // Zero the log after the first 3 events: the checkpoint now names records that are gone.
-    let seg = segments(&data_dir(dir.path())).into_iter().next().expect("segment");
+    let seg = segments(&data_dir(dir.path()))
+        .into_iter()
+        .next()
+        .expect("segment");
     let keep = SEGMENT_HEADER + (0..3).map(put_len).sum::<u64>();
     patch(&seg, keep, &vec![0u8; 2000]);
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     let r = ch.recovery_report().clone();
     assert!(r.full_replay, "{r:?}");
-    assert!(r.checkpoint_fallbacks.iter().any(|f| f.contains("not an event in the log")), "{r:?}");
+    assert!(
+        r.checkpoint_fallbacks
+            .iter()
+            .any(|f| f.contains("not an event in the log")),
+        "{r:?}"
+    );
     // The transaction lost its commit record with the rest: nothing of it is shown.
     assert!(drain(&ch).is_empty());
 }
@@ -262,13 +312,21 @@ fn unknown_files_are_ignored_and_leftover_temporaries_removed() {
     put_range(&ch, 0..3);
     ch.close().expect("close");
     fs::write(data_dir(dir.path()).join("notes.txt"), b"hello").expect("write");
-    fs::write(data_dir(dir.path()).join("segment-0000000099.log.tmp"), b"half").expect("write");
+    fs::write(
+        data_dir(dir.path()).join("segment-0000000099.log.tmp"),
+        b"half",
+    )
+    .expect("write");
     fs::write(dir.path().join("ckpt").join("checkpoint.tmp"), b"half").expect("write");
     fs::write(dir.path().join("ckpt").join("README"), b"x").expect("write");
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     assert_eq!(drain(&ch), vec![0, 1, 2]);
     assert!(data_dir(dir.path()).join("notes.txt").exists());
-    assert!(!data_dir(dir.path()).join("segment-0000000099.log.tmp").exists());
+    assert!(
+        !data_dir(dir.path())
+            .join("segment-0000000099.log.tmp")
+            .exists()
+    );
 }
 
 #[test]
@@ -277,7 +335,14 @@ fn takes_that_did_not_commit_before_a_crash_are_redelivered_in_order() {
     let ch = FileChannel::open(cfg(dir.path())).expect("open");
     put_range(&ch, 0..10);
     let mut done = ch.transaction();
-    assert_eq!(done.take_batch(2, Duration::ZERO).expect("take").iter().map(id_of).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        done.take_batch(2, Duration::ZERO)
+            .expect("take")
+            .iter()
+            .map(id_of)
+            .collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     done.commit().expect("commit");
     let mut open = ch.transaction();
     assert_eq!(open.take_batch(3, Duration::ZERO).expect("take").len(), 3);
@@ -300,7 +365,8 @@ fn a_take_committed_after_the_checkpoint_is_not_redelivered() {
     put_range(&ch, 0..10);
     let mut tx = ch.transaction();
     assert_eq!(tx.take_batch(4, Duration::ZERO).expect("take").len(), 4);
-    ch.checkpoint().expect("checkpoint while the take is in flight");
+    ch.checkpoint()
+        .expect("checkpoint while the take is in flight");
     tx.commit().expect("commit after the checkpoint");
     drop(ch);
     let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
@@ -324,7 +390,10 @@ fn close_and_reopen_keeps_everything_without_a_full_replay() {
     .expect("reopen");
     let r = ch.recovery_report().clone();
     assert!(!r.full_replay);
-    assert_eq!(r.records_scanned, 0, "the close checkpoint covers the whole log: {r:?}");
+    assert_eq!(
+        r.records_scanned, 0,
+        "the close checkpoint covers the whole log: {r:?}"
+    );
     assert!(progress.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     assert_eq!(drain(&ch), (0..1000).collect::<Vec<_>>());
 }

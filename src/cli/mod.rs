@@ -68,9 +68,17 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
-        Command::Demo { dir, events, batch, event_size } => demo(dir, events, batch, event_size),
+        Command::Demo {
+            dir,
+            events,
+            batch,
+            event_size,
+        } => demo(dir, events, batch, event_size),
         Command::Inspect { channel, json } => inspect(channel, json),
     };
     match result {
@@ -92,11 +100,17 @@ fn demo_config(dir: &std::path::Path) -> FileChannelConfig {
 
 fn demo(dir: PathBuf, events: u64, batch: usize, event_size: usize) -> crate::Result<()> {
     let batch = batch.max(1);
-    println!("channel in {} (fsync = always: every commit is durable when it returns)", dir.display());
+    println!(
+        "channel in {} (fsync = always: every commit is durable when it returns)",
+        dir.display()
+    );
     let ch = FileChannel::open(demo_config(&dir))?;
     let r = ch.recovery_report();
     if r.events_restored > 0 {
-        println!("replay restored {} events left by an earlier run", r.events_restored);
+        println!(
+            "replay restored {} events left by an earlier run",
+            r.events_restored
+        );
     }
     let started = Instant::now();
     let producer = {
@@ -162,12 +176,16 @@ fn demo(dir: PathBuf, events: u64, batch: usize, event_size: usize) -> crate::Re
     let drained = tx.take_batch(10_000, Duration::ZERO)?.len();
     tx.commit()?;
     ch.close()?;
-    println!("drained {drained} events; the channel is empty and closed. Files: {}", dir.display());
+    println!(
+        "drained {drained} events; the channel is empty and closed. Files: {}",
+        dir.display()
+    );
     Ok(())
 }
 
 fn inspect(args: ChannelArgs, json: bool) -> crate::Result<()> {
-    let mut cfg = FileChannelConfig::new(args.checkpoint_dir, args.data_dirs).minimum_required_space(1 << 20);
+    let mut cfg =
+        FileChannelConfig::new(args.checkpoint_dir, args.data_dirs).minimum_required_space(1 << 20);
     if args.skip_corrupt {
         cfg = cfg.recovery_mode(RecoveryMode::Skip);
     }
@@ -206,11 +224,26 @@ fn inspect(args: ChannelArgs, json: bool) -> crate::Result<()> {
             println!("  not used: {f}");
         }
         println!("full replay:          {}", r.full_replay);
-        println!("records scanned:      {} ({} bytes, {} segments)", r.records_scanned, r.bytes_scanned, r.segments_scanned);
-        println!("torn tails truncated: {} ({} bytes)", r.torn_tails, r.torn_bytes_truncated);
-        println!("corrupt skipped:      {} records, {} segments", r.corrupt_records_skipped, r.corrupt_segments_skipped);
-        println!("uncommitted discarded:{}", r.uncommitted_transactions_discarded);
-        println!("replay took:          {:.1} ms", r.duration.as_secs_f64() * 1e3);
+        println!(
+            "records scanned:      {} ({} bytes, {} segments)",
+            r.records_scanned, r.bytes_scanned, r.segments_scanned
+        );
+        println!(
+            "torn tails truncated: {} ({} bytes)",
+            r.torn_tails, r.torn_bytes_truncated
+        );
+        println!(
+            "corrupt skipped:      {} records, {} segments",
+            r.corrupt_records_skipped, r.corrupt_segments_skipped
+        );
+        println!(
+            "uncommitted discarded:{}",
+            r.uncommitted_transactions_discarded
+        );
+        println!(
+            "replay took:          {:.1} ms",
+            r.duration.as_secs_f64() * 1e3
+        );
     }
     ch.close()
 }
