@@ -74,3 +74,41 @@ impl GroupCommit {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::io::{FaultyFs, FileSystem, StdFs};
+
+    fn file(dir: &std::path::Path, fs: &dyn FileSystem) -> Arc<dyn StorageFile> {
+        fs.create_new(&dir.join("f")).expect("create")
+    }
+
+    #[test]
+    fn a_covered_target_needs_no_sync_and_a_failure_poisons() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = FaultyFs::new(Arc::new(StdFs));
+        let f = file(dir.path(), &fs);
+        let gc = GroupCommit::default();
+        let poison = Poison::default();
+        gc.sync_to(10, &poison, || (10, f.clone(), PathBuf::from("f")))
+            .expect("sync");
+        assert_eq!((gc.durable(), gc.syncs()), (10, 1));
+        gc.sync_to(5, &poison, || unreachable!("covered: no sync"))
+            .expect("covered");
+        assert_eq!(gc.syncs(), 1);
+        fs.faults().fail_syncs_after(0);
+        let err = gc
+            .sync_to(20, &poison, || (20, f.clone(), PathBuf::from("f")))
+            .expect_err("fails");
+        assert!(matches!(err, Error::Poisoned { .. }));
+        assert_eq!(gc.durable(), 10, "a failed sync publishes nothing");
+        fs.faults().heal();
+        assert!(matches!(
+            gc.sync_to(20, &poison, || (20, f.clone(), PathBuf::from("f"))),
+            Err(Error::Poisoned { .. })
+        ));
+    }
+}

@@ -79,3 +79,51 @@ impl QueueState {
         (out, inflight as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restore_puts_takes_back_at_the_head_in_order() {
+        let mut st = QueueState::default();
+        st.queue
+            .extend([RecordPtr::new(1, 100), RecordPtr::new(1, 200)]);
+        st.inflight
+            .insert(7, vec![RecordPtr::new(1, 10), RecordPtr::new(1, 20)]);
+        assert_eq!(st.restore_inflight(7), 2);
+        let order: Vec<u64> = st.queue.iter().map(|p| p.offset).collect();
+        assert_eq!(order, vec![10, 20, 100, 200]);
+        assert_eq!(st.restore_inflight(7), 0, "a second restore finds nothing");
+    }
+
+    #[test]
+    fn snapshot_puts_inflight_first() {
+        let mut st = QueueState::default();
+        st.queue.push_back(RecordPtr::new(2, 64));
+        st.inflight.insert(9, vec![RecordPtr::new(1, 64)]);
+        st.inflight.insert(3, vec![RecordPtr::new(1, 32)]);
+        let (q, inflight) = st.snapshot_queue();
+        assert_eq!(inflight, 2);
+        assert_eq!(
+            q,
+            vec![
+                RecordPtr::new(1, 32),
+                RecordPtr::new(1, 64),
+                RecordPtr::new(2, 64)
+            ]
+        );
+    }
+
+    #[test]
+    fn live_counts_drop_to_absent() {
+        let mut st = QueueState::default();
+        let p = RecordPtr::new(5, 64);
+        st.add_live(p);
+        st.add_live(p);
+        st.remove_live(p);
+        assert_eq!(st.live.get(&SegmentId(5)), Some(&1));
+        st.remove_live(p);
+        assert!(!st.live.contains_key(&SegmentId(5)));
+    }
+}
