@@ -3,8 +3,9 @@
 //! # Protocol (DESIGN.md, "Checkpoint protocol", is normative)
 //! 1. **Snapshot** under every log's append lock and the state lock, held only to copy: each
 //!    directory's tail, the queue (takes in flight first), the transactions whose Commit is
-//!    appended but not applied (`committing`), and the first position of every open put
-//!    transaction that already wrote records (`scan_start`). No I/O happens under these locks.
+//!    appended but not applied (`committing`), and `scan_start`: the lowest of the tail, the
+//!    first record of every open put transaction that already wrote records, and the first
+//!    record of every committing transaction. No I/O happens under these locks.
 //! 2. **Sync the log** of every directory up to its snapshot tail (whatever the fsync policy), so
 //!    the checkpoint never names bytes that are not durable.
 //! 3. **Write** `checkpoint.tmp`, `fsync` it, rename it to `checkpoint-{generation}`, `fsync` the
@@ -51,13 +52,15 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
             .iter()
             .enumerate()
             .map(|(i, t)| {
+                // Replay must read every open spilled transaction and every committing one
+                // from its first record.
                 let scan_start = st
                     .open_spills
                     .values()
+                    .chain(st.committing.values())
                     .filter(|(d, _)| *d == i)
                     .map(|(_, p)| *p)
-                    .min()
-                    .map_or(t.position, |p| p.min(t.position));
+                    .fold(t.position, LogPosition::min);
                 DirCheckpoint {
                     tail: t.position,
                     scan_start,
@@ -72,7 +75,7 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
             queued_bytes: st.queued_bytes,
             inflight,
             dirs,
-            committing: st.committing.iter().copied().collect(),
+            committing: st.committing.keys().copied().collect(),
             queue,
         };
         let appended: Vec<u64> = tails.tails.iter().map(|t| t.appended).collect();

@@ -369,6 +369,15 @@ impl Inner {
         }
     }
 
+    /// Called under the append lock once a transaction's Commit is written: a checkpoint snapshot
+    /// (which takes every append lock) then sees the transaction either applied or here, with
+    /// the position replay must read it from.
+    fn register_committing(&self, txn: u64, dir: usize, appended: &crate::log::Appended) {
+        if let Some(first) = appended.ptrs.first() {
+            self.state.lock().committing.insert(txn, (dir, *first));
+        }
+    }
+
     fn pick_dir(&self) -> usize {
         self.next_dir.fetch_add(1, Ordering::Relaxed) % self.logs.len()
     }
@@ -644,14 +653,17 @@ impl FileTxn {
         let id = self.id;
         let count = p.lens.len();
         if let Err(e) = ch.check_space(p.dir) {
-            self.release_puts(&p);
+            // Refused before anything of the commit is written: undo it like a rollback.
+            if let Err(rollback) = self.abort_put(p) {
+                tracing::warn!(error = %rollback, "rollback after a refused commit failed");
+            }
             return Err(e);
         }
         let u = record::encode_marker(&mut p.buf, Kind::Commit, id, count as u32);
         p.records.push(u);
         let dir = p.dir;
-        let out = ch.logs[dir].append(&mut p.buf, &p.records, |_| {
-            ch.state.lock().committing.insert(id);
+        let out = ch.logs[dir].append(&mut p.buf, &p.records, |a| {
+            ch.register_committing(id, dir, a);
         })?;
         ch.make_durable(dir, out.end)?;
         let mut ptrs = p.spilled;
@@ -669,6 +681,23 @@ impl FileTxn {
         ch.not_empty.notify_all();
         Counters::add(&ch.counters.put_successes, count as u64);
         Ok(())
+    }
+
+    /// Undoes a put transaction: releases its capacity and, if it spilled records to the log,
+    /// marks them dead with a Rollback record and stops pinning them for replay.
+    fn abort_put(&mut self, p: PutState) -> Result<()> {
+        let ch = self.ch.clone();
+        let id = self.id;
+        self.release_puts(&p);
+        if p.spilled.is_empty() || ch.check_open().is_err() {
+            ch.state.lock().open_spills.remove(&id);
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(HEADER_LEN + 4);
+        let u = record::encode_marker(&mut buf, Kind::Rollback, id, p.spilled.len() as u32);
+        let r = ch.logs[p.dir].append(&mut buf, &[u], |_| {}).map(|_| ());
+        ch.state.lock().open_spills.remove(&id);
+        r
     }
 
     fn release_puts(&self, p: &PutState) {
@@ -696,8 +725,8 @@ impl FileTxn {
             t.taken.len() as u32,
         ));
         let dir = ch.pick_dir();
-        let out = ch.logs[dir].append(&mut buf, &records, |_| {
-            ch.state.lock().committing.insert(id);
+        let out = ch.logs[dir].append(&mut buf, &records, |a| {
+            ch.register_committing(id, dir, a);
         })?;
         ch.make_durable(dir, out.end)?;
         let mut st = ch.state.lock();
@@ -782,19 +811,7 @@ impl TxnOps for FileTxn {
                 }
                 Ok(())
             }
-            Mode::Put(p) => {
-                self.release_puts(&p);
-                if p.spilled.is_empty() || ch.check_open().is_err() {
-                    ch.state.lock().open_spills.remove(&id);
-                    return Ok(());
-                }
-                // Tell replay (and `verify`) that the spilled records are dead.
-                let mut buf = Vec::with_capacity(HEADER_LEN + 4);
-                let u = record::encode_marker(&mut buf, Kind::Rollback, id, p.spilled.len() as u32);
-                let r = ch.logs[p.dir].append(&mut buf, &[u], |_| {}).map(|_| ());
-                ch.state.lock().open_spills.remove(&id);
-                r
-            }
+            Mode::Put(p) => self.abort_put(p),
         }
     }
 

@@ -4,7 +4,7 @@
 //! Everything here is guarded by one mutex (`FileChannel`'s state lock). Lock order: a log's
 //! append lock, then this one.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
 
@@ -22,8 +22,9 @@ pub(crate) struct QueueState {
     pub(crate) reserved_events: u64,
     /// Bytes counted against `capacity_bytes`, likewise.
     pub(crate) reserved_bytes: u64,
-    /// Transactions whose Commit record is appended but whose effect is not applied yet.
-    pub(crate) committing: HashSet<u64>,
+    /// Transactions whose Commit record is appended but whose effect is not applied yet, with
+    /// the directory index and the position of their first record (replay must read from there).
+    pub(crate) committing: HashMap<u64, (usize, LogPosition)>,
     /// Open put transactions that have already written records, with a position at or before
     /// their first record, per directory index.
     pub(crate) open_spills: HashMap<u64, (usize, LogPosition)>,

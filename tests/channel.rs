@@ -420,7 +420,7 @@ fn below_the_free_space_floor_puts_fail_but_the_channel_drains() {
     put_range(&ch, 0..5);
     faults.set_free_space(Some(5 << 20));
     let mut tx = ch.transaction();
-    let err = tx.put(ev(5)).map(|_| ()).and_then(|()| Ok(())).err();
+    let err = tx.put(ev(5)).err();
     let commit_err = match err {
         Some(e) => e.error,
         None => tx.commit().expect_err("commit below the floor"),

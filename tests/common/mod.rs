@@ -24,7 +24,10 @@ pub fn ev(i: u64) -> Event {
 }
 
 pub fn id_of(e: &Event) -> u64 {
-    e.headers().get("i").and_then(|v| v.parse().ok()).expect("test event has an id header")
+    e.headers()
+        .get("i")
+        .and_then(|v| v.parse().ok())
+        .expect("test event has an id header")
 }
 
 /// Puts and commits events `range` in one transaction.
@@ -67,7 +70,11 @@ pub fn checkpoints(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .expect("read dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("checkpoint-"))
+        })
         .collect();
     v.sort();
     v.reverse();
