@@ -755,3 +755,32 @@ fn always_fsync_syncs_before_commit_returns() {
     tx.commit().expect("commit");
     assert_eq!(faults.syncs(), before + 2, "take commits are durable too");
 }
+
+#[test]
+fn large_events_round_trip_and_survive_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = || {
+        tidegate::FileChannelConfig::new(dir.path().join("ckpt"), vec![dir.path().join("data")])
+            .minimum_required_space(1 << 20)
+            .max_segment_size(16 << 20)
+            .max_event_size(6 << 20)
+    };
+    let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let ch = FileChannel::open(config()).expect("open");
+    let mut tx = ch.transaction();
+    tx.put(Event::new(big.clone()).with_header("k", "v"))
+        .expect("put 5 MiB");
+    tx.put(Event::new(big.clone())).expect("put another 5 MiB");
+    tx.put(Event::new(b"small".to_vec())).expect("put small");
+    tx.commit().expect("commit");
+    drop(ch);
+    let ch = FileChannel::open(config()).expect("reopen");
+    let mut tx = ch.transaction();
+    let got = tx.take_batch(10, Duration::ZERO).expect("take");
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].body(), &big[..]);
+    assert_eq!(got[0].headers().get("k").map(String::as_str), Some("v"));
+    assert_eq!(got[1].body(), &big[..]);
+    assert_eq!(got[2].body(), b"small");
+    tx.commit().expect("commit");
+}
