@@ -10,11 +10,12 @@
 //!    the checkpoint never names bytes that are not durable.
 //! 3. **Write** `checkpoint.tmp`, `fsync` it, rename it to `checkpoint-{generation}`, `fsync` the
 //!    directory. Only now does the new checkpoint exist.
-//! 4. **Prune**: remove checkpoint generations older than the previous one (the previous is kept
-//!    as the backup), `fsync` the directory.
+//! 4. **Prune**: remove every checkpoint file but this one and the previous durable one (the
+//!    backup), `fsync` the directory.
 //! 5. **Collect** segments: a segment is deleted when it lies wholly before the replay start of
-//!    both kept checkpoints, is not a directory's active segment, and holds no queued or in-flight
-//!    event; then the directory is synced.
+//!    both kept checkpoints, neither kept checkpoint's queue refers to it, it is not a
+//!    directory's active segment, it holds no queued or in-flight event, and it holds no Commit
+//!    record of an event still queued in an older segment; then the directory is synced.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,8 +23,9 @@ use crate::error::{Error, Result};
 use crate::file_channel::Inner;
 use crate::format::checkpoint::{self, Checkpoint, DirCheckpoint};
 use crate::format::file_name;
-use crate::ids::LogPosition;
+use crate::ids::{LogPosition, SegmentId};
 use crate::log::DirLog;
+use crate::replay::KeptCheckpoint;
 use crate::segment::now_ms;
 use crate::stats::Counters;
 
@@ -31,8 +33,9 @@ use crate::stats::Counters;
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     pub(crate) next_generation: u64,
-    /// Replay starts of the newest durable checkpoint, per directory.
-    pub(crate) previous_scan_starts: Vec<Option<LogPosition>>,
+    /// The newest durable checkpoint (written, or used by replay): the backup once the next one
+    /// is written.
+    pub(crate) previous: Option<KeptCheckpoint>,
     pub(crate) last: Option<(SystemTime, Duration)>,
 }
 
@@ -97,13 +100,21 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
     }
     ck.next_generation = generation + 1;
 
-    // 4. Keep this generation and the previous one.
-    prune_checkpoints(inner, generation);
+    // 4. Keep this generation and the previous durable one (not merely the previous number:
+    //    after a fallback replay, a newer damaged or rejected file must not stay as the backup).
+    let keep = [Some(generation), ck.previous.as_ref().map(|p| p.generation)];
+    prune_checkpoints(inner, &keep);
 
     // 5. Collect segments neither kept checkpoint needs.
-    let new_starts: Vec<LogPosition> = snapshot.dirs.iter().map(|d| d.scan_start).collect();
-    collect_segments(inner, &new_starts, &ck.previous_scan_starts);
-    ck.previous_scan_starts = new_starts.into_iter().map(Some).collect();
+    let kept = KeptCheckpoint {
+        generation,
+        scan_starts: snapshot.dirs.iter().map(|d| Some(d.scan_start)).collect(),
+        pins: snapshot.queue.iter().map(|p| p.segment).collect(),
+    };
+    if let Some(previous) = &ck.previous {
+        collect_segments(inner, &kept, previous);
+    }
+    ck.previous = Some(kept);
 
     let took = started.elapsed();
     ck.last = Some((SystemTime::now(), took));
@@ -160,14 +171,14 @@ fn write_checkpoint(inner: &Inner, generation: u64, bytes: &[u8]) -> Result<()> 
     Ok(())
 }
 
-fn prune_checkpoints(inner: &Inner, generation: u64) {
+fn prune_checkpoints(inner: &Inner, keep: &[Option<u64>]) {
     let fs = &*inner.cfg.file_system;
     let dir = &inner.cfg.checkpoint_dir;
     let Ok(names) = fs.list_dir(dir) else { return };
     let mut removed = false;
     for name in names {
         if let Some(g) = file_name::parse_checkpoint(&name)
-            && g + 1 < generation
+            && !keep.contains(&Some(g))
             && fs.remove_file(&dir.join(&name)).is_ok()
         {
             removed = true;
@@ -178,38 +189,44 @@ fn prune_checkpoints(inner: &Inner, generation: u64) {
     }
 }
 
-fn collect_segments(inner: &Inner, new_starts: &[LogPosition], previous: &[Option<LogPosition>]) {
+/// Deletes the segments that neither kept checkpoint needs and that hold nothing live.
+fn collect_segments(inner: &Inner, newest: &KeptCheckpoint, backup: &KeptCheckpoint) {
     let fs = &*inner.cfg.file_system;
     for (i, log) in inner.logs.iter().enumerate() {
-        let keep_from = match previous.get(i).copied().flatten() {
-            Some(p) => p.min(new_starts[i]),
-            None => continue, // no previous checkpoint: a fallback replay may need everything
+        let (Some(Some(a)), Some(Some(b))) = (newest.scan_starts.get(i), backup.scan_starts.get(i))
+        else {
+            continue; // a directory one of them does not know: keep everything
         };
+        let keep_from = (*a).min(*b);
         let active = log.active_segment();
         let candidates: Vec<_> = inner
             .segments
             .ids_in_dir(i)
             .into_iter()
             .filter(|id| *id < keep_from.segment && *id != active)
+            .filter(|id| !newest.pins.contains(id) && !backup.pins.contains(id))
             .collect();
         if candidates.is_empty() {
             continue;
         }
-        let mut deleted = 0;
-        {
-            let st = inner.state.lock();
-            let dead: Vec<_> = candidates
+        let dead: Vec<SegmentId> = {
+            let mut st = inner.state.lock();
+            let protected = st.commit_pinned();
+            candidates
                 .into_iter()
-                .filter(|id| !st.live.contains_key(id))
-                .collect();
-            drop(st);
-            for id in dead {
-                if let Some(seg) = inner.segments.remove(id) {
-                    match fs.remove_file(&seg.path) {
-                        Ok(()) => deleted += 1,
-                        Err(e) => {
-                            tracing::warn!(segment = %seg.path.display(), error = %e, "could not delete segment")
-                        }
+                .filter(|id| !st.live.contains_key(id) && !protected.contains(id))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .inspect(|id| st.forget_segment(*id))
+                .collect()
+        };
+        let mut deleted = 0;
+        for id in dead {
+            if let Some(seg) = inner.segments.remove(id) {
+                match fs.remove_file(&seg.path) {
+                    Ok(()) => deleted += 1,
+                    Err(e) => {
+                        tracing::warn!(segment = %seg.path.display(), error = %e, "could not delete segment")
                     }
                 }
             }

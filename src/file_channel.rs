@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::channel::{Channel, Transaction, TxnOps};
 use crate::checkpoint::{self, Checkpointer};
-use crate::config::{FileChannelConfig, FsyncPolicy};
+use crate::config::{FileChannelConfig, FsyncPolicy, RecoveryMode};
 use crate::error::{Error, PutError, Result};
 use crate::event::Event;
 use crate::format::record::{self, HEADER_LEN, Kind, Unsealed};
@@ -139,7 +139,7 @@ impl FileChannel {
         let inner = Arc::new(Inner {
             checkpointer: Mutex::new(Checkpointer {
                 next_generation: rec.next_generation,
-                previous_scan_starts: rec.retained_from,
+                previous: rec.used,
                 last: None,
             }),
             cfg,
@@ -608,15 +608,7 @@ impl FileTxn {
                     ch.check_open()?;
                 }
             }
-            let n = max.min(st.queue.len());
-            let ptrs: Vec<RecordPtr> = st.queue.drain(..n).collect();
-            if !ptrs.is_empty() {
-                st.inflight
-                    .entry(self.id)
-                    .or_default()
-                    .extend_from_slice(&ptrs);
-            }
-            ptrs
+            st.take_front(self.id, max)
         };
         if let Mode::Idle = self.mode {
             self.mode = Mode::Take(TakeState::default());
@@ -625,26 +617,31 @@ impl FileTxn {
             return Ok(Vec::new());
         };
         let mut events = Vec::with_capacity(ptrs.len());
-        let mut failure = None;
-        for ptr in ptrs {
-            t.taken.push(ptr);
-            self.ops += 1;
-            match ch.read_event(ptr) {
+        let mut bytes = 0u64;
+        for ptr in &ptrs {
+            match ch.read_event(*ptr) {
                 Ok((ev, len)) => {
-                    t.bytes += u64::from(len);
                     events.push(ev);
+                    bytes += u64::from(len);
+                }
+                Err(e) if ch.cfg.recovery_mode == RecoveryMode::Skip && e.is_corruption() => {
+                    // The damaged event stays taken: a commit removes it for good, a rollback
+                    // returns it.
+                    tracing::error!(error = %e, "damaged event skipped by a take");
+                    Counters::add(&ch.counters.take_errors, 1);
                 }
                 Err(e) => {
-                    // The pointer stays in this transaction: rollback returns it, commit drops it.
-                    failure.get_or_insert(e);
+                    // Nothing of this batch is handed out: it goes back to the head, in order.
+                    ch.state.lock().restore_last(self.id, ptrs.len());
+                    ch.not_empty.notify_all();
+                    Counters::add(&ch.counters.take_errors, 1);
+                    return Err(e);
                 }
             }
         }
-        if let Some(e) = failure {
-            Counters::add(&ch.counters.take_errors, 1);
-            // Events read before the failure go back with the rest on rollback.
-            return Err(e);
-        }
+        t.taken.extend_from_slice(&ptrs);
+        t.bytes += bytes;
+        self.ops += ptrs.len();
         Ok(events)
     }
 
@@ -662,10 +659,22 @@ impl FileTxn {
         let u = record::encode_marker(&mut p.buf, Kind::Commit, id, count as u32);
         p.records.push(u);
         let dir = p.dir;
-        let out = ch.logs[dir].append(&mut p.buf, &p.records, |a| {
+        let appended = ch.logs[dir].append(&mut p.buf, &p.records, |a| {
             ch.register_committing(id, dir, a);
-        })?;
+        });
+        let out = match appended {
+            Ok(out) => out,
+            Err(e) => {
+                // Nothing was committed (and the log is poisoned if part of it got written).
+                p.records.clear();
+                if let Err(rollback) = self.abort_put(p) {
+                    tracing::warn!(error = %rollback, "rollback after a failed commit failed");
+                }
+                return Err(e);
+            }
+        };
         ch.make_durable(dir, out.end)?;
+        let commit_segment = out.ptrs.last().map(|c| c.segment);
         let mut ptrs = p.spilled;
         ptrs.extend_from_slice(&out.ptrs[..out.ptrs.len() - 1]);
         let mut st = ch.state.lock();
@@ -673,6 +682,9 @@ impl FileTxn {
             st.queue.push_back(*ptr);
             st.add_live(*ptr);
             st.queued_bytes += u64::from(*len);
+            if let Some(c) = commit_segment {
+                st.pin_commit(ptr.segment, c);
+            }
         }
         // The reservation made at put time now counts a queued event (same totals).
         st.committing.remove(&id);
@@ -730,10 +742,8 @@ impl FileTxn {
         })?;
         ch.make_durable(dir, out.end)?;
         let mut st = ch.state.lock();
-        if let Some(taken) = st.inflight.remove(&id) {
-            for ptr in taken {
-                st.remove_live(ptr);
-            }
+        for ptr in st.finish_takes(id) {
+            st.remove_live(ptr);
         }
         let n = t.taken.len() as u64;
         st.queued_bytes = st.queued_bytes.saturating_sub(t.bytes);

@@ -29,6 +29,11 @@ use crate::poison::Poison;
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
     leader: Mutex<()>,
+    /// Held around every `fdatasync` of this directory's segments (the leader's and the one at a
+    /// roll), so a failure is always latched before another sync's success can be published:
+    /// Linux reports a writeback error to only one of two concurrent syncs of a file.
+    /// Lock order: append lock, then this; or leader lock, then this.
+    file_sync: Mutex<()>,
     durable: AtomicU64,
     syncs: AtomicU64,
 }
@@ -66,6 +71,20 @@ impl GroupCommit {
         }
         poison.check()?;
         let (upto, file, path) = current();
+        self.sync_file(&*file, &path, upto, poison)
+    }
+
+    /// `fdatasync`s `file` and, on success, publishes `upto` as durable; on failure poisons.
+    /// Every sync of a segment goes through here.
+    pub(crate) fn sync_file(
+        &self,
+        file: &dyn StorageFile,
+        path: &std::path::Path,
+        upto: u64,
+        poison: &Poison,
+    ) -> Result<()> {
+        let _sync = self.file_sync.lock();
+        poison.check()?;
         self.syncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = file.sync_data() {
             return Err(poison.poison(&Error::io("syncing segment", path, e)));

@@ -142,7 +142,6 @@ impl DirLog {
         records: &[Unsealed],
         hook: impl FnOnce(&Appended),
     ) -> Result<Appended> {
-        let room = self.shared.segment_size;
         let mut w = self.writer.lock();
         self.shared.poison.check()?;
         for r in records {
@@ -156,6 +155,9 @@ impl DirLog {
         let mut i = 0;
         while i < records.len() {
             // The largest run of whole records starting at i that fits in the active segment.
+            // The active file's own size: a segment created under an older `max_segment_size`
+            // keeps its size.
+            let room = w.active.map.len();
             let start = records[i].start;
             let mut j = i;
             while j < records.len() {
@@ -173,7 +175,14 @@ impl DirLog {
                         message: "a record does not fit in an empty segment".into(),
                     });
                 }
-                self.roll(&mut w)?;
+                if let Err(e) = self.roll(&mut w) {
+                    if i > 0 {
+                        // Part of the batch is in the log already: the log no longer says what
+                        // the caller will believe, so stop (a reopen sorts it out).
+                        return Err(self.shared.poison.poison(&e));
+                    }
+                    return Err(e);
+                }
                 continue;
             }
             let end = records.get(j).map_or(buf.len(), |r| r.start);
@@ -199,21 +208,19 @@ impl DirLog {
         hook(&out);
         // Prepare the next segment once this one is half full: idle channels never preallocate,
         // busy ones find a spare ready when they roll.
-        if w.spare.is_none() && w.tail > room / 2 {
+        if w.spare.is_none() && w.tail > w.active.map.len() / 2 {
             w.spare = Some(Self::spawn_spare(&self.shared, self.index, &self.path));
         }
         Ok(out)
     }
 
     fn roll(&self, w: &mut Writer) -> Result<()> {
-        if let Err(e) = w.active.file.sync_data() {
-            return Err(self.shared.poison.poison(&Error::io(
-                "syncing full segment",
-                &w.active.path,
-                e,
-            )));
-        }
-        self.sync.mark_durable(w.appended);
+        self.sync.sync_file(
+            &*w.active.file,
+            &w.active.path,
+            w.appended,
+            &self.shared.poison,
+        )?;
         let spare = match w.spare.take().map(|h| h.join()) {
             Some(Ok(Ok(seg))) => Ok(seg),
             Some(Ok(Err(e))) => {

@@ -4,7 +4,7 @@
 //! Everything here is guarded by one mutex (`FileChannel`'s state lock). Lock order: a log's
 //! append lock, then this one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
 
@@ -13,9 +13,11 @@ use crate::ids::{LogPosition, RecordPtr, SegmentId};
 pub(crate) struct QueueState {
     /// Committed events not taken, head first. 16 bytes per event.
     pub(crate) queue: VecDeque<RecordPtr>,
-    /// Taken, not yet committed, by transaction id (ids grow with time, so this is roughly the
-    /// order the transactions began).
-    pub(crate) inflight: BTreeMap<u64, Vec<RecordPtr>>,
+    /// Taken, not yet committed, by transaction id; each with the ticket of its take, so a
+    /// checkpoint can list them in the exact order they were taken.
+    inflight: HashMap<u64, Vec<(u64, RecordPtr)>>,
+    /// Next take ticket.
+    next_ticket: u64,
     /// Payload bytes of the events in `queue` and `inflight`.
     pub(crate) queued_bytes: u64,
     /// Events counted against `capacity`: queued, in flight, and put but not committed.
@@ -30,6 +32,10 @@ pub(crate) struct QueueState {
     pub(crate) open_spills: HashMap<u64, (usize, LogPosition)>,
     /// Queued plus in-flight events per segment: a segment at zero holds nothing anyone needs.
     pub(crate) live: HashMap<SegmentId, u64>,
+    /// For a segment holding Put records whose Commit record lies in a later segment (a spilled
+    /// or split transaction): those later segments. They are kept while the first one is live,
+    /// so a full replay (no usable checkpoint) still finds the commits of queued events.
+    commit_pins: HashMap<SegmentId, HashSet<SegmentId>>,
 }
 
 impl QueueState {
@@ -56,11 +62,55 @@ impl QueueState {
         }
     }
 
+    /// Notes that events put in `put_segment` were committed by a record in `commit_segment`.
+    pub(crate) fn pin_commit(&mut self, put_segment: SegmentId, commit_segment: SegmentId) {
+        if put_segment != commit_segment {
+            self.commit_pins
+                .entry(put_segment)
+                .or_default()
+                .insert(commit_segment);
+        }
+    }
+
+    /// Segments that hold Commit records of events still queued in older segments.
+    pub(crate) fn commit_pinned(&mut self) -> HashSet<SegmentId> {
+        let live = &self.live;
+        self.commit_pins
+            .retain(|put_segment, _| live.contains_key(put_segment));
+        self.commit_pins.values().flatten().copied().collect()
+    }
+
+    /// Forgets a deleted segment.
+    pub(crate) fn forget_segment(&mut self, id: SegmentId) {
+        self.commit_pins.remove(&id);
+        self.live.remove(&id);
+    }
+
+    /// Moves up to `n` events from the head of the queue to `txn`'s takes.
+    pub(crate) fn take_front(&mut self, txn: u64, n: usize) -> Vec<RecordPtr> {
+        let n = n.min(self.queue.len());
+        let ptrs: Vec<RecordPtr> = self.queue.drain(..n).collect();
+        if !ptrs.is_empty() {
+            let entry = self.inflight.entry(txn).or_default();
+            for p in &ptrs {
+                entry.push((self.next_ticket, *p));
+                self.next_ticket += 1;
+            }
+        }
+        ptrs
+    }
+
+    /// Forgets `txn`'s takes (they committed) and returns them.
+    pub(crate) fn finish_takes(&mut self, txn: u64) -> Vec<RecordPtr> {
+        self.inflight
+            .remove(&txn)
+            .map(|v| v.into_iter().map(|(_, p)| p).collect())
+            .unwrap_or_default()
+    }
+
     /// Puts the events taken by `txn` back at the head, in the order they were taken.
     pub(crate) fn restore_inflight(&mut self, txn: u64) -> usize {
-        let Some(taken) = self.inflight.remove(&txn) else {
-            return 0;
-        };
+        let taken = self.finish_takes(txn);
         let n = taken.len();
         for ptr in taken.into_iter().rev() {
             self.queue.push_front(ptr);
@@ -68,14 +118,30 @@ impl QueueState {
         n
     }
 
-    /// The queue as a checkpoint records it: takes in flight first (as if rolled back), then the
-    /// queue. Returns the list and how many in-flight entries lead it.
-    pub(crate) fn snapshot_queue(&self) -> (Vec<RecordPtr>, u64) {
-        let inflight = self.inflight_len();
-        let mut out = Vec::with_capacity(inflight + self.queue.len());
-        for taken in self.inflight.values() {
-            out.extend_from_slice(taken);
+    /// Puts the last `n` events taken by `txn` back at the head (a take that failed part-way).
+    pub(crate) fn restore_last(&mut self, txn: u64, n: usize) {
+        let Some(v) = self.inflight.get_mut(&txn) else {
+            return;
+        };
+        let keep = v.len().saturating_sub(n);
+        let back: Vec<(u64, RecordPtr)> = v.drain(keep..).collect();
+        if v.is_empty() {
+            self.inflight.remove(&txn);
         }
+        for (_, ptr) in back.into_iter().rev() {
+            self.queue.push_front(ptr);
+        }
+    }
+
+    /// The queue as a checkpoint records it: takes in flight first (as if rolled back, in the
+    /// order they were taken), then the queue. Returns the list and how many in-flight entries
+    /// lead it.
+    pub(crate) fn snapshot_queue(&self) -> (Vec<RecordPtr>, u64) {
+        let mut taken: Vec<(u64, RecordPtr)> = self.inflight.values().flatten().copied().collect();
+        taken.sort_unstable_by_key(|(ticket, _)| *ticket);
+        let inflight = taken.len();
+        let mut out = Vec::with_capacity(inflight + self.queue.len());
+        out.extend(taken.into_iter().map(|(_, p)| p));
         out.extend(self.queue.iter().copied());
         (out, inflight as u64)
     }
@@ -85,35 +151,46 @@ impl QueueState {
 mod tests {
     use super::*;
 
-    #[test]
-    fn restore_puts_takes_back_at_the_head_in_order() {
+    fn queue_of(offsets: &[u64]) -> QueueState {
         let mut st = QueueState::default();
         st.queue
-            .extend([RecordPtr::new(1, 100), RecordPtr::new(1, 200)]);
-        st.inflight
-            .insert(7, vec![RecordPtr::new(1, 10), RecordPtr::new(1, 20)]);
+            .extend(offsets.iter().map(|o| RecordPtr::new(1, *o)));
+        st
+    }
+
+    fn offsets(q: &[RecordPtr]) -> Vec<u64> {
+        q.iter().map(|p| p.offset).collect()
+    }
+
+    #[test]
+    fn restore_puts_takes_back_at_the_head_in_order() {
+        let mut st = queue_of(&[10, 20, 100, 200]);
+        assert_eq!(offsets(&st.take_front(7, 2)), vec![10, 20]);
         assert_eq!(st.restore_inflight(7), 2);
-        let order: Vec<u64> = st.queue.iter().map(|p| p.offset).collect();
-        assert_eq!(order, vec![10, 20, 100, 200]);
+        assert_eq!(offsets(st.queue.make_contiguous()), vec![10, 20, 100, 200]);
         assert_eq!(st.restore_inflight(7), 0, "a second restore finds nothing");
     }
 
     #[test]
-    fn snapshot_puts_inflight_first() {
-        let mut st = QueueState::default();
-        st.queue.push_back(RecordPtr::new(2, 64));
-        st.inflight.insert(9, vec![RecordPtr::new(1, 64)]);
-        st.inflight.insert(3, vec![RecordPtr::new(1, 32)]);
+    fn snapshot_lists_inflight_takes_in_take_order() {
+        let mut st = queue_of(&[0, 1, 2, 3, 4]);
+        // A younger transaction takes first: order follows the takes, not transaction ids.
+        st.take_front(9, 1);
+        st.take_front(3, 2);
+        st.take_front(9, 1);
         let (q, inflight) = st.snapshot_queue();
-        assert_eq!(inflight, 2);
-        assert_eq!(
-            q,
-            vec![
-                RecordPtr::new(1, 32),
-                RecordPtr::new(1, 64),
-                RecordPtr::new(2, 64)
-            ]
-        );
+        assert_eq!(inflight, 4);
+        assert_eq!(offsets(&q), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn restore_last_returns_only_the_failed_batch() {
+        let mut st = queue_of(&[0, 1, 2, 3]);
+        st.take_front(1, 1);
+        st.take_front(1, 2);
+        st.restore_last(1, 2);
+        assert_eq!(offsets(st.queue.make_contiguous()), vec![1, 2, 3]);
+        assert_eq!(offsets(&st.finish_takes(1)), vec![0]);
     }
 
     #[test]

@@ -86,6 +86,19 @@ pub struct RecoveryReport {
     pub duration: Duration,
 }
 
+/// How far sequence numbers and transaction ids jump at each open (see `recover`).
+const COUNTER_GAP: u64 = 1 << 32;
+
+/// What garbage collection must keep for a checkpoint on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct KeptCheckpoint {
+    pub(crate) generation: u64,
+    /// Where its replay starts, per directory index.
+    pub(crate) scan_starts: Vec<Option<LogPosition>>,
+    /// Segments its queue refers to.
+    pub(crate) pins: HashSet<SegmentId>,
+}
+
 /// A directory opened for replay.
 #[derive(Debug)]
 pub(crate) struct OpenedDir {
@@ -107,9 +120,8 @@ pub(crate) struct Recovered {
     pub(crate) tails: Vec<u64>,
     /// Generation for the next checkpoint.
     pub(crate) next_generation: u64,
-    /// Scan starts of the checkpoint used, per directory: segments at or after it must be kept
-    /// until a newer pair of checkpoints no longer needs them.
-    pub(crate) retained_from: Vec<Option<LogPosition>>,
+    /// The checkpoint replay used: it stays the backup until the next checkpoint replaces it.
+    pub(crate) used: Option<KeptCheckpoint>,
 }
 
 /// What replay needs from a record's payload (a Put's body is never read).
@@ -166,14 +178,16 @@ struct DirScan {
 struct ScanPlan {
     start: LogPosition,
     tail: LogPosition,
+    /// Records at or after `tail` must have a higher sequence number than this (the
+    /// checkpoint's `last_seq`): bytes a crash left beyond the log's end never pass.
+    min_seq_after_tail: u64,
 }
 
 /// Opens and replays the channel's directories. Takes the directory locks.
 pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     let started = Instant::now();
     let fs = &*cfg.file_system;
-    fs.create_dir_all(&cfg.checkpoint_dir)
-        .map_err(|e| Error::io("creating checkpoint dir", &cfg.checkpoint_dir, e))?;
+    create_dir(fs, &cfg.checkpoint_dir)?;
     let ckpt_lock = lock(fs, &cfg.checkpoint_dir)?;
     let mut report = RecoveryReport::default();
     let mut dirs = Vec::new();
@@ -271,16 +285,18 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     report.events_restored = state.queue.len() as u64;
     report.inflight_redelivered = inflight_redelivered;
     report.duration = started.elapsed();
-    let retained_from = (0..dirs.len())
-        .map(|i| {
-            used.as_ref().and_then(|ck| {
+    let used = used.map(|ck| KeptCheckpoint {
+        generation: ck.generation,
+        scan_starts: (0..dirs.len())
+            .map(|i| {
                 ck.dirs
                     .iter()
                     .find(|d| seg_dir.get(&d.tail.segment) == Some(&i))
                     .map(|d| d.scan_start)
             })
-        })
-        .collect();
+            .collect(),
+        pins: ck.queue.iter().map(|p| p.segment).collect(),
+    });
     tracing::info!(
         events = report.events_restored,
         checkpoint = ?report.checkpoint_generation,
@@ -296,16 +312,33 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         Recovered {
             state,
             report,
-            last_seq,
-            next_txn,
+            // The gap puts every new sequence number and transaction id above anything a crash
+            // may have left past the end of the log (a later unsynced write that reached the
+            // disk while an earlier one did not): such leftovers can then never pass the
+            // increasing-sequence check or match a new transaction.
+            last_seq: last_seq.saturating_add(COUNTER_GAP),
+            next_txn: next_txn.saturating_add(COUNTER_GAP),
             next_segment: max_segment_on_disk.saturating_add(1).max(1),
             dirs,
             tails,
             next_generation: max_generation + 1,
-            retained_from,
+            used,
         },
         ckpt_lock,
     ))
+}
+
+/// Creates `dir` if needed and makes its entry durable (syncs it and its parent).
+fn create_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.create_dir_all(dir)
+        .map_err(|e| Error::io("creating directory", dir, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("syncing directory", dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs.sync_dir(parent)
+            .map_err(|e| Error::io("syncing directory", parent, e))?;
+    }
+    Ok(())
 }
 
 fn lock(fs: &dyn FileSystem, dir: &Path) -> Result<DirLock> {
@@ -327,8 +360,7 @@ fn open_dir(
     report: &mut RecoveryReport,
 ) -> Result<(OpenedDir, u32)> {
     let fs = &*cfg.file_system;
-    fs.create_dir_all(path)
-        .map_err(|e| Error::io("creating data dir", path, e))?;
+    create_dir(fs, path)?;
     let lock = lock(fs, path)?;
     let names = fs
         .list_dir(path)
@@ -488,7 +520,8 @@ fn try_checkpoint(
     let mut plans: Vec<ScanPlan> = vec![
         ScanPlan {
             start: origin,
-            tail: origin
+            tail: origin,
+            min_seq_after_tail: 0,
         };
         dirs.len()
     ];
@@ -519,6 +552,7 @@ fn try_checkpoint(
             plans[i] = ScanPlan {
                 start: d.scan_start,
                 tail: d.tail,
+                min_seq_after_tail: ck.last_seq,
             };
         }
     }
@@ -697,7 +731,7 @@ fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(), Decod
     seg.map
         .read_into(offset, &mut hb)
         .map_err(|_| DecodeError::Truncated {
-            needed: offset + HEADER_LEN as u64,
+            needed: offset.saturating_add(HEADER_LEN as u64),
             available: seg.map.len(),
         })?;
     let h = record::decode_header(&hb)?;
@@ -709,7 +743,7 @@ fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(), Decod
     }
     if offset.saturating_add(h.record_len()) > seg.map.len() {
         return Err(DecodeError::Truncated {
-            needed: offset + h.record_len(),
+            needed: offset.saturating_add(h.record_len()),
             available: seg.map.len(),
         });
     }
@@ -738,7 +772,7 @@ pub(crate) fn read_record(
     seg.map
         .read_into(offset, &mut hb)
         .map_err(|_| DecodeError::Truncated {
-            needed: offset + HEADER_LEN as u64,
+            needed: offset.saturating_add(HEADER_LEN as u64),
             available: seg.map.len(),
         })?;
     let h = record::decode_header(&hb)?;
@@ -783,7 +817,7 @@ pub(crate) fn read_record(
 fn resync(seg: &Segment, from: u64, after_seq: u64) -> Option<u64> {
     let len = seg.map.len();
     let mut pos = from;
-    while pos + HEADER_LEN as u64 <= len {
+    while pos.saturating_add(HEADER_LEN as u64) <= len {
         // Jump to the next byte that could be a record kind (1..=4) at header offset 24.
         let mut next = None;
         let window = (len - pos).min(1 << 20) as usize;
@@ -830,12 +864,21 @@ fn scan_dir(
         };
         let seg_start = off;
         scan.segments += 1;
-        while off + HEADER_LEN as u64 <= seg.map.len() {
+        while off.saturating_add(HEADER_LEN as u64) <= seg.map.len() {
             let mut hb = [0u8; HEADER_LEN];
             if seg.map.read_into(off, &mut hb).is_err() || record::is_end_marker(&hb) {
                 break;
             }
-            match read_record(seg, off, last_seq) {
+            let floor = if (RecordPtr {
+                segment: seg.id,
+                offset: off,
+            }) >= plan.tail
+            {
+                last_seq.max(plan.min_seq_after_tail)
+            } else {
+                last_seq
+            };
+            match read_record(seg, off, floor) {
                 Ok((h, payload)) => {
                     if let Some(b) = bad.take() {
                         corruption(mode, &b, &mut scan)?;
@@ -851,7 +894,7 @@ fn scan_dir(
                     scan.records += 1;
                     off += h.record_len();
                 }
-                Err(error) => match resync(seg, off + 1, last_seq) {
+                Err(error) => match resync(seg, off + 1, floor) {
                     Some(next) => {
                         let b = BadRecord {
                             seg: seg.clone(),
