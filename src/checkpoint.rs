@@ -103,7 +103,7 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
     // 4. Keep this generation and the previous durable one (not merely the previous number:
     //    after a fallback replay, a newer damaged or rejected file must not stay as the backup).
     let keep = [Some(generation), ck.previous.as_ref().map(|p| p.generation)];
-    prune_checkpoints(inner, &keep);
+    let pruned = prune_checkpoints(inner, &keep);
 
     // 5. Collect segments neither kept checkpoint needs.
     let kept = KeptCheckpoint {
@@ -111,7 +111,9 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
         scan_starts: snapshot.dirs.iter().map(|d| Some(d.scan_start)).collect(),
         pins: snapshot.queue.iter().map(|p| p.segment).collect(),
     };
-    if let Some(previous) = &ck.previous {
+    // Only when no other checkpoint file is left: a replay could otherwise pick a stale one
+    // that names segments collected now.
+    if let Some(previous) = ck.previous.as_ref().filter(|_| pruned) {
         collect_segments(inner, &kept, previous);
     }
     ck.previous = Some(kept);
@@ -171,22 +173,35 @@ fn write_checkpoint(inner: &Inner, generation: u64, bytes: &[u8]) -> Result<()> 
     Ok(())
 }
 
-fn prune_checkpoints(inner: &Inner, keep: &[Option<u64>]) {
+/// Removes every checkpoint file but those in `keep`. Returns false if one could not be removed.
+fn prune_checkpoints(inner: &Inner, keep: &[Option<u64>]) -> bool {
     let fs = &*inner.cfg.file_system;
     let dir = &inner.cfg.checkpoint_dir;
-    let Ok(names) = fs.list_dir(dir) else { return };
+    let Ok(names) = fs.list_dir(dir) else {
+        return false;
+    };
     let mut removed = false;
+    let mut clean = true;
     for name in names {
-        if let Some(g) = file_name::parse_checkpoint(&name)
-            && !keep.contains(&Some(g))
-            && fs.remove_file(&dir.join(&name)).is_ok()
-        {
-            removed = true;
+        let Some(g) = file_name::parse_checkpoint(&name) else {
+            continue;
+        };
+        if keep.contains(&Some(g)) {
+            continue;
+        }
+        match fs.remove_file(&dir.join(&name)) {
+            Ok(()) => removed = true,
+            Err(e) => {
+                tracing::warn!(file = name, error = %e, "could not remove an old checkpoint");
+                clean = false;
+            }
         }
     }
     if removed && let Err(e) = fs.sync_dir(dir) {
         tracing::warn!(error = %e, "syncing the checkpoint dir after pruning failed");
+        clean = false;
     }
+    clean
 }
 
 /// Deletes the segments that neither kept checkpoint needs and that hold nothing live.

@@ -382,6 +382,18 @@ impl Inner {
         self.next_dir.fetch_add(1, Ordering::Relaxed) % self.logs.len()
     }
 
+    /// The payload length a record header states, or 0 when the header is unreadable.
+    fn payload_len_at(&self, ptr: RecordPtr) -> u32 {
+        let Some(seg) = self.segments.get(ptr.segment) else {
+            return 0;
+        };
+        let mut hb = [0u8; HEADER_LEN];
+        if seg.map.read_into(ptr.offset, &mut hb).is_err() {
+            return 0;
+        }
+        record::decode_header(&hb).map_or(0, |h| h.len)
+    }
+
     /// Reads the event a Put record holds, checking its CRC. Returns it and its payload length.
     fn read_event(&self, ptr: RecordPtr) -> Result<(Event, u32)> {
         let Some(seg) = self.segments.get(ptr.segment) else {
@@ -624,14 +636,30 @@ impl FileTxn {
                     events.push(ev);
                     bytes += u64::from(len);
                 }
-                Err(e) if ch.cfg.recovery_mode == RecoveryMode::Skip && e.is_corruption() => {
-                    // The damaged event stays taken: a commit removes it for good, a rollback
-                    // returns it.
-                    tracing::error!(error = %e, "damaged event skipped by a take");
+                Err(e) if e.is_corruption() => {
+                    // A damaged event stays taken by this transaction: a commit removes it for
+                    // good, a rollback returns it. It never blocks the events behind it.
                     Counters::add(&ch.counters.take_errors, 1);
+                    bytes += u64::from(ch.payload_len_at(*ptr));
+                    if ch.cfg.recovery_mode == RecoveryMode::Skip {
+                        tracing::error!(error = %e, "damaged event skipped by a take");
+                        continue;
+                    }
+                    // Strict: hand nothing out; the rest of the batch goes back to the head,
+                    // in order, and the caller decides (commit drops the damaged event).
+                    {
+                        let mut st = ch.state.lock();
+                        st.restore_last(self.id, ptrs.len());
+                        st.take_specific(self.id, *ptr);
+                    }
+                    ch.not_empty.notify_all();
+                    t.taken.push(*ptr);
+                    t.bytes += u64::from(ch.payload_len_at(*ptr));
+                    self.ops += 1;
+                    return Err(e);
                 }
                 Err(e) => {
-                    // Nothing of this batch is handed out: it goes back to the head, in order.
+                    // An I/O error: nothing of this batch is handed out.
                     ch.state.lock().restore_last(self.id, ptrs.len());
                     ch.not_empty.notify_all();
                     Counters::add(&ch.counters.take_errors, 1);

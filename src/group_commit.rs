@@ -6,8 +6,9 @@
 //!
 //! 1. if `durable` already covers it, it returns at once;
 //! 2. otherwise it queues on the leader lock. Whoever holds the lock is the leader: it reads the
-//!    current `appended` and active segment (under the log's append lock), calls `fdatasync` on
-//!    that segment with no lock held but its own, and publishes the new `durable`;
+//!    current `appended` and active segment (under the log's append lock, released at once),
+//!    calls `fdatasync` on that segment under the directory's sync lock, and publishes the new
+//!    `durable`;
 //! 3. every committer that queued meanwhile finds its bytes covered when it gets the lock, and
 //!    returns without a sync of its own.
 //!

@@ -133,6 +133,19 @@ impl QueueState {
         }
     }
 
+    /// Moves `ptr` from near the head of the queue to `txn`'s takes (a damaged event the
+    /// transaction keeps while the rest of its batch went back).
+    pub(crate) fn take_specific(&mut self, txn: u64, ptr: RecordPtr) {
+        if let Some(i) = self.queue.iter().position(|p| *p == ptr) {
+            self.queue.remove(i);
+            self.inflight
+                .entry(txn)
+                .or_default()
+                .push((self.next_ticket, ptr));
+            self.next_ticket += 1;
+        }
+    }
+
     /// The queue as a checkpoint records it: takes in flight first (as if rolled back, in the
     /// order they were taken), then the queue. Returns the list and how many in-flight entries
     /// lead it.

@@ -373,8 +373,8 @@ fn f4_stale_bytes_after_a_lost_page_make_a_clean_reopen_fail() {
     let ch = FileChannel::open(c()).expect("a torn/lost unacknowledged write is fine");
     assert_eq!(
         ch.recovery_report().torn_tails,
-        0,
-        "nothing was noticed or zeroed"
+        1,
+        "the leftover bytes beyond the end of the log are zeroed at open"
     );
     for i in 10..39 {
         put_n(&ch, i..i + 1, 100); // 29 x 176 bytes: ends at 5168, inside B's stale Put
@@ -551,4 +551,97 @@ fn f8b_failed_commit_append_of_spilled_txn_leaks_spill_and_capacity() {
         n < 5 && fill == 0.0,
         "{n} segments kept, {fill}% capacity still reserved, queue empty"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Second review, R1: the empty spare left by a run with smaller segments became the active
+// segment after `max_segment_size` grew, and every commit of a large event was refused.
+#[test]
+fn r1_a_smaller_old_spare_is_rolled_past_when_segments_grow() {
+    let d = tempfile::tempdir().unwrap();
+    let small = || cfg(d.path(), 4096).max_event_size(1024);
+    {
+        let ch = FileChannel::open(small()).unwrap();
+        for _ in 0..3 {
+            let mut tx = ch.transaction();
+            tx.put(Event::new(vec![1u8; 900])).unwrap();
+            tx.commit().unwrap();
+        }
+        ch.close().unwrap();
+    }
+    for life in 0..3 {
+        let ch = FileChannel::open(cfg(d.path(), 1 << 20).max_event_size(64 << 10)).unwrap();
+        let mut tx = ch.transaction();
+        tx.put(Event::new(vec![7u8; 8000])).unwrap();
+        tx.commit().unwrap_or_else(|e| panic!("life {life}: {e}"));
+        ch.close().unwrap();
+    }
+    let ch = FileChannel::open(cfg(d.path(), 1 << 20).max_event_size(64 << 10)).unwrap();
+    let mut tx = ch.transaction();
+    let sizes: Vec<usize> = tx
+        .take_batch(100, Duration::ZERO)
+        .unwrap()
+        .iter()
+        .map(|e| e.body().len())
+        .collect();
+    assert_eq!(sizes, vec![900, 900, 900, 8000, 8000, 8000]);
+}
+
+// R3: leftover bytes beyond a lost page, reached by new records and then rolled past, read as
+// "an invalid record followed by valid ones" and stopped a strict open. They are now zeroed when
+// the channel opens.
+#[test]
+fn r3_leftover_bytes_are_zeroed_before_the_log_rolls_past_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB segments: no spare is prepared yet, so appends continue in the damaged segment.
+    let c = || cfg(dir.path(), 64 << 10);
+    let ch = FileChannel::open(c()).unwrap();
+    put_n(&ch, 0..1, 5000); // Put [64, 5104), Commit [5104, 5140)
+    put_n(&ch, 1..2, 100); // Put [5140, 5280), Commit [5280, 5316)
+    drop(ch); // crash
+    let seg = segments(&dir.path().join("data"))[0].clone();
+    patch(&seg, 64, &vec![0u8; 4096 - 64]); // the first page was lost, the second survived
+    let ch = FileChannel::open(c()).expect("a lost unacknowledged write is fine");
+    assert_eq!(
+        ch.recovery_report().torn_tails,
+        1,
+        "the leftover is found and zeroed"
+    );
+    for i in 10..39 {
+        put_n(&ch, i..i + 1, 100); // ends inside where the stale Put was
+    }
+    put_n(&ch, 39..40, 62_000); // does not fit: roll to the next segment
+    assert!(
+        segments(&dir.path().join("data")).len() >= 2,
+        "the log rolled"
+    );
+    drop(ch); // crash, no checkpoint
+    let ch = FileChannel::open(c()).unwrap_or_else(|e| panic!("reopen failed: {e}"));
+    assert_eq!(drain(&ch), (10..40).collect::<Vec<_>>());
+}
+
+// R4: in strict mode a damaged event at the head made every take fail for ever. Now the take
+// reports it and keeps it: a commit drops it, and the events behind it flow.
+#[test]
+fn r4_a_damaged_event_at_the_head_does_not_block_the_queue() {
+    let d = tempfile::tempdir().unwrap();
+    let ch = FileChannel::open(cfg(d.path(), 64 << 10)).unwrap();
+    put_n(&ch, 0..3, 64);
+    let seg = segments(&d.path().join("data"))[0].clone();
+    let bytes = fs::read(&seg).unwrap();
+    let pos = bytes.windows(8).position(|w| w == b"00000000").unwrap();
+    patch(&seg, pos as u64 + 20, b"Z");
+    let mut tx = ch.transaction();
+    let err = tx
+        .take_batch(10, Duration::ZERO)
+        .expect_err("the damaged head is reported");
+    assert!(err.is_corruption(), "{err:?}");
+    tx.rollback().unwrap();
+    let mut tx = ch.transaction();
+    assert!(
+        tx.take_batch(10, Duration::ZERO).is_err(),
+        "a rollback returns it to the head"
+    );
+    tx.commit().unwrap(); // drops the damaged event for good
+    assert_eq!(drain(&ch), vec![1, 2]);
 }

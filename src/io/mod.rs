@@ -47,6 +47,10 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Lists the names of the entries of a directory (not recursive, in no order).
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// True when `path` is a directory that can be listed.
+    fn dir_exists(&self, path: &Path) -> bool {
+        self.list_dir(path).is_ok()
+    }
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Bytes available to an unprivileged writer on the file system holding `path`.
