@@ -384,14 +384,10 @@ impl Inner {
 
     /// The payload length a record header states, or 0 when the header is unreadable.
     fn payload_len_at(&self, ptr: RecordPtr) -> u32 {
-        let Some(seg) = self.segments.get(ptr.segment) else {
-            return 0;
-        };
-        let mut hb = [0u8; HEADER_LEN];
-        if seg.map.read_into(ptr.offset, &mut hb).is_err() {
-            return 0;
-        }
-        record::decode_header(&hb).map_or(0, |h| h.len)
+        self.segments
+            .get(ptr.segment)
+            .and_then(|seg| seg.record_header(ptr.offset).ok())
+            .map_or(0, |h| h.len)
     }
 
     /// Reads the event a Put record holds, checking its CRC. Returns it and its payload length.
@@ -411,17 +407,7 @@ impl Inner {
             offset: ptr.offset,
             source,
         };
-        let mut hb = [0u8; HEADER_LEN];
-        seg.map
-            .read_into(ptr.offset, &mut hb)
-            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
-        let h = record::decode_header(&hb).map_err(corrupt)?;
-        if h.kind != Kind::Put {
-            return Err(corrupt(DecodeError::Invalid {
-                field: "record kind (expected Put)",
-                value: h.kind as u64,
-            }));
-        }
+        let h = seg.put_header(ptr.offset).map_err(corrupt)?;
         let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
         let mut out = Err(DecodeError::Truncated {
             needed: h.record_len(),

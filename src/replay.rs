@@ -757,44 +757,11 @@ impl Progress<'_> {
 /// Checks, from its header alone (no body read), that a Put record starts at `offset`: a
 /// checkpoint whose queue points at bytes that are not there is not used.
 fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(), DecodeError> {
-    if offset < segment_header::LEN as u64 {
-        return Err(DecodeError::Invalid {
-            field: "record offset",
-            value: offset,
-        });
-    }
-    let mut hb = [0u8; HEADER_LEN];
-    seg.map
-        .read_into(offset, &mut hb)
-        .map_err(|_| DecodeError::Truncated {
-            needed: offset.saturating_add(HEADER_LEN as u64),
-            available: seg.map.len(),
-        })?;
-    let h = record::decode_header(&hb)?;
-    if h.kind != Kind::Put {
-        return Err(DecodeError::Invalid {
-            field: "record kind (expected Put)",
-            value: h.kind as u64,
-        });
-    }
-    if offset.saturating_add(h.record_len()) > seg.map.len() {
-        return Err(DecodeError::Truncated {
-            needed: offset.saturating_add(h.record_len()),
-            available: seg.map.len(),
-        });
-    }
-    Ok(())
+    seg.put_header(offset).map(|_| ())
 }
 
 fn read_put_len(seg: &Segment, offset: u64) -> std::result::Result<u32, DecodeError> {
-    let (h, _) = read_record(seg, offset, 0)?;
-    if h.kind != Kind::Put {
-        return Err(DecodeError::Invalid {
-            field: "record kind (expected Put)",
-            value: h.kind as u64,
-        });
-    }
-    Ok(h.len)
+    seg.put_header(offset).map(|h| h.len)
 }
 
 /// Reads and checks the record at `offset`: header, bounds, CRC, and `seq > after_seq`.
@@ -804,21 +771,8 @@ pub(crate) fn read_record(
     offset: u64,
     after_seq: u64,
 ) -> std::result::Result<(RecordHeader, Payload), DecodeError> {
-    let mut hb = [0u8; HEADER_LEN];
-    seg.map
-        .read_into(offset, &mut hb)
-        .map_err(|_| DecodeError::Truncated {
-            needed: offset.saturating_add(HEADER_LEN as u64),
-            available: seg.map.len(),
-        })?;
-    let h = record::decode_header(&hb)?;
+    let h = seg.record_header(offset)?;
     let end = offset.saturating_add(h.record_len());
-    if end > seg.map.len() {
-        return Err(DecodeError::Truncated {
-            needed: end,
-            available: seg.map.len(),
-        });
-    }
     let mut result = Ok(Payload::Put);
     let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
     seg.map

@@ -10,7 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
-use crate::format::{file_name, segment_header};
+use crate::format::record::{self, HEADER_LEN, Kind, RecordHeader};
+use crate::format::{DecodeError, file_name, segment_header};
 use crate::ids::SegmentId;
 use crate::io::{FileSystem, MappedRegion, StorageFile};
 
@@ -106,6 +107,51 @@ pub(crate) fn open(
         file,
         map,
     })
+}
+
+impl Segment {
+    /// Reads and decodes the record header at `offset` and checks that the whole record lies
+    /// inside the segment, after the segment header. The CRC is not checked (it needs the body).
+    pub(crate) fn record_header(
+        &self,
+        offset: u64,
+    ) -> std::result::Result<RecordHeader, DecodeError> {
+        let len = self.map.len();
+        if offset < segment_header::LEN as u64 {
+            return Err(DecodeError::Invalid {
+                field: "record offset",
+                value: offset,
+            });
+        }
+        let mut hb = [0u8; HEADER_LEN];
+        self.map
+            .read_into(offset, &mut hb)
+            .map_err(|_| DecodeError::Truncated {
+                needed: offset.saturating_add(HEADER_LEN as u64),
+                available: len,
+            })?;
+        let h = record::decode_header(&hb)?;
+        let end = offset.saturating_add(h.record_len());
+        if end > len {
+            return Err(DecodeError::Truncated {
+                needed: end,
+                available: len,
+            });
+        }
+        Ok(h)
+    }
+
+    /// Like [`Segment::record_header`], and the record must be a Put.
+    pub(crate) fn put_header(&self, offset: u64) -> std::result::Result<RecordHeader, DecodeError> {
+        let h = self.record_header(offset)?;
+        if h.kind != Kind::Put {
+            return Err(DecodeError::Invalid {
+                field: "record kind (expected Put)",
+                value: h.kind as u64,
+            });
+        }
+        Ok(h)
+    }
 }
 
 /// The segments takes can read from, by id.
