@@ -1,0 +1,115 @@
+//! Does a running checkpoint stall commits? Goal: a checkpoint of 1 M queued events raises the
+//! p99 put+commit latency by at most 2x.
+//!
+//! Preloads a channel with `TIDEGATE_BENCH_QUEUED` (default 1,000,000) queued 512 B events, then
+//! measures the latency of put+commit transactions (batch 10 x 512 B, fsync = always) in rounds
+//! that alternate: A, no checkpoint running; B, a second thread writing checkpoints back to back.
+//! Reports p50/p99/max per mode and the ratio of B's p99 to A's p99 per round (median, min, max).
+//! Run: `cargo bench --bench checkpoint_latency`.
+#![allow(missing_docs, reason = "a benchmark program")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "a benchmark program: a panic is a failed run"
+)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let queued: u64 = std::env::var("TIDEGATE_BENCH_QUEUED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = std::env::var("TIDEGATE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let commits_per_round = 1000;
+    let dir = common::tempdir();
+    println!("disk regime before: {}", common::disk_regime(dir.path()));
+    let ch = common::open(common::config(dir.path()));
+    let ev = common::event(512);
+    let t = Instant::now();
+    common::put_n(&ch, &ev, queued, 1000);
+    println!(
+        "preloaded {queued} events in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    ch.checkpoint().unwrap();
+
+    let mut all = [Vec::new(), Vec::new()];
+    let mut ratios = Vec::new();
+    let checkpoints = Arc::new(AtomicU64::new(0));
+    let mut ckpt_ms = Vec::new();
+    for round in 0..rounds {
+        let mut p99 = [Duration::ZERO; 2];
+        for (mode, with_checkpoint) in [false, true].into_iter().enumerate() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let bg = with_checkpoint.then(|| {
+                let (ch, stop, n) = (ch.clone(), stop.clone(), checkpoints.clone());
+                std::thread::spawn(move || {
+                    let mut took = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        ch.checkpoint().unwrap();
+                        took.push(t.elapsed().as_secs_f64() * 1e3);
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    took
+                })
+            });
+            let mut lat = Vec::with_capacity(commits_per_round);
+            for _ in 0..commits_per_round {
+                let t = Instant::now();
+                let mut tx = ch.transaction();
+                for _ in 0..10 {
+                    tx.put(ev.clone()).unwrap();
+                }
+                tx.commit().unwrap();
+                lat.push(t.elapsed());
+            }
+            stop.store(true, Ordering::Relaxed);
+            if let Some(h) = bg {
+                ckpt_ms.extend(h.join().unwrap());
+            }
+            lat.sort_unstable();
+            p99[mode] = percentile(&lat, 0.99);
+            all[mode].extend(lat);
+        }
+        let r = p99[1].as_secs_f64() / p99[0].as_secs_f64();
+        println!(
+            "round {round}: p99 without {:?}, with checkpoints {:?}, ratio {r:.2}",
+            p99[0], p99[1]
+        );
+        ratios.push(r);
+    }
+    for (mode, name) in ["no checkpoint", "checkpoints running"].iter().enumerate() {
+        let v = &mut all[mode];
+        v.sort_unstable();
+        println!(
+            "{name:>20}: p50 {:?} p99 {:?} p99.9 {:?} max {:?} ({} commits)",
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            percentile(v, 0.999),
+            v[v.len() - 1],
+            v.len()
+        );
+    }
+    let (med, min, max) = common::median_min_max(&ratios);
+    ckpt_ms.sort_by(f64::total_cmp);
+    println!(
+        "p99 ratio (with / without), per round: median {med:.2} [{min:.2}-{max:.2}]; {} checkpoints of {queued} queued events, median {:.0} ms",
+        checkpoints.load(Ordering::Relaxed),
+        ckpt_ms.get(ckpt_ms.len() / 2).copied().unwrap_or(0.0)
+    );
+    println!("disk regime after: {}", common::disk_regime(dir.path()));
+    ch.close().unwrap();
+}

@@ -1,0 +1,107 @@
+//! Reopen time with many queued events (default 1,000,000 x 512 B), with a checkpoint and
+//! without one (full replay), interleaved with a raw sequential read of the same log bytes.
+//!
+//! Run with `cargo bench --bench replay`. Knobs: `TIDEGATE_REPLAY_EVENTS` (default 1,000,000),
+//! `TIDEGATE_REPLAY_ROUNDS` (default 7), `TIDEGATE_BENCH_DIR`.
+//! The page cache is warm (the fixture was just written), as it is after a process restart;
+//! after a reboot the first reopen also reads the log from the disk.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{ReplayFixture, median_min_max};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ms(d: f64) -> String {
+    format!("{:.1} ms", d * 1e3)
+}
+
+fn main() {
+    let mode = common::mode();
+    if mode == common::Mode::List {
+        return;
+    }
+    let smoke = mode == common::Mode::Smoke;
+    let (n, rounds) = if smoke {
+        println!("smoke run (tiny sizes); measure with `cargo bench --bench replay`");
+        (2_000, 1)
+    } else {
+        (
+            env_u64("TIDEGATE_REPLAY_EVENTS", 1_000_000),
+            env_u64("TIDEGATE_REPLAY_ROUNDS", 7).max(1),
+        )
+    };
+    let root = common::bench_root();
+    let regime = |when: &str| {
+        if !smoke {
+            println!("{when}: {}", common::disk_regime(&root));
+        }
+    };
+    regime("before");
+
+    let t = Instant::now();
+    let with_ckpt = ReplayFixture::build(n, 512, true);
+    println!(
+        "built {n} x 512 B with a checkpoint in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let without = ReplayFixture::build(n, 512, false);
+    println!(
+        "built {n} x 512 B without a checkpoint in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let log_bytes = without.log_bytes();
+    println!(
+        "log: {log_bytes} bytes of records; segments: {} each",
+        common::segment_files(&without.dir.path().join("data"))
+    );
+
+    // One untimed pass of each warms the page cache and the allocator alike.
+    with_ckpt.time_open();
+    without.time_open();
+    without.raw_read(log_bytes);
+
+    let (mut ck, mut full, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let a: Duration = with_ckpt.time_open();
+        let b = without.time_open();
+        let c = without.raw_read(log_bytes);
+        println!(
+            "round {r}: open with checkpoint {}, full replay {}, raw read {}",
+            ms(a.as_secs_f64()),
+            ms(b.as_secs_f64()),
+            ms(c.as_secs_f64())
+        );
+        ck.push(a.as_secs_f64());
+        full.push(b.as_secs_f64());
+        raw.push(c.as_secs_f64());
+    }
+    regime("after");
+    println!(
+        "== summary: {n} queued x 512 B, median [min-max] over {rounds} interleaved rounds =="
+    );
+    for (name, xs) in [
+        ("open with checkpoint", &ck),
+        ("open, full replay", &full),
+        ("raw sequential read of the log", &raw),
+    ] {
+        let (m, lo, hi) = median_min_max(xs);
+        let ratios: Vec<f64> = xs.iter().zip(&raw).map(|(x, r)| x / r).collect();
+        let (rm, rlo, rhi) = median_min_max(&ratios);
+        println!(
+            "{name}: {} [{}-{}], {:.2} M events/s, time / raw read = {rm:.2} [{rlo:.2}-{rhi:.2}]",
+            ms(m),
+            ms(lo),
+            ms(hi),
+            n as f64 / m / 1e6
+        );
+    }
+}
