@@ -497,7 +497,7 @@ impl FileTxn {
 
     fn reserve(&self, bytes: u64) -> Result<()> {
         let ch = &self.ch;
-        let deadline = Instant::now() + ch.cfg.keep_alive;
+        let mut deadline = None; // the clock is read only if the put has to wait
         let mut st = ch.state.lock();
         loop {
             ch.check_open()?;
@@ -511,7 +511,14 @@ impl FileTxn {
                 st.reserved_bytes += bytes;
                 return Ok(());
             }
-            if ch.not_full.wait_until(&mut st, deadline).timed_out() {
+            if ch
+                .not_full
+                .wait_until(
+                    &mut st,
+                    *deadline.get_or_insert_with(|| Instant::now() + ch.cfg.keep_alive),
+                )
+                .timed_out()
+            {
                 let limit = if events_ok {
                     format!("capacity_bytes {}", ch.cfg.capacity_bytes.unwrap_or(0))
                 } else {

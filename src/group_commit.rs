@@ -5,12 +5,12 @@
 //! bytes durable calls [`GroupCommit::sync_to`] with the logical end of its append:
 //!
 //! 1. if `durable` already covers it, it returns at once;
-//! 2. otherwise it queues on the leader lock. Whoever holds the lock is the leader: it reads the
-//!    current `appended` and active segment (under the log's append lock, released at once),
-//!    calls `fdatasync` on that segment under the directory's sync lock, and publishes the new
-//!    `durable`;
-//! 3. every committer that queued meanwhile finds its bytes covered when it gets the lock, and
-//!    returns without a sync of its own.
+//! 2. otherwise, if no sync is in flight, it becomes the leader: it marks a sync in flight,
+//!    reads the current `appended` and active segment (under the log's append lock, released at
+//!    once), calls `fdatasync` on that segment under the directory's sync lock, publishes the new
+//!    `durable`, clears the mark and wakes every waiting committer;
+//! 3. if a sync is in flight, it waits for it to finish; woken, it returns if the sync covered
+//!    its bytes, and otherwise becomes the next leader. No lock is held across the flush.
 //!
 //! So one `fdatasync` serves every commit appended before it began. Older segments need no sync
 //! here: the log syncs a segment before it moves on to the next one.
@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::io::StorageFile;
@@ -29,14 +29,26 @@ use crate::poison::Poison;
 /// The sync state of one data directory's log.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCommit {
-    leader: Mutex<()>,
+    /// True while a leader's `fdatasync` is in flight; followers wait on `synced`.
+    syncing: Mutex<bool>,
+    synced: Condvar,
     /// Held around every `fdatasync` of this directory's segments (the leader's and the one at a
     /// roll), so a failure is always latched before another sync's success can be published:
     /// Linux reports a writeback error to only one of two concurrent syncs of a file.
-    /// Lock order: append lock, then this; or leader lock, then this.
+    /// Lock order: append lock, then this (roll); the leader holds nothing else while in it.
     file_sync: Mutex<()>,
     durable: AtomicU64,
     syncs: AtomicU64,
+}
+
+/// Clears the `syncing` flag and wakes the followers when the leader is done, even if it panics.
+struct LeaderGuard<'a>(&'a GroupCommit);
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.syncing.lock() = false;
+        self.0.synced.notify_all();
+    }
 }
 
 impl GroupCommit {
@@ -55,8 +67,13 @@ impl GroupCommit {
         self.syncs.load(Ordering::Relaxed)
     }
 
-    /// Returns once the log is durable up to `target`, syncing if no one else has.
+    /// Returns once the log is durable up to `target`, syncing if no one else is.
     /// `current` reports the log's appended length and its active segment file.
+    ///
+    /// No lock is held across the flush: the leader sets `syncing`, syncs, publishes `durable`
+    /// and wakes every follower at once, so the followers it covered all return together (a
+    /// mutex held across the flush would let them out one at a time, and let the leader take it
+    /// again first).
     pub(crate) fn sync_to(
         &self,
         target: u64,
@@ -66,11 +83,21 @@ impl GroupCommit {
         if self.durable() >= target {
             return Ok(());
         }
-        let _leader = self.leader.lock();
-        if self.durable() >= target {
-            return Ok(());
+        let mut syncing = self.syncing.lock();
+        loop {
+            if self.durable() >= target {
+                return Ok(());
+            }
+            poison.check()?;
+            if !*syncing {
+                break;
+            }
+            self.synced.wait(&mut syncing);
         }
-        poison.check()?;
+        *syncing = true;
+        drop(syncing);
+        let _leader = LeaderGuard(self);
+        // Everything appended before this call is at or below `upto`, so one sync suffices.
         let (upto, file, path) = current();
         self.sync_file(&*file, &path, upto, poison)
     }
