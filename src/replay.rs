@@ -82,6 +82,9 @@ pub struct RecoveryReport {
     pub corrupt_segments_skipped: u64,
     /// Transactions that had written records but never committed.
     pub uncommitted_transactions_discarded: u64,
+    /// Committed transactions some of whose records were missing (damaged and skipped, or in
+    /// segments collected before a full replay); their remaining records were applied.
+    pub incomplete_transactions: u64,
     /// How long replay took.
     pub duration: Duration,
 }
@@ -304,6 +307,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         report.records_scanned += scan.records;
         report.bytes_scanned += scan.bytes;
         report.uncommitted_transactions_discarded += scan.discarded;
+        report.incomplete_transactions += scan.incomplete;
     }
     report.events_restored = state.queue.len() as u64;
     report.inflight_redelivered = inflight_redelivered;
@@ -633,7 +637,11 @@ fn try_checkpoint(
                 plan.tail.segment
             )));
         }
-        if ck.is_some() && scan.incomplete > 0 {
+        // A commit with fewer records than it names means the checkpoint's replay start is too
+        // late, unless damage was skipped in this directory (skip mode): then the missing
+        // records are the damaged ones, and the rest of the transaction is kept, as skip mode
+        // keeps every undamaged event.
+        if ck.is_some() && scan.incomplete > 0 && scan.corrupt_skipped == 0 {
             return Ok(Err(format!(
                 "{} committed transactions in {} have records before the checkpoint's replay start",
                 scan.incomplete,

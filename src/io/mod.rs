@@ -9,8 +9,10 @@
 //! - [`FaultyFs`]: wraps another file system and injects failures (a failing write or sync, a
 //!   failing rename, a simulated free-space figure), so tests can prove that the channel poisons
 //!   itself and never acknowledges what did not reach the disk.
-//! - an in-memory file system that models durability (live versus synced bytes, crash images),
-//!   added with the fault-injection suite.
+//! - [`MemFs`]: an in-memory file system that models durability: live versus synced bytes per
+//!   file, live versus synced entries per directory, and [`MemFs::crash`] images that keep only
+//!   what was durable (optionally with a torn or reordered tail). `tests/crash_points.rs` crashes
+//!   a workload after every sync it makes and checks the recovery contract on each image.
 //!
 //! # Contract
 //! - `write_all_at` either writes every byte or fails; a failure leaves the written range
@@ -23,6 +25,7 @@
 //! - `sync_dir` makes the creation, rename or removal of entries in that directory durable.
 
 mod faulty;
+mod mem_fs;
 mod std_fs;
 
 use std::fmt;
@@ -31,6 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use faulty::{Faults, FaultyFs};
+pub use mem_fs::{Cut, MemFs, TornTail};
 pub use std_fs::StdFs;
 
 /// A file system as tidegate uses it. Implementations must be cheap to share across threads.
