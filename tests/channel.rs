@@ -784,3 +784,35 @@ fn large_events_round_trip_and_survive_replay() {
     assert_eq!(got[2].body(), b"small");
     tx.commit().expect("commit");
 }
+
+#[test]
+fn a_full_disk_during_a_checkpoint_is_an_error_and_the_channel_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let faults = fs.faults().clone();
+    let ch = FileChannel::open(cfg(dir.path()).file_system(Arc::new(fs))).expect("open");
+    put_range(&ch, 0..4);
+    faults.set_fail_create(true); // ENOSPC creating checkpoint.tmp
+    let err = ch
+        .checkpoint()
+        .expect_err("no room for the checkpoint file");
+    assert!(
+        matches!(&err, Error::Io { op: "creating checkpoint", source, .. } if source.raw_os_error() == Some(28)),
+        "{err:?}"
+    );
+    assert!(
+        ch.stats().poisoned.is_none(),
+        "a failed checkpoint write does not poison"
+    );
+    assert_eq!(ch.stats().checkpoint_write_errors, 1);
+    let mut tx = ch.transaction();
+    assert_eq!(
+        tx.take().expect("takes still work").map(|e| id_of(&e)),
+        Some(0)
+    );
+    tx.commit().expect("take commits still work");
+    faults.heal();
+    drop(ch);
+    let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
+    assert_eq!(drain(&ch), vec![1, 2, 3]);
+}
