@@ -98,7 +98,7 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
         tracing::error!(error = %e, "checkpoint failed; the previous one stays in force");
         return Err(e);
     }
-    ck.next_generation = generation + 1;
+    ck.next_generation = generation.saturating_add(1);
 
     // 4. Keep this generation and the previous durable one (not merely the previous number:
     //    after a fallback replay, a newer damaged or rejected file must not stay as the backup).

@@ -348,7 +348,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
             next_segment: max_segment_on_disk.saturating_add(1).max(1),
             dirs,
             tails,
-            next_generation: max_generation + 1,
+            next_generation: max_generation.saturating_add(1),
             used,
         },
         ckpt_lock,

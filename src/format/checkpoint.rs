@@ -27,7 +27,7 @@
 //! The tail's segment id names the data directory the entry belongs to (segment ids are unique
 //! across directories). Do not reorder fields.
 
-use super::{DecodeError, FORMAT_VERSION, Reader, Writer, crc32};
+use super::{DecodeError, FORMAT_VERSION, MAX_COUNTER, Reader, Writer, crc32};
 use crate::ids::{LogPosition, RecordPtr};
 
 /// Magic number.
@@ -144,6 +144,18 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
     let created_ms = r.u64()?;
     let last_seq = r.u64()?;
     let next_txn = r.u64()?;
+    if last_seq > MAX_COUNTER {
+        return Err(DecodeError::Invalid {
+            field: "checkpoint last_seq",
+            value: last_seq,
+        });
+    }
+    if next_txn > MAX_COUNTER {
+        return Err(DecodeError::Invalid {
+            field: "checkpoint next_txn",
+            value: next_txn,
+        });
+    }
     let queued_bytes = r.u64()?;
     let inflight = r.u64()?;
     let dir_count = r.count("dir count", 24)?;

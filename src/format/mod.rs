@@ -22,6 +22,11 @@ use thiserror::Error;
 /// The format version written into every segment header and checkpoint.
 pub const FORMAT_VERSION: u16 = 1;
 
+/// Largest sequence number or transaction id a valid record or checkpoint holds (2^62). The
+/// counters restart 2^32 higher at each open, so bounding what is read leaves room for billions
+/// of restarts and keeps arithmetic on them from overflowing, whatever the bytes on disk say.
+pub const MAX_COUNTER: u64 = 1 << 62;
+
 /// Why bytes could not be decoded. Carries no I/O context: callers add the file and offset.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

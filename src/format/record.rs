@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{DecodeError, Reader, Writer, crc32};
+use super::{DecodeError, MAX_COUNTER, Reader, Writer, crc32};
 use crate::event::Event;
 use crate::ids::RecordPtr;
 
@@ -108,6 +108,18 @@ pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
     let len = r.u32()?;
     let seq = r.u64()?;
     let txn = r.u64()?;
+    if seq > MAX_COUNTER {
+        return Err(DecodeError::Invalid {
+            field: "record sequence number",
+            value: seq,
+        });
+    }
+    if txn > MAX_COUNTER {
+        return Err(DecodeError::Invalid {
+            field: "record transaction id",
+            value: txn,
+        });
+    }
     let kind = Kind::from_u8(r.u8()?)?;
     let flags = r.u8()?;
     let reserved = r.u16()?;

@@ -1,0 +1,453 @@
+//! The fuzz targets' seed corpora, run as ordinary tests.
+//!
+//! Each target's body lives once, in `fuzz/src/lib.rs`; this file includes it and runs every
+//! file of `fuzz/corpus/<target>/` through it. A panic fails the test; files named `valid-*`
+//! must also decode (or, for `open_dir`, open cleanly in both recovery modes).
+//!
+//! The seeds are made by `regenerate_seed_corpora` (ignored; run it with
+//! `cargo test --test fuzz_corpus -- --ignored regenerate_seed_corpora` after a format change).
+
+#[path = "../fuzz/src/lib.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{FIX_CRCS, Image, PAD_SEGMENTS, PUT_ONE, REAL_FS, SECOND_DIR};
+use tidegate::format::checkpoint::{Checkpoint, DirCheckpoint};
+use tidegate::format::record::{self, Kind};
+use tidegate::format::{Writer, checkpoint, crc32, file_name, segment_header};
+use tidegate::ids::RecordPtr;
+use tidegate::{Event, FileChannel, FileChannelConfig};
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+/// Every seed of `target`, by name (hidden files, such as libFuzzer's lock files, skipped).
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = corpus_dir(target);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| {
+            let entry = entry.expect("corpus entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let bytes = std::fs::read(entry.path()).expect("reading a corpus file");
+            (name, bytes)
+        })
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    files.sort();
+    assert!(
+        files.iter().any(|(n, _)| n.starts_with("valid-")),
+        "{} has no valid-* seed",
+        dir.display()
+    );
+    files
+}
+
+/// Runs `body` on every seed of `target`; a `valid-*` seed must make it return true.
+fn run_decoder_corpus(target: &str, body: fn(&[u8]) -> bool) {
+    for (name, bytes) in corpus(target) {
+        let decoded = body(&bytes);
+        if name.starts_with("valid-") {
+            assert!(decoded, "{target}/{name} should decode");
+        }
+    }
+}
+
+#[test]
+fn decode_record_corpus() {
+    run_decoder_corpus("decode_record", harness::decode_record);
+}
+
+#[test]
+fn decode_segment_header_corpus() {
+    run_decoder_corpus("decode_segment_header", harness::decode_segment_header);
+}
+
+#[test]
+fn decode_checkpoint_corpus() {
+    run_decoder_corpus("decode_checkpoint", harness::decode_checkpoint);
+}
+
+#[test]
+fn open_dir_corpus() {
+    for (name, bytes) in corpus("open_dir") {
+        let outcome = harness::open_dir(&bytes);
+        eprintln!("open_dir/{name}: {outcome:?}");
+        if name.starts_with("valid-") {
+            for (mode, opened) in [("strict", outcome.strict), ("skip", outcome.skip)] {
+                let opened =
+                    opened.unwrap_or_else(|| panic!("open_dir/{name} should open ({mode})"));
+                assert!(
+                    opened.clean,
+                    "open_dir/{name} should drain and close ({mode})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn image_round_trips() {
+    let image = Image {
+        flags: FIX_CRCS | SECOND_DIR,
+        checkpoint: vec![1, 2, 3],
+        segments: vec![(4, vec![5; 70]), (9, vec![6; 3])],
+    };
+    assert_eq!(Image::parse(&image.to_bytes()), image);
+    assert_eq!(
+        Image::parse(&[]),
+        Image {
+            flags: 0,
+            checkpoint: Vec::new(),
+            segments: Vec::new()
+        }
+    );
+}
+
+// ---- Seed generation ----
+
+fn write_seeds(target: &str, seeds: &[(&str, Vec<u8>)]) {
+    let dir = corpus_dir(target);
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    for (name, bytes) in seeds {
+        std::fs::write(dir.join(name), bytes).expect("writing a seed");
+    }
+}
+
+fn sealed(encode: impl FnOnce(&mut Vec<u8>) -> record::Unsealed, seq: u64) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let u = encode(&mut buf);
+    record::seal(&mut buf, &u, seq);
+    buf
+}
+
+/// Recomputes the CRC in the last four bytes (checkpoints) or at 60..64 (segment headers).
+fn fix_trailing_crc(mut bytes: Vec<u8>) -> Vec<u8> {
+    let body = bytes.len() - 4;
+    let crc = crc32(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let event = Event::new(b"hello".to_vec())
+        .with_header("host", "a")
+        .with_header("k", "");
+    let put = sealed(|b| record::encode_put(b, 7, &event), 42);
+    let mut truncated = put.clone();
+    truncated.pop();
+    let mut lying = Vec::new();
+    let mut w = Writer::new(&mut lying);
+    w.u32(0); // crc, set below
+    w.u32(8); // len
+    w.u64(1); // seq
+    w.u64(1); // txn
+    w.u8(Kind::Put as u8);
+    w.bytes(&[0; 7]); // flags, reserved, key id
+    w.u32(0); // body_len
+    w.u32(u32::MAX); // header count
+    let crc = crc32(&lying[4..]);
+    lying[..4].copy_from_slice(&crc.to_le_bytes());
+    let mut flagged = sealed(|b| record::encode_marker(b, Kind::Commit, 1, 0), 1);
+    flagged[25] = 2;
+    let crc = crc32(&flagged[4..]);
+    flagged[..4].copy_from_slice(&crc.to_le_bytes());
+    let mut huge = put.clone();
+    huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    vec![
+        ("valid-put", put),
+        (
+            "valid-put-empty",
+            sealed(|b| record::encode_put(b, 1, &Event::new(Vec::new())), 1),
+        ),
+        (
+            "valid-take",
+            sealed(|b| record::encode_take(b, 3, RecordPtr::new(9, 1 << 40)), 5),
+        ),
+        (
+            "valid-commit",
+            sealed(|b| record::encode_marker(b, Kind::Commit, 3, 2), 6),
+        ),
+        (
+            "valid-rollback",
+            sealed(|b| record::encode_marker(b, Kind::Rollback, 4, 1), 7),
+        ),
+        ("empty", Vec::new()),
+        ("end-marker", vec![0; record::HEADER_LEN]),
+        ("truncated-put", truncated),
+        ("lying-header-count", lying),
+        ("unknown-flag", flagged),
+        ("huge-length", huge),
+    ]
+}
+
+fn segment_header_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let header = |segment_id, created_ms| {
+        segment_header::encode(&segment_header::SegmentHeader {
+            segment_id,
+            created_ms,
+        })
+    };
+    let mut version2 = header(1, 0);
+    version2[8..10].copy_from_slice(&2u16.to_le_bytes());
+    let mut wide_id = header(1, 0);
+    wide_id[16..24].copy_from_slice(&(1u64 << 32).to_le_bytes());
+    let mut bad_magic = header(1, 0);
+    bad_magic[0] = b'X';
+    let mut followed = header(3, 5);
+    followed.extend(sealed(|b| record::encode_marker(b, Kind::Commit, 1, 0), 1));
+    vec![
+        ("valid-1", header(1, 1_700_000_000_000)),
+        ("valid-max", header(u32::MAX, u64::MAX)),
+        ("valid-followed-by-record", followed),
+        ("version-2", fix_trailing_crc(version2)),
+        ("id-over-32-bits", fix_trailing_crc(wide_id)),
+        ("bad-magic", bad_magic),
+        ("truncated", header(1, 0)[..40].to_vec()),
+        ("empty", Vec::new()),
+    ]
+}
+
+fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let empty = Checkpoint {
+        generation: 1,
+        created_ms: 0,
+        last_seq: 0,
+        next_txn: 1,
+        queued_bytes: 0,
+        inflight: 0,
+        dirs: Vec::new(),
+        committing: Vec::new(),
+        queue: Vec::new(),
+    };
+    let sample = Checkpoint {
+        generation: 3,
+        created_ms: 99,
+        last_seq: 1000,
+        next_txn: 55,
+        queued_bytes: 4096,
+        inflight: 1,
+        dirs: vec![
+            DirCheckpoint {
+                tail: RecordPtr::new(4, 9000),
+                scan_start: RecordPtr::new(3, 64),
+            },
+            DirCheckpoint {
+                tail: RecordPtr::new(5, 64),
+                scan_start: RecordPtr::new(5, 64),
+            },
+        ],
+        committing: vec![53],
+        queue: vec![RecordPtr::new(3, 64), RecordPtr::new(4, 128)],
+    };
+    let bytes = checkpoint::encode(&sample);
+    // Field offsets: dir_count at 64; queue_len 8 bytes after the committing list.
+    let queue_len_at = 64 + 4 + 2 * 24 + 4 + 8;
+    let mut lying_queue = bytes.clone();
+    lying_queue[queue_len_at..queue_len_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut lying_dirs = bytes.clone();
+    lying_dirs[64..68].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut too_many_inflight = bytes.clone();
+    too_many_inflight[56..64].copy_from_slice(&3u64.to_le_bytes());
+    let mut scan_after_tail = bytes.clone();
+    scan_after_tail[80..88].copy_from_slice(&9001u64.to_le_bytes());
+    let mut bad_crc = bytes.clone();
+    bad_crc[20] ^= 1;
+    vec![
+        ("valid-empty", checkpoint::encode(&empty)),
+        ("valid-sample", bytes.clone()),
+        ("lying-queue-length", fix_trailing_crc(lying_queue)),
+        ("lying-dir-count", fix_trailing_crc(lying_dirs)),
+        ("inflight-over-queue", fix_trailing_crc(too_many_inflight)),
+        ("scan-start-after-tail", fix_trailing_crc(scan_after_tail)),
+        ("bad-crc", bad_crc),
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+    ]
+}
+
+fn channel_cfg(root: &Path, dirs: usize) -> FileChannelConfig {
+    let data: Vec<PathBuf> = (0..dirs)
+        .map(|i| root.join(if i == 0 { "data" } else { "data2" }))
+        .collect();
+    FileChannelConfig::new(root.join("checkpoint"), data)
+        .max_segment_size(harness::SEGMENT_SIZE)
+        .max_event_size(harness::MAX_EVENT_SIZE)
+        .minimum_required_space(1 << 20)
+}
+
+fn event(i: usize, body_len: usize) -> Event {
+    Event::new(vec![b'a' + (i % 26) as u8; body_len]).with_header("i", i.to_string())
+}
+
+fn put(ch: &FileChannel, range: std::ops::Range<usize>, body_len: usize) {
+    let mut tx = ch.transaction();
+    for i in range {
+        tx.put(event(i, body_len)).expect("put");
+    }
+    tx.commit().expect("commit");
+}
+
+/// The directory a channel left, as an image: the newest checkpoint, and the segments with
+/// their trailing zeros cut (`PAD_SEGMENTS` puts them back).
+fn capture(root: &Path, flags: u8) -> Vec<u8> {
+    let newest_checkpoint = std::fs::read_dir(root.join("checkpoint"))
+        .expect("checkpoint dir")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            file_name::parse_checkpoint(&name)
+        })
+        .max();
+    let checkpoint = newest_checkpoint.map_or_else(Vec::new, |g| {
+        std::fs::read(root.join("checkpoint").join(file_name::checkpoint(g))).expect("checkpoint")
+    });
+    let mut segments = Vec::new();
+    for dir in ["data", "data2"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        let mut ids: Vec<u32> = entries
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+                file_name::parse_segment(&name)
+            })
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            let mut bytes =
+                std::fs::read(root.join(dir).join(file_name::segment(id))).expect("segment");
+            while bytes.last() == Some(&0) {
+                bytes.pop();
+            }
+            segments.push((id, bytes));
+        }
+    }
+    assert!(segments.len() <= 2, "an image holds two segments at most");
+    if flags & SECOND_DIR != 0 {
+        assert_eq!(segments.len(), 2, "one segment per directory");
+    }
+    Image {
+        flags: flags | PAD_SEGMENTS,
+        checkpoint,
+        segments,
+    }
+    .to_bytes()
+}
+
+fn open_dir_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let mut seeds = Vec::new();
+
+    // The log alone: no checkpoint was ever written, so replay reads every record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ch =
+        FileChannel::open(channel_cfg(dir.path(), 1).checkpoint_on_close(false)).expect("open");
+    put(&ch, 0..2, 10);
+    put(&ch, 2..3, 0);
+    let mut tx = ch.transaction();
+    assert_eq!(tx.take_batch(1, Duration::ZERO).expect("take").len(), 1);
+    tx.commit().expect("commit");
+    let mut tx = ch.transaction();
+    tx.put(event(9, 3)).expect("put");
+    tx.rollback().expect("rollback");
+    ch.close().expect("close");
+    let log_only = capture(dir.path(), 0);
+    seeds.push(("valid-log-only", log_only.clone()));
+
+    // A checkpoint, and records after it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ch =
+        FileChannel::open(channel_cfg(dir.path(), 1).checkpoint_on_close(false)).expect("open");
+    put(&ch, 0..3, 20);
+    ch.checkpoint().expect("checkpoint");
+    put(&ch, 3..4, 20);
+    let mut tx = ch.transaction();
+    assert_eq!(tx.take_batch(2, Duration::ZERO).expect("take").len(), 2);
+    tx.commit().expect("commit");
+    ch.close().expect("close");
+    let with_checkpoint = capture(dir.path(), 0);
+    seeds.push(("valid-checkpoint", with_checkpoint.clone()));
+    let mut put_one = with_checkpoint.clone();
+    put_one[0] |= PUT_ONE;
+    seeds.push(("valid-checkpoint-then-put", put_one));
+    let mut real_fs = with_checkpoint;
+    real_fs[0] |= REAL_FS | PUT_ONE;
+    seeds.push(("valid-checkpoint-then-put-real-fs", real_fs));
+
+    // A take in flight at the checkpoint and at the "crash".
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ch =
+        FileChannel::open(channel_cfg(dir.path(), 1).checkpoint_on_close(false)).expect("open");
+    put(&ch, 0..3, 5);
+    let mut tx = ch.transaction();
+    assert_eq!(tx.take_batch(2, Duration::ZERO).expect("take").len(), 2);
+    ch.checkpoint().expect("checkpoint");
+    ch.close().expect("close");
+    seeds.push(("valid-inflight-take", capture(dir.path(), 0)));
+    drop(tx);
+
+    // Two segments: the log rolled.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ch = FileChannel::open(channel_cfg(dir.path(), 1)).expect("open");
+    for i in 0..5 {
+        put(&ch, i..i + 1, 900);
+    }
+    ch.close().expect("close");
+    let two_segments = capture(dir.path(), 0);
+    seeds.push(("valid-two-segments", two_segments.clone()));
+    let mut real_fs = two_segments;
+    real_fs[0] |= REAL_FS;
+    seeds.push(("valid-two-segments-real-fs", real_fs));
+
+    // Two data directories, one segment each.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ch = FileChannel::open(channel_cfg(dir.path(), 2)).expect("open");
+    for i in 0..4 {
+        put(&ch, i..i + 1, 30);
+    }
+    ch.close().expect("close");
+    seeds.push(("valid-two-dirs", capture(dir.path(), SECOND_DIR)));
+
+    // Nothing at all: a new channel.
+    seeds.push(("valid-empty", Vec::new()));
+
+    // Damage with the CRCs fixed up: an unknown flag on the first record (strict refuses, skip
+    // skips it), and a segment id that differs from the file name.
+    let mut flagged = log_only.clone();
+    flagged[0] |= FIX_CRCS;
+    let first_record = harness::IMAGE_HEADER_LEN + segment_header::LEN;
+    flagged[first_record + 25] = 1;
+    seeds.push(("damaged-record-crc-fixed", flagged));
+    let mut renamed = log_only.clone();
+    renamed[1] = 7;
+    seeds.push(("segment-id-differs", renamed));
+
+    // A segment too short for a header and one record header.
+    let mut short = Image::parse(&log_only);
+    short.flags &= !PAD_SEGMENTS;
+    if let Some((_, s)) = short.segments.first_mut() {
+        s.truncate(80);
+    }
+    seeds.push(("short-segment", short.to_bytes()));
+
+    // Torn tail: the last record cut short.
+    let mut torn = Image::parse(&log_only);
+    if let Some((_, s)) = torn.segments.first_mut() {
+        s.truncate(s.len() - 3);
+    }
+    seeds.push(("torn-tail", torn.to_bytes()));
+    seeds
+}
+
+#[test]
+#[ignore = "writes the seed corpora into fuzz/corpus; run by hand after a format change"]
+fn regenerate_seed_corpora() {
+    write_seeds("decode_record", &record_seeds());
+    write_seeds("decode_segment_header", &segment_header_seeds());
+    write_seeds("decode_checkpoint", &checkpoint_seeds());
+    write_seeds("open_dir", &open_dir_seeds());
+}
