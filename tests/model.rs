@@ -10,6 +10,10 @@
 //! and crashes, which lose the open transaction), and `stats()` counts what the model holds.
 //! Each case ends by draining the channel and checking that disk usage follows the backlog.
 //!
+//! The model runs twice: on the real file system (where a "crash" drops every handle without
+//! `close()`, as a killed process does), and on `MemFs`, where `PowerLoss` keeps only the bytes
+//! and directory entries that were synced, plus a torn 4 KiB tail, before reopening.
+//!
 //! Each case runs 1 to 59 operations. `PROPTEST_CASES` overrides the number of cases (256 by
 //! default, a few seconds in debug builds); `PROPTEST_RNG_SEED` fixes the generator. Failures
 //! are shrunk, persisted in `tests/model.proptest-regressions` (commit that file) and replayed
@@ -17,10 +21,12 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
+use tidegate::io::{Cut, FileSystem, MemFs, TornTail};
 use tidegate::{Event, FileChannel, FileChannelConfig, Transaction};
 
 /// Most events the channel holds: small, so `ChannelFull` is exercised too.
@@ -60,6 +66,9 @@ enum Op {
     },
     /// Drop every handle without `close()` (no final checkpoint), then open again.
     CrashReopen,
+    /// Power loss: on `MemFs`, keep only what was synced (with a torn 4 KiB tail of what was
+    /// not) and open the image; on the real file system, the same as `CrashReopen`.
+    PowerLoss,
 }
 
 fn finish_strategy() -> impl Strategy<Value = Finish> {
@@ -77,6 +86,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => Just(Op::Checkpoint),
         1 => any::<bool>().prop_map(|drop_txn_first| Op::Reopen { drop_txn_first }),
         1 => Just(Op::CrashReopen),
+        1 => Just(Op::PowerLoss),
     ]
 }
 
@@ -171,8 +181,8 @@ fn id_of(e: &Event) -> u64 {
     id
 }
 
-fn config(root: &Path) -> FileChannelConfig {
-    FileChannelConfig::new(
+fn config(root: &Path, mem: Option<&MemFs>) -> FileChannelConfig {
+    let cfg = FileChannelConfig::new(
         root.join("ckpt"),
         vec![root.join("data1"), root.join("data2")],
     )
@@ -181,10 +191,25 @@ fn config(root: &Path) -> FileChannelConfig {
     .minimum_required_space(1 << 20)
     .keep_alive(Duration::from_millis(10))
     .capacity(CAPACITY)
-    .transaction_capacity(TXN_CAPACITY)
+    .transaction_capacity(TXN_CAPACITY);
+    match mem {
+        Some(fs) => cfg.file_system(Arc::new(fs.clone())),
+        None => cfg,
+    }
 }
 
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
+fn segment_files(dir: &Path, mem: Option<&MemFs>) -> Vec<PathBuf> {
+    if let Some(fs) = mem {
+        let mut v: Vec<PathBuf> = fs
+            .list_dir(dir)
+            .expect("list data dir")
+            .into_iter()
+            .filter(|n| n.ends_with(".log"))
+            .map(|n| dir.join(n))
+            .collect();
+        v.sort();
+        return v;
+    }
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("read data dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -197,6 +222,8 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 /// The channel under test, its open transaction, and the model.
 struct Harness {
     root: tempfile::TempDir,
+    /// When set, the channel runs on this in-memory file system instead of `root`'s disk.
+    mem: Option<MemFs>,
     ch: Option<FileChannel>,
     tx: Option<Transaction>,
     model: Model,
@@ -205,11 +232,12 @@ struct Harness {
 }
 
 impl Harness {
-    fn new() -> Self {
+    fn new(mem: Option<MemFs>) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
-        let ch = FileChannel::open(config(root.path())).expect("open a new channel");
+        let ch = FileChannel::open(config(root.path(), mem.as_ref())).expect("open a new channel");
         Harness {
             root,
+            mem,
             ch: Some(ch),
             tx: None,
             model: Model::default(),
@@ -283,6 +311,23 @@ impl Harness {
                 self.model.undo_txn();
                 self.reopen();
             }
+            Op::PowerLoss => {
+                // The image is taken while the channel and its transaction are still live:
+                // whatever they did not sync is lost (or torn), whatever they synced stays.
+                // Commits returned only after their sync, so the model is unchanged but for the
+                // open transaction.
+                if let Some(fs) = &self.mem {
+                    let image = fs.crash(TornTail::Page4096(Cut::Random(self.step as u64)));
+                    drop(self.tx.take());
+                    drop(self.ch.take());
+                    self.mem = Some(image);
+                } else {
+                    drop(self.tx.take());
+                    drop(self.ch.take());
+                }
+                self.model.undo_txn();
+                self.reopen();
+            }
         }
         self.check_stats();
     }
@@ -307,7 +352,7 @@ impl Harness {
     }
 
     fn reopen(&mut self) {
-        let ch = FileChannel::open(config(self.root.path())).expect("reopen");
+        let ch = FileChannel::open(config(self.root.path(), self.mem.as_ref())).expect("reopen");
         assert_eq!(
             ch.recovery_report().events_restored,
             self.model.queue.len() as u64,
@@ -474,7 +519,7 @@ impl Harness {
         self.ch().checkpoint().expect("checkpoint");
         self.ch().checkpoint().expect("checkpoint");
         for d in ["data1", "data2"] {
-            let segs = segment_files(&self.root.path().join(d));
+            let segs = segment_files(&self.root.path().join(d), self.mem.as_ref());
             assert!(
                 segs.len() <= MAX_SEGMENTS_WHEN_EMPTY,
                 "{d} holds {} segments with the channel empty: {segs:?}",
@@ -512,7 +557,19 @@ proptest! {
 
     #[test]
     fn file_channel_matches_the_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let mut h = Harness::new();
+        let mut h = Harness::new(None);
+        for op in &ops {
+            h.apply(op);
+        }
+        h.finish();
+    }
+
+    /// The same model on `MemFs`, where `PowerLoss` really drops everything unsynced.
+    #[test]
+    fn file_channel_on_memfs_matches_the_model_across_power_losses(
+        ops in prop::collection::vec(op_strategy(), 1..60)
+    ) {
+        let mut h = Harness::new(Some(MemFs::new()));
         for op in &ops {
             h.apply(op);
         }
