@@ -6,14 +6,12 @@
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
 use std::fs::{self, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tidegate::io::{DirLock, FaultyFs, FileSystem, MappedRegion, StdFs, StorageFile};
+use tidegate::io::{FaultyFs, StdFs};
 use tidegate::{Error, Event, FileChannel, FileChannelConfig};
 
 // ---------------------------------------------------------------------------------------------
@@ -96,112 +94,21 @@ fn patch(path: &Path, offset: u64, bytes: &[u8]) {
     f.sync_all().unwrap();
 }
 
-// A file system whose next `sync_data`, once armed, blocks until released.
-#[derive(Debug, Default)]
-struct Gate {
-    armed: AtomicBool,
-    entered: Mutex<Option<mpsc::Sender<()>>>,
-    release: Mutex<Option<mpsc::Receiver<()>>>,
-}
-#[derive(Debug)]
-struct GateFs {
-    inner: StdFs,
-    gate: Arc<Gate>,
-}
-#[derive(Debug)]
-struct GateFile {
-    inner: Arc<dyn StorageFile>,
-    gate: Arc<Gate>,
-}
-impl FileSystem for GateFs {
-    fn create_dir_all(&self, p: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(p)
-    }
-    fn create_new(&self, p: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(GateFile {
-            inner: self.inner.create_new(p)?,
-            gate: self.gate.clone(),
-        }))
-    }
-    fn open(&self, p: &Path, w: bool) -> io::Result<Arc<dyn StorageFile>> {
-        Ok(Arc::new(GateFile {
-            inner: self.inner.open(p, w)?,
-            gate: self.gate.clone(),
-        }))
-    }
-    fn rename(&self, a: &Path, b: &Path) -> io::Result<()> {
-        self.inner.rename(a, b)
-    }
-    fn remove_file(&self, p: &Path) -> io::Result<()> {
-        self.inner.remove_file(p)
-    }
-    fn list_dir(&self, p: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(p)
-    }
-    fn sync_dir(&self, p: &Path) -> io::Result<()> {
-        self.inner.sync_dir(p)
-    }
-    fn free_space(&self, p: &Path) -> io::Result<u64> {
-        self.inner.free_space(p)
-    }
-    fn lock_dir(&self, p: &Path) -> io::Result<DirLock> {
-        self.inner.lock_dir(p)
-    }
-}
-impl StorageFile for GateFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, l: u64) -> io::Result<()> {
-        self.inner.set_len(l)
-    }
-    fn write_all_at(&self, b: &[u8], o: u64) -> io::Result<()> {
-        self.inner.write_all_at(b, o)
-    }
-    fn read_exact_at(&self, b: &mut [u8], o: u64) -> io::Result<()> {
-        self.inner.read_exact_at(b, o)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        if self.gate.armed.swap(false, Ordering::SeqCst) {
-            self.gate
-                .entered
-                .lock()
-                .unwrap()
-                .take()
-                .unwrap()
-                .send(())
-                .unwrap();
-            let rx = self.gate.release.lock().unwrap().take().unwrap();
-            rx.recv().unwrap();
-        }
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.inner.sync_all()
-    }
-    fn map_read(&self) -> io::Result<Arc<dyn MappedRegion>> {
-        self.inner.map_read()
-    }
-}
-
-/// Runs `commit_side` on a thread; once its commit is inside `fdatasync`, writes a checkpoint
-/// (whose snapshot therefore lists the transaction in `committing`), then lets the sync finish.
+/// Runs `commit_side` on a thread; once its commit is inside `fdatasync` (held by `FaultyFs`),
+/// writes a checkpoint (whose snapshot therefore lists the transaction in `committing`), then lets
+/// the sync finish.
 fn checkpoint_during_commit(
     ch: &FileChannel,
-    gate: &Arc<Gate>,
+    fs: &FaultyFs,
     commit_side: impl FnOnce() + Send + 'static,
 ) {
-    let (etx, erx) = mpsc::channel();
-    let (rtx, rrx) = mpsc::channel();
-    *gate.entered.lock().unwrap() = Some(etx);
-    *gate.release.lock().unwrap() = Some(rrx);
-    gate.armed.store(true, Ordering::SeqCst);
+    fs.faults().hold_next_file_sync();
     let a = std::thread::spawn(commit_side);
-    erx.recv().unwrap(); // the commit is appended (listed in `committing`) and syncing
+    fs.faults().wait_for_held_sync(); // the commit is appended (listed in `committing`), syncing
     let ch2 = ch.clone();
     let b = std::thread::spawn(move || ch2.checkpoint().expect("checkpoint"));
     std::thread::sleep(Duration::from_millis(300)); // the snapshot is taken by now
-    rtx.send(()).unwrap();
+    fs.faults().release_held_sync();
     a.join().unwrap();
     b.join().unwrap();
 }
@@ -212,15 +119,12 @@ fn checkpoint_during_commit(
 #[test]
 fn f1_put_acknowledged_during_checkpoint_is_lost_after_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new(Gate::default());
-    let fs = Arc::new(GateFs {
-        inner: StdFs,
-        gate: gate.clone(),
-    });
-    let ch = FileChannel::open(cfg(dir.path(), 64 << 10).file_system(fs)).unwrap();
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let ch =
+        FileChannel::open(cfg(dir.path(), 64 << 10).file_system(Arc::new(fs.clone()))).unwrap();
     put_n(&ch, 0..3, 50);
     let c = ch.clone();
-    checkpoint_during_commit(&ch, &gate, move || put_n(&c, 3..5, 50)); // returns Ok
+    checkpoint_during_commit(&ch, &fs, move || put_n(&c, 3..5, 50)); // returns Ok
     drop(ch); // crash: no close checkpoint
     let ch = FileChannel::open(cfg(dir.path(), 64 << 10)).unwrap();
     assert_eq!(
@@ -234,15 +138,12 @@ fn f1_put_acknowledged_during_checkpoint_is_lost_after_crash() {
 #[test]
 fn f1b_take_acknowledged_during_checkpoint_is_redelivered_after_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let gate = Arc::new(Gate::default());
-    let fs = Arc::new(GateFs {
-        inner: StdFs,
-        gate: gate.clone(),
-    });
-    let ch = FileChannel::open(cfg(dir.path(), 64 << 10).file_system(fs)).unwrap();
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let ch =
+        FileChannel::open(cfg(dir.path(), 64 << 10).file_system(Arc::new(fs.clone()))).unwrap();
     put_n(&ch, 0..3, 50);
     let c = ch.clone();
-    checkpoint_during_commit(&ch, &gate, move || {
+    checkpoint_during_commit(&ch, &fs, move || {
         let mut tx = c.transaction();
         assert_eq!(tx.take_batch(3, Duration::ZERO).unwrap().len(), 3);
         tx.commit().expect("take commit returns Ok");

@@ -22,6 +22,18 @@ pub struct Faults {
     free_space: AtomicU64,
     /// Syncs seen so far (file and directory).
     syncs: AtomicU64,
+    /// Holding a file sync: see [`Faults::hold_next_file_sync`].
+    hold: parking_lot::Mutex<Hold>,
+    hold_changed: parking_lot::Condvar,
+}
+
+/// Where the sync hold stands.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    #[default]
+    Off,
+    Armed,
+    Holding,
 }
 
 impl Default for Faults {
@@ -33,6 +45,8 @@ impl Default for Faults {
             fail_create: AtomicBool::new(false),
             free_space: AtomicU64::new(u64::MAX),
             syncs: AtomicU64::new(0),
+            hold: parking_lot::Mutex::new(Hold::Off),
+            hold_changed: parking_lot::Condvar::new(),
         }
     }
 }
@@ -65,6 +79,36 @@ impl Faults {
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::SeqCst)
     }
+    /// Makes the next file `sync_data` wait, before it syncs, until
+    /// [`Faults::release_held_sync`]: a test can then act while a commit sits between its append
+    /// and its sync.
+    pub fn hold_next_file_sync(&self) {
+        *self.hold.lock() = Hold::Armed;
+    }
+    /// Waits until a file sync is being held.
+    pub fn wait_for_held_sync(&self) {
+        let mut h = self.hold.lock();
+        while *h != Hold::Holding {
+            self.hold_changed.wait(&mut h);
+        }
+    }
+    /// Lets a held sync go on.
+    pub fn release_held_sync(&self) {
+        *self.hold.lock() = Hold::Off;
+        self.hold_changed.notify_all();
+    }
+    fn hold_point(&self) {
+        let mut h = self.hold.lock();
+        if *h != Hold::Armed {
+            return;
+        }
+        *h = Hold::Holding;
+        self.hold_changed.notify_all();
+        while *h == Hold::Holding {
+            self.hold_changed.wait(&mut h);
+        }
+    }
+
     /// Clears every fault.
     pub fn heal(&self) {
         self.syncs_before_failure.store(-1, Ordering::SeqCst);
@@ -185,6 +229,7 @@ impl StorageFile for FaultyFile {
         self.inner.read_exact_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
+        self.faults.hold_point();
         self.faults.sync()?;
         self.inner.sync_data()
     }
