@@ -462,6 +462,17 @@ struct TakeState {
 }
 
 impl FileTxn {
+    /// Replay refuses records whose transaction id passes the format's bound: never write one.
+    fn check_id(&self) -> Result<()> {
+        if self.id > crate::format::MAX_COUNTER {
+            return Err(Error::Config {
+                key: "transaction id",
+                message: "exhausted: the channel must be drained and recreated".into(),
+            });
+        }
+        Ok(())
+    }
+
     fn spill_threshold(&self) -> usize {
         SPILL_BYTES
             .min((self.ch.cfg.segment_room() / 4) as usize)
@@ -535,6 +546,7 @@ impl FileTxn {
     fn put_inner(&mut self, event: &Event) -> Result<()> {
         let ch = self.ch.clone();
         ch.check_open()?;
+        self.check_id()?;
         if let Mode::Take(_) = self.mode {
             return Err(Error::MixedTransaction { has: "takes" });
         }
@@ -589,6 +601,7 @@ impl FileTxn {
     fn take_inner(&mut self, max: usize, wait: Option<Duration>) -> Result<Vec<Event>> {
         let ch = self.ch.clone();
         ch.check_open()?;
+        self.check_id()?;
         if let Mode::Put(_) = self.mode {
             return Err(Error::MixedTransaction { has: "puts" });
         }

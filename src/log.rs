@@ -146,6 +146,14 @@ impl DirLog {
         self.shared.poison.check()?;
         for r in records {
             let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
+            if seq > crate::format::MAX_COUNTER {
+                // Replay would refuse such a record: never write one.
+                let e = Error::Config {
+                    key: "sequence number",
+                    message: "exhausted: the channel must be drained and recreated".into(),
+                };
+                return Err(self.shared.poison.poison(&e));
+            }
             record::seal(buf, r, seq);
         }
         let mut out = Appended {
@@ -171,9 +179,14 @@ impl DirLog {
                 if w.tail == segment_header::LEN as u64 && room >= self.shared.segment_size {
                     // Cannot happen: config validation makes one largest record fit a segment
                     // of the configured size. (A smaller, older segment is rolled past.)
-                    return Err(Error::Config {
+                    let e = Error::Config {
                         key: "max_segment_size",
                         message: "a record does not fit in an empty segment".into(),
+                    };
+                    return Err(if i > 0 {
+                        self.shared.poison.poison(&e)
+                    } else {
+                        e
                     });
                 }
                 if let Err(e) = self.roll(&mut w) {

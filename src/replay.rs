@@ -30,7 +30,7 @@ use crate::config::{FileChannelConfig, RecoveryMode};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::{self, Checkpoint};
 use crate::format::record::{self, HEADER_LEN, Kind, RecordHeader};
-use crate::format::{DecodeError, file_name, segment_header};
+use crate::format::{DecodeError, MAX_COUNTER, file_name, segment_header};
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
 use crate::io::{DirLock, FileSystem};
 use crate::queue::QueueState;
@@ -91,6 +91,16 @@ pub struct RecoveryReport {
 
 /// How far sequence numbers and transaction ids jump at each open (see `recover`).
 const COUNTER_GAP: u64 = 1 << 32;
+/// Room a session needs below [`MAX_COUNTER`] after the jump.
+const COUNTER_ROOM: u64 = 1 << 40;
+
+fn counter_field(what: &str) -> &'static str {
+    if what == "sequence number" {
+        "sequence numbers exhausted (drain the channel and create a new one)"
+    } else {
+        "transaction ids exhausted (drain the channel and create a new one)"
+    }
+}
 
 /// What garbage collection must keep for a checkpoint on disk.
 #[derive(Debug, Clone)]
@@ -108,6 +118,8 @@ pub(crate) struct OpenedDir {
     pub(crate) path: PathBuf,
     pub(crate) segments: Vec<Arc<Segment>>,
     pub(crate) lock: DirLock,
+    /// Segments skipped for a damaged header (`skip` mode).
+    pub(crate) segments_skipped: u64,
 }
 
 /// Everything the channel needs after replay.
@@ -335,6 +347,24 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         duration_ms = report.duration.as_millis() as u64,
         "replay finished"
     );
+    // New records must stay readable: refuse to open when the counters could pass the bound that
+    // decoding enforces before this session ends (2^40 records or transactions of room).
+    for (what, value) in [("sequence number", last_seq), ("transaction id", next_txn)] {
+        if value
+            .saturating_add(COUNTER_GAP)
+            .saturating_add(COUNTER_ROOM)
+            > MAX_COUNTER
+        {
+            return Err(Error::Corrupt {
+                path: cfg.checkpoint_dir.clone(),
+                offset: 0,
+                source: DecodeError::Invalid {
+                    field: counter_field(what),
+                    value,
+                },
+            });
+        }
+    }
     Ok((
         Recovered {
             state,
@@ -423,6 +453,7 @@ fn open_dir(
     ids.sort_unstable();
     let max_id = ids.last().copied().unwrap_or(0);
     let mut segments = Vec::new();
+    let mut segments_skipped = 0;
     for id in ids {
         let seg_path = path.join(file_name::segment(id));
         let seg = segment::open(fs, index, seg_path.clone(), SegmentId(id))?;
@@ -463,6 +494,7 @@ fn open_dir(
             (Err(source), _) => {
                 tracing::error!(segment = %seg_path.display(), error = %source, "damaged segment header: skipping the whole segment");
                 report.corrupt_segments_skipped += 1;
+                segments_skipped += 1;
             }
         }
     }
@@ -471,6 +503,7 @@ fn open_dir(
             path: path.to_path_buf(),
             segments,
             lock,
+            segments_skipped,
         },
         max_id,
     ))
@@ -641,7 +674,11 @@ fn try_checkpoint(
         // late, unless damage was skipped in this directory (skip mode): then the missing
         // records are the damaged ones, and the rest of the transaction is kept, as skip mode
         // keeps every undamaged event.
-        if ck.is_some() && scan.incomplete > 0 && scan.corrupt_skipped == 0 {
+        if ck.is_some()
+            && scan.incomplete > 0
+            && scan.corrupt_skipped == 0
+            && d.segments_skipped == 0
+        {
             return Ok(Err(format!(
                 "{} committed transactions in {} have records before the checkpoint's replay start",
                 scan.incomplete,

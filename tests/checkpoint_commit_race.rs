@@ -29,7 +29,10 @@ fn config(root: &Path, fs: &FaultyFs) -> FileChannelConfig {
 fn commit_with_checkpoint_inside(ch: &FileChannel, fs: &FaultyFs, tx: tidegate::Transaction) {
     fs.faults().hold_next_file_sync();
     let committer = std::thread::spawn(move || tx.commit());
-    fs.faults().wait_for_held_sync(); // the Commit record is appended; its effect is not applied
+    assert!(
+        fs.faults().wait_for_held_sync(Duration::from_secs(60)),
+        "the commit never reached its sync"
+    ); // the Commit record is appended; its effect is not applied
     let checkpointer = {
         let ch = ch.clone();
         std::thread::spawn(move || ch.checkpoint())

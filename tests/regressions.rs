@@ -104,7 +104,10 @@ fn checkpoint_during_commit(
 ) {
     fs.faults().hold_next_file_sync();
     let a = std::thread::spawn(commit_side);
-    fs.faults().wait_for_held_sync(); // the commit is appended (listed in `committing`), syncing
+    assert!(
+        fs.faults().wait_for_held_sync(Duration::from_secs(60)),
+        "the commit never reached its sync"
+    ); // the commit is appended (listed in `committing`), syncing
     let ch2 = ch.clone();
     let b = std::thread::spawn(move || ch2.checkpoint().expect("checkpoint"));
     std::thread::sleep(Duration::from_millis(300)); // the snapshot is taken by now
@@ -545,4 +548,45 @@ fn r4_a_damaged_event_at_the_head_does_not_block_the_queue() {
     );
     tx.commit().unwrap(); // drops the damaged event for good
     assert_eq!(drain(&ch), vec![1, 2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Third review: counters were bounded when read (2^62) but not when written, so a log whose
+// sequence number sat at the bound produced records the next replay rejected as a torn tail,
+// losing an acknowledged commit. Now the open refuses, naming the problem, and nothing
+// unreadable is ever written.
+#[test]
+fn r5_a_log_whose_counters_are_at_the_bound_is_refused_not_silently_truncated() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let c = || cfg(dir.path(), 64 << 10).checkpoint_on_close(false);
+    let ch = FileChannel::open(c()).unwrap();
+    put_n(&ch, 0..1, 50);
+    ch.close().unwrap();
+    drop(ch);
+    // Rewrite the last record's sequence number to the bound, with a valid CRC.
+    let seg = segments(&dir.path().join("data"))[0].clone();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut buf = vec![0u8; 64 << 10];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    let (mut off, mut last) = (64usize, 64usize);
+    while buf[off..off + 32].iter().any(|b| *b != 0) {
+        let len = u32::from_le_bytes(buf[off + 4..off + 8].try_into().unwrap()) as usize;
+        last = off;
+        off += 32 + len;
+    }
+    buf[last + 8..last + 16].copy_from_slice(&tidegate::format::MAX_COUNTER.to_le_bytes());
+    let crc = tidegate::format::crc32(&buf[last + 4..off]);
+    buf[last..last + 4].copy_from_slice(&crc.to_le_bytes());
+    f.write_all_at(&buf[last..off], last as u64).unwrap();
+    f.sync_all().unwrap();
+    let err = FileChannel::open(c()).expect_err("no room left for new sequence numbers");
+    assert!(
+        err.to_string().contains("sequence numbers exhausted"),
+        "{err}"
+    );
 }

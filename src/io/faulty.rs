@@ -85,12 +85,16 @@ impl Faults {
     pub fn hold_next_file_sync(&self) {
         *self.hold.lock() = Hold::Armed;
     }
-    /// Waits until a file sync is being held.
-    pub fn wait_for_held_sync(&self) {
+    /// Waits until a file sync is being held, for at most `timeout`; false if none was.
+    pub fn wait_for_held_sync(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
         let mut h = self.hold.lock();
         while *h != Hold::Holding {
-            self.hold_changed.wait(&mut h);
+            if self.hold_changed.wait_until(&mut h, deadline).timed_out() {
+                return *h == Hold::Holding;
+            }
         }
+        true
     }
     /// Lets a held sync go on.
     pub fn release_held_sync(&self) {
@@ -116,6 +120,7 @@ impl Faults {
         self.set_fail_rename(false);
         self.set_fail_create(false);
         self.set_free_space(None);
+        self.release_held_sync();
     }
 
     fn take(counter: &AtomicI64, what: &str) -> io::Result<()> {
