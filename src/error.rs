@@ -1,4 +1,4 @@
-//! Errors. One [`Error`] for every channel operation; [`PutError`] hands the event back.
+//! Errors. One [`Error`](enum@Error) for every channel operation; [`PutError`] hands the event back.
 
 use std::fmt;
 use std::io;
