@@ -5,6 +5,8 @@
 //! crafted checkpoint offset; F8: failed commits of spilled transactions pinning collection.
 #![expect(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
 
+mod common;
+
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -48,17 +50,7 @@ fn put_n(ch: &FileChannel, ids: std::ops::Range<u64>, len: usize) {
 }
 
 fn drain(ch: &FileChannel) -> Vec<u64> {
-    let mut out = Vec::new();
-    loop {
-        let mut tx = ch.transaction();
-        let evs = tx.take_batch(1000, Duration::ZERO).expect("take");
-        if evs.is_empty() {
-            tx.commit().expect("commit");
-            return out;
-        }
-        out.extend(evs.iter().map(idn));
-        tx.commit().expect("commit");
-    }
+    common::drain_ids(ch, idn)
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {

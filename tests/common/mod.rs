@@ -41,6 +41,11 @@ pub fn put_range(ch: &FileChannel, range: std::ops::Range<u64>) {
 
 /// Takes and commits everything, returning the ids in order.
 pub fn drain(ch: &FileChannel) -> Vec<u64> {
+    drain_ids(ch, id_of)
+}
+
+/// Takes and commits everything, returning `id(event)` for each, in order.
+pub fn drain_ids(ch: &FileChannel, id: fn(&Event) -> u64) -> Vec<u64> {
     let mut out = Vec::new();
     loop {
         let mut tx = ch.transaction();
@@ -49,7 +54,7 @@ pub fn drain(ch: &FileChannel) -> Vec<u64> {
             tx.commit().expect("commit");
             return out;
         }
-        out.extend(evs.iter().map(id_of));
+        out.extend(evs.iter().map(id));
         tx.commit().expect("commit");
     }
 }
