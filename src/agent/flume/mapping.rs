@@ -1,6 +1,6 @@
 //! Flume components -> tidegate tables: keys, units and defaults.
 //!
-//! Each component's keys go through [`Keys`], which remembers which keys the mapping read; a
+//! Each component's keys go through `Keys`, which remembers which keys the mapping read; a
 //! key nobody read is an error (Flume ignored it silently: `rollInterval` without the `sink.`
 //! prefix of file_roll, a misspelt `maxPenalty`), with a hint when a known key is close.
 //! docs/flume-migration.md has the full table.
