@@ -355,11 +355,20 @@ impl<'a> Mapper<'a> {
                 out.put("transaction_capacity", n, l);
             }
             self.transaction_capacity.insert(c.name.clone(), n);
-            if let Some((cap, _)) = cap
+            if let Some((cap, cap_line)) = cap
                 && n > cap
-                && let Some(v) = keys.comp.keys.get("transactionCapacity")
             {
-                self.error(v, format!("transactionCapacity {n} is above the channel's capacity {cap} (Flume refuses this channel)"));
+                let at = keys
+                    .comp
+                    .keys
+                    .get("transactionCapacity")
+                    .or_else(|| keys.comp.keys.get("capacity"))
+                    .map_or(cap_line, |v| v.line);
+                self.errors.push(Diagnostic::new(
+                    &format!("{}.transactionCapacity", type_prefix(c)),
+                    Some(at),
+                    format!("transactionCapacity {n} is above the channel's capacity {cap} (Flume refuses this channel)"),
+                ));
             }
         }
         if let Some(v) = keys.get("keep-alive")
@@ -1354,6 +1363,14 @@ impl<'a> Mapper<'a> {
         self.leftovers(&keys, &format!("sink group `{}`", g.name));
         ok
     }
+}
+
+/// `a1.channels.c1` for a component whose type key is `a1.channels.c1.type`.
+fn type_prefix(c: &Component) -> String {
+    c.keys.get("type").map_or_else(
+        || c.name.clone(),
+        |t| t.key.trim_end_matches(".type").to_string(),
+    )
 }
 
 /// Escapes regex metacharacters of a literal header name.
