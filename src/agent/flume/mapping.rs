@@ -693,6 +693,10 @@ impl<'a> Mapper<'a> {
             "includeProtocols",
             "excludeCipherSuites",
             "includeCipherSuites",
+            "exclude-protocols",
+            "include-protocols",
+            "exclude-cipher-suites",
+            "include-cipher-suites",
         ]
         .into_iter()
         .filter_map(|k| keys.get(k))
