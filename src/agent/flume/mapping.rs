@@ -561,7 +561,7 @@ impl<'a> Mapper<'a> {
                 format!(
                     "Flume's encryption keys ({}) use JCEKS keystores, which tidegate cannot read; export each key as a \
                      32-byte key file and configure `encryption = {{ active_key = \"k1\", keys = {{ k1 = \"/path/k1.key\" }} }}` \
-                     on the channel (see docs/security.md)",
+                     on the channel (tidegate's encryption at rest, issue 7)",
                     names.join(", ")
                 ),
             );
