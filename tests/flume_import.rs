@@ -881,6 +881,36 @@ fn dropped_components_are_warnings_that_name_them() {
 }
 
 #[test]
+fn sink_with_channels_instead_of_channel_and_bom() {
+    let text = format!(
+        "\u{feff}{}",
+        BASE.replace("a.sinks.k1.channel = c1", "a.sinks.k1.channels = c1")
+    );
+    let text = text.replace(
+        "a.sources.r1.type = seq",
+        "a.sources.r1.type = seq\na.sources.r1.totalEvents = 5",
+    );
+    let a = convert_text(&text, "a", &options());
+    assert_warns(
+        &a.warnings,
+        "sink `k1` is dropped as Flume dropped it: it has no `channel` key (it has `channels`; a sink takes `channel`)",
+    );
+    assert_warns(&a.warnings, "line 1: (file): starts with a byte-order mark");
+    assert_eq!(i(&a.table, "sources.r1.count"), 5);
+    assert!(
+        a.table.get("sinks").is_none(),
+        "the sink is left out as Flume left it out"
+    );
+    // With neither a source nor a sink left, the agent is refused.
+    let text = text.replace("a.sources = r1", "a.sources = r9");
+    let e = reject_text(&text, "a");
+    assert_errors(
+        &e,
+        &["a: the agent has no usable source and no usable sink; Flume refuses such an agent"],
+    );
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\

@@ -155,6 +155,17 @@ pub fn to_toml_with(
 ) -> Result<FlumeImport, FlumeErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let text = match text.strip_prefix('\u{feff}') {
+        Some(rest) => {
+            warnings.push(Diagnostic::new(
+                "(file)",
+                Some(1),
+                "starts with a byte-order mark, removed (Java's reader makes it part of the first key)".to_string(),
+            ));
+            rest
+        }
+        None => text,
+    };
     let props = match Properties::parse(text) {
         Ok(p) => p,
         Err(es) => {

@@ -292,7 +292,14 @@ impl Agent {
                 continue;
             };
             match c.keys.get("channel") {
-                None => warnings.push(dropped("sink", &c, "it has no `channel` key", name)),
+                None => {
+                    let why = if c.keys.contains_key("channels") {
+                        "it has no `channel` key (it has `channels`; a sink takes `channel`)"
+                    } else {
+                        "it has no `channel` key"
+                    };
+                    warnings.push(dropped("sink", &c, why, name));
+                }
                 Some(v) if v.text.split_whitespace().count() > 1 => errors.push(Diagnostic::new(
                     &v.key,
                     Some(v.line),
