@@ -911,6 +911,26 @@ fn sink_with_channels_instead_of_channel_and_bom() {
 }
 
 #[test]
+fn remove_header_patterns_match_whole_names_as_in_flume() {
+    let text = BASE.replace(
+        "a.sources.r1.channels = c1\n",
+        "a.sources.r1.channels = c1\na.sources.r1.interceptors = a b\n\
+         a.sources.r1.interceptors.a.type = remove_header\na.sources.r1.interceptors.a.withName = x.y\n\
+         a.sources.r1.interceptors.a.fromList = p, q\na.sources.r1.interceptors.a.matching = tmp_.*\n\
+         a.sources.r1.interceptors.b.type = REMOVE_HEADER\na.sources.r1.interceptors.b.matching = secret\n",
+    );
+    let a = convert_text(&text, "a", &options());
+    assert_eq!(
+        s(&a.table, "sources.r1.interceptors.0.matching"),
+        r"^(?:(?:x\.y)|(?:p)|(?:q)|(?:tmp_.*))$"
+    );
+    assert_eq!(
+        s(&a.table, "sources.r1.interceptors.1.matching"),
+        "^(?:(?:secret))$"
+    );
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\

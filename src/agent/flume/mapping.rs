@@ -996,17 +996,15 @@ impl<'a> Mapper<'a> {
                     .map(regex_escape),
             );
         }
-        let mut pattern = if alternatives.is_empty() {
-            None
-        } else {
-            Some(format!("(?:{})", alternatives.join("|")))
-        };
+        // Flume matches header names in full (`Matcher.matches`); tidegate's `matching` searches,
+        // so the pattern is anchored.
         if let Some(m) = matching {
-            pattern = Some(match pattern {
-                Some(p) => format!("{p}|(?:{})", m.text),
-                None => m.text.clone(),
-            });
+            alternatives.push(m.text.clone());
         }
+        let pattern = (!alternatives.is_empty()).then(|| {
+            let parts: Vec<String> = alternatives.iter().map(|a| format!("(?:{a})")).collect();
+            format!("^(?:{})$", parts.join("|"))
+        });
         match pattern {
             Some(p) => {
                 let line = matching
