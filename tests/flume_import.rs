@@ -931,6 +931,22 @@ fn remove_header_patterns_match_whole_names_as_in_flume() {
 }
 
 #[test]
+fn file_roll_sinks_sharing_a_directory_get_prefixes() {
+    let text = "a.sources = r1\na.channels = c1\na.sinks = k1 k2\na.sources.r1.type = seq\na.sources.r1.channels = c1\n\
+        a.channels.c1.type = memory\n\
+        a.sinks.k1.type = file_roll\na.sinks.k1.channel = c1\na.sinks.k1.sink.directory = /out\n\
+        a.sinks.k2.type = file_roll\na.sinks.k2.channel = c1\na.sinks.k2.sink.directory = /out/\n";
+    let a = convert_text(text, "a", &options());
+    assert_eq!(s(&a.table, "sinks.k1.file_prefix"), "k1");
+    assert_eq!(s(&a.table, "sinks.k2.file_prefix"), "k2");
+    assert_eq!(a.lines["sinks.k2.file_prefix"], 10);
+    assert_warns(
+        &a.warnings,
+        "line 10: a.sinks.k2: file_roll sinks share directory `/out`",
+    );
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\

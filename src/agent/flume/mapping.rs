@@ -191,6 +191,9 @@ impl<'a> Mapper<'a> {
                 root.insert(section.into(), tables.into());
             }
         }
+        if let Some(toml::Value::Table(sinks)) = root.get_mut("sinks") {
+            self.separate_file_roll_sinks(agent, sinks);
+        }
         if !self.unsupported.is_empty() {
             self.errors.insert(
                 0,
@@ -206,6 +209,39 @@ impl<'a> Mapper<'a> {
             );
         }
         (root, std::mem::take(&mut self.lines))
+    }
+
+    /// Flume's file_roll names files `<start ms>-<n>`, so two sinks could share a directory;
+    /// tidegate's sinks need a directory or a `file_prefix` of their own: sinks that share a
+    /// directory without a prefix get their name as the prefix (a warning says so).
+    fn separate_file_roll_sinks(&mut self, agent: &Agent, sinks: &mut toml::Table) {
+        let mut by_dir: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, t) in sinks.iter() {
+            if t.get("type").and_then(toml::Value::as_str) == Some("file_roll")
+                && t.get("file_prefix").is_none()
+                && let Some(dir) = t.get("directory").and_then(toml::Value::as_str)
+            {
+                by_dir
+                    .entry(dir.trim_end_matches('/').to_string())
+                    .or_default()
+                    .push(name.clone());
+            }
+        }
+        for (dir, names) in by_dir.into_iter().filter(|(_, n)| n.len() > 1) {
+            for name in names {
+                if let Some(toml::Value::Table(t)) = sinks.get_mut(&name) {
+                    t.insert("file_prefix".into(), name.clone().into());
+                }
+                let c = agent.sinks.iter().find(|c| c.name == name);
+                let line = c.map_or(0, Component::line);
+                self.lines.insert(format!("sinks.{name}.file_prefix"), line);
+                self.warnings.push(Diagnostic::new(
+                    &c.map_or_else(|| name.clone(), type_prefix),
+                    Some(line),
+                    format!("file_roll sinks share directory `{dir}`: files of `{name}` are named `{name}-...` to keep them apart"),
+                ));
+            }
+        }
     }
 
     /// Checks the type of a component; on anything but `Yes`, reports it and returns None.
