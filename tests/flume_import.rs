@@ -947,6 +947,26 @@ fn file_roll_sinks_sharing_a_directory_get_prefixes() {
 }
 
 #[test]
+fn file_channels_sharing_default_directories_rejected() {
+    let text = "a.sources = r1\na.channels = c1 c2\na.sinks = k1\na.sources.r1.type = seq\na.sources.r1.channels = c1 c2\n\
+        a.channels.c1.type = file\na.channels.c2.type = file\na.sinks.k1.type = null\na.sinks.k1.channel = c1\n";
+    let e = reject_text(text, "a");
+    assert_errors(
+        &e,
+        &[
+            "line 7: a.channels.c2: directory `/home/flume/.flume/file-channel/checkpoint` is also used by file channel `c1`",
+        ],
+    );
+    let e = to_toml_with(text, "a", &ImportOptions::with_env(BTreeMap::new())).unwrap_err();
+    assert_errors(
+        &e,
+        &[
+            "line 6: a.channels.c1.checkpointDir: file channel `c1` sets no checkpointDir and HOME is not set",
+        ],
+    );
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\

@@ -435,12 +435,7 @@ impl<'a> Mapper<'a> {
             Some(home) => {
                 let dir = format!("{}/.flume/file-channel/{what}", home.trim_end_matches('/'));
                 self.warnings.push(Diagnostic::new(
-                    &format!(
-                        "{}.{flume_key}",
-                        c.keys
-                            .get("type")
-                            .map_or(c.name.as_str(), |t| t.key.trim_end_matches(".type"))
-                    ),
+                    &format!("{}.{flume_key}", type_prefix(c)),
                     Some(c.line()),
                     format!("not set: using Flume's default `{dir}`"),
                 ));
@@ -448,7 +443,7 @@ impl<'a> Mapper<'a> {
             }
             None => {
                 self.errors.push(Diagnostic::new(
-                    &c.name,
+                    &format!("{}.{flume_key}", type_prefix(c)),
                     Some(c.line()),
                     format!("file channel `{}` sets no {flume_key} and HOME is not set for Flume's default ~/.flume/file-channel/{what}", c.name),
                 ));
@@ -463,7 +458,7 @@ impl<'a> Mapper<'a> {
             && other != c.name
         {
             self.errors.push(Diagnostic::new(
-                &c.name,
+                &type_prefix(c),
                 Some(line),
                 format!("directory `{norm}` is also used by file channel `{other}`; each file channel needs its own directories (Flume would fail to lock it)"),
             ));
