@@ -967,6 +967,18 @@ fn file_channels_sharing_default_directories_rejected() {
 }
 
 #[test]
+fn small_max_file_size_lowers_the_event_bound() {
+    let text = format!("{BASE}a.channels.c1.maxFileSize = 1048576\n");
+    let a = convert_text(&text, "a", &options());
+    assert_eq!(i(&a.table, "channels.c1.max_segment_size"), 1_048_576);
+    assert_eq!(i(&a.table, "channels.c1.max_event_size"), 1_048_576 - 96);
+    assert_warns(
+        &a.warnings,
+        "line 11: a.channels.c1.maxFileSize: segments of 1048576 bytes hold events of at most 1048480 bytes",
+    );
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\

@@ -531,6 +531,20 @@ impl<'a> Mapper<'a> {
                 n
             };
             out.put("max_segment_size", n, v.line);
+            // A segment must hold the largest event; Flume had no event size bound of its own.
+            let overhead =
+                (crate::format::segment_header::LEN + crate::format::record::HEADER_LEN) as i64;
+            let default_event = crate::config::DEFAULT_MAX_EVENT_SIZE as i64;
+            if n - overhead < default_event && n > overhead {
+                out.put("max_event_size", n - overhead, v.line);
+                self.warn(
+                    v,
+                    format!(
+                        "segments of {n} bytes hold events of at most {} bytes (max_event_size lowered from its default of {default_event})",
+                        n - overhead
+                    ),
+                );
+            }
         }
         if let Some(v) = keys.get("minimumRequiredSpace")
             && let Some(n) = self.positive(v)
