@@ -626,7 +626,7 @@ fn file_channel_every_key_and_routing() {
     );
     assert_eq!(s(t, "sources.r1.interceptors.7.search"), r"(\d{4})-(\d{4})");
     assert_eq!(s(t, "sources.r1.interceptors.7.replace"), "${2}-${1}");
-    assert_eq!(a.lines["sources.r1.interceptors.7.search"], 65);
+    assert_eq!(a.lines["sources.r1.interceptors[7].search"], 65);
     // Sinks and the failover group.
     assert_eq!(s(t, "sinks.k1.type"), "file_roll");
     assert_eq!(s(t, "sinks.k1.directory"), "/var/log/flume-out");

@@ -81,7 +81,7 @@ pub struct FlumeImport {
     /// What the user should know: keys without effect, components Flume dropped (and which are
     /// left out here too), defaults filled in.
     pub warnings: Vec<Diagnostic>,
-    /// Each produced key path (`channels.c1.capacity`, `sources.r1.interceptors.0.type`) -> the
+    /// Each produced key path (`channels.c1.capacity`, `sources.r1.interceptors[0].type`) -> the
     /// line of the properties file it came from.
     pub lines: BTreeMap<String, usize>,
 }

@@ -848,7 +848,7 @@ impl<'a> Mapper<'a> {
         let mut items = Vec::new();
         for (i, name) in self.list(list).into_iter().enumerate() {
             let p = format!("interceptors.{name}.");
-            let mut it = Out::new(format!("{}.interceptors.{i}", out.path));
+            let mut it = Out::new(format!("{}.interceptors[{i}]", out.path));
             let Some(ty) = keys.get(&format!("{p}type")) else {
                 self.error(
                     list,
