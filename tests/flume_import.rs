@@ -979,6 +979,30 @@ fn small_max_file_size_lowers_the_event_bound() {
 }
 
 #[test]
+fn java_only_regex_features_rejected() {
+    let text = BASE.replace(
+        "a.sources.r1.channels = c1\n",
+        "a.sources.r1.channels = c1\na.sources.r1.interceptors = f s ok\n\
+         a.sources.r1.interceptors.f.type = regex_filter\na.sources.r1.interceptors.f.regex = ^(?!health)\n\
+         a.sources.r1.interceptors.s.type = search_replace\na.sources.r1.interceptors.s.searchPattern = (a)\\\\1\n\
+         a.sources.r1.interceptors.ok.type = regex_filter\na.sources.r1.interceptors.ok.regex = a\\\\\\\\1\n",
+    );
+    let e = reject_text(&text, "a");
+    assert_errors(
+        &e,
+        &[
+            "line 8: a.sources.r1.interceptors.f.regex: the regex uses negative lookahead `(?!`",
+            "line 10: a.sources.r1.interceptors.s.searchPattern: the regex uses back-reference",
+        ],
+    );
+    assert_eq!(
+        e.errors.len(),
+        2,
+        "an escaped backslash before a digit is no back-reference: {e}"
+    );
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\

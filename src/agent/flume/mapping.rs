@@ -961,7 +961,12 @@ impl<'a> Mapper<'a> {
         type_line: usize,
     ) {
         match keys.get(&format!("{p}{flume}")) {
-            Some(v) => it.put(ours, v.text.clone(), v.line),
+            Some(v) => {
+                if ours == "regex" {
+                    self.java_regex(v);
+                }
+                it.put(ours, v.text.clone(), v.line);
+            }
             None => {
                 if let Some(d) = default {
                     it.put(ours, d, type_line);
@@ -989,9 +994,49 @@ impl<'a> Mapper<'a> {
         }
     }
 
+    /// Java regex features tidegate's engine (the `regex` crate) lacks: an error naming them,
+    /// at the Flume key, rather than a compile error later.
+    fn java_regex(&mut self, v: &Value) {
+        let mut found = Vec::new();
+        for (needle, what) in [
+            ("(?=", "lookahead `(?=`"),
+            ("(?!", "negative lookahead `(?!`"),
+            ("(?<=", "lookbehind `(?<=`"),
+            ("(?<!", "negative lookbehind `(?<!`"),
+            ("(?>", "atomic group `(?>`"),
+            ("*+", "possessive `*+`"),
+            ("++", "possessive `++`"),
+            ("?+", "possessive `?+`"),
+        ] {
+            if v.text.contains(needle) {
+                found.push(what.to_string());
+            }
+        }
+        let b = v.text.as_bytes();
+        if b.windows(2).enumerate().any(|(i, w)| {
+            w[0] == b'\\'
+                && (b'1'..=b'9').contains(&w[1])
+                && b[..i].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 0
+        }) {
+            found.push("back-reference `\\N`".into());
+        }
+        if !found.is_empty() {
+            self.error(
+                v,
+                format!(
+                    "the regex uses {}, which Java has and tidegate's regex engine does not; rewrite it without",
+                    found.join(", ")
+                ),
+            );
+        }
+    }
+
     fn search_replace(&mut self, it: &mut Out, ty: &Value, p: &str, keys: &mut Keys<'_>) {
         match keys.get(&format!("{p}searchPattern")) {
-            Some(v) => it.put("search", v.text.clone(), v.line),
+            Some(v) => {
+                self.java_regex(v);
+                it.put("search", v.text.clone(), v.line);
+            }
             None => self.error(ty, format!("search_replace needs `{p}searchPattern`")),
         }
         let (rep, line) = keys
@@ -1044,6 +1089,7 @@ impl<'a> Mapper<'a> {
         // Flume matches header names in full (`Matcher.matches`); tidegate's `matching` searches,
         // so the pattern is anchored.
         if let Some(m) = matching {
+            self.java_regex(m);
             alternatives.push(m.text.clone());
         }
         let pattern = (!alternatives.is_empty()).then(|| {
@@ -1067,7 +1113,10 @@ impl<'a> Mapper<'a> {
 
     fn regex_extractor(&mut self, it: &mut Out, ty: &Value, p: &str, keys: &mut Keys<'_>) {
         match keys.get(&format!("{p}regex")) {
-            Some(v) => it.put("regex", v.text.clone(), v.line),
+            Some(v) => {
+                self.java_regex(v);
+                it.put("regex", v.text.clone(), v.line);
+            }
             None => self.error(ty, format!("regex_extractor needs `{p}regex`")),
         }
         let Some(list) = keys.get(&format!("{p}serializers")) else {
