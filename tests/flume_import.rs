@@ -1003,6 +1003,57 @@ fn java_only_regex_features_rejected() {
 }
 
 #[test]
+fn sink_group_rules() {
+    let head = "a.sources = r1\na.channels = c1\na.sinks = k1 k2 k3\na.sources.r1.type = seq\na.sources.r1.channels = c1\n\
+        a.channels.c1.type = memory\na.sinks.k1.type = null\na.sinks.k1.channel = c1\na.sinks.k2.type = null\n\
+        a.sinks.k2.channel = c1\na.sinks.k3.type = null\na.sinks.k3.channel = c1\n";
+    // A sink in two groups stays in the first; a group left with no sink is dropped; unset
+    // priorities follow list order.
+    let text = format!(
+        "{head}a.sinkgroups = g1 g2 g3\na.sinkgroups.g1.sinks = k1 k2\na.sinkgroups.g1.processor.type = failover\n\
+         a.sinkgroups.g1.processor.priority.k1 = 7\na.sinkgroups.g2.sinks = k2\na.sinkgroups.g2.processor.type = load_balance\n\
+         a.sinkgroups.g3.sinks = k3\na.sinkgroups.g3.processor.type = default\na.sinkgroups.g4.sinks = k3\n"
+    );
+    let a = convert_text(&text, "a", &options());
+    assert_eq!(names(&a.table, "sink_groups"), ["g1"]);
+    assert_eq!(i(&a.table, "sink_groups.g1.processor.priorities.k1"), 7);
+    assert_eq!(i(&a.table, "sink_groups.g1.processor.priorities.k2"), -1);
+    assert_eq!(
+        s(&a.table, "sink_groups.g1.processor.max_penalty"),
+        "30s",
+        "Flume's default"
+    );
+    assert_warns(&a.warnings, "sink `k2` has no processor.priority.k2");
+    assert_warns(
+        &a.warnings,
+        "sink `k2` is already in sink group `g1`; Flume left it out of `g2`",
+    );
+    assert_warns(
+        &a.warnings,
+        "sink group `g2` is dropped as Flume dropped it: none of its sinks is active",
+    );
+    assert_warns(
+        &a.warnings,
+        "a group with the default processor and one sink has no effect; sink `k3` runs on its own",
+    );
+    assert_warns(&a.warnings, "sink group `g4` is configured but not listed");
+    // Refusals: the default processor with two sinks, an unknown load_balance selector.
+    let text = format!(
+        "{head}a.sinkgroups = g1 g2\na.sinkgroups.g1.sinks = k1 k2\na.sinkgroups.g1.processor.type = DEFAULT\n\
+         a.sinkgroups.g2.sinks = k3\na.sinkgroups.g2.processor.type = load_balance\na.sinkgroups.g2.processor.selector = com.acme.Picker\n"
+    );
+    let e = reject_text(&text, "a");
+    assert_errors(
+        &e,
+        &[
+            "line 14: a.sinkgroups.g1.sinks: the default sink processor drives exactly one sink, not 2",
+            "line 18: a.sinkgroups.g2.processor.selector: selector `com.acme.Picker` is not supported",
+        ],
+    );
+    assert_eq!(e.errors.len(), 2, "{e}");
+}
+
+#[test]
 fn http_source_tls_and_file_roll_serializer_rejected() {
     let text = "a.sources = r1\na.channels = c1\na.sinks = k1\n\
         a.sources.r1.type = http\na.sources.r1.port = 8080\na.sources.r1.channels = c1\n\
