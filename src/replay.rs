@@ -315,6 +315,17 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
                 );
             }
         }
+        // The previous session may have left unsynced bytes (a process crash keeps the page
+        // cache) in its newest non-empty segment. Appends may continue in a newer (spare)
+        // segment, and nothing else would ever sync this one: sync it now, so that every
+        // segment older than the newest non-empty one is durable (§4.3, §7.1).
+        if let Some(first) = first_unsealed(&dirs[i].segments) {
+            for seg in dirs[i].segments.iter().filter(|s| s.id >= first) {
+                seg.file
+                    .sync_data()
+                    .map_err(|e| Error::io("syncing segment after replay", &seg.path, e))?;
+            }
+        }
         tails.push(tail);
         report.corrupt_records_skipped += scan.corrupt_skipped;
         report.segments_scanned += scan.segments;
