@@ -111,7 +111,8 @@ pub(crate) fn open(
 
 impl Segment {
     /// Reads and decodes the record header at `offset` and checks that the whole record lies
-    /// inside the segment, after the segment header. The CRC is not checked (it needs the body).
+    /// inside the segment, after the segment header. The header CRC is checked; the payload CRC
+    /// is not (that needs the payload: [`record::verify`]).
     pub(crate) fn record_header(
         &self,
         offset: u64,

@@ -1,7 +1,10 @@
-//! Review of 1066776 ("replay checks Put payloads only in unsealed segments"): a segment that a
-//! process crash left with unsynced bytes is never synced by the next session when that session
-//! continues in a newer segment (the spare), so "every older segment was fdatasync'ed before the
-//! log wrote past it" does not hold across a restart.
+//! Durability across a restart: a process crash keeps unsynced bytes in the page cache, replay
+//! reads them as valid, and the next session may continue in a newer (spare) segment or only
+//! checkpoint. Replay therefore syncs each directory's newest non-empty segment (and any after
+//! it) at open, so that "every older segment was synced before the log wrote past it" (which
+//! lets replay skip the payload CRCs of older segments) and "a checkpoint never refers to data
+//! that is not durable" hold across restarts too. Found in review; each test fails without the
+//! sync in `replay::recover`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
