@@ -46,6 +46,7 @@ pub mod ids;
 pub mod io;
 mod log;
 pub mod memory_channel;
+pub mod offline;
 mod poison;
 mod queue;
 pub mod replay;
