@@ -37,6 +37,7 @@ mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+pub mod crashtest;
 pub mod error;
 pub mod event;
 pub mod file_channel;

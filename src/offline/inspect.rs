@@ -1,7 +1,7 @@
 //! `inspect`: a summary of a channel that no process has open, and a record dump for debugging.
 //!
 //! The summary comes from replay run on a read-only view of the directories (see
-//! [`super::Session::replay`]): it is exactly what an open would restore, and nothing on disk
+//! the offline session's replay): it is exactly what an open would restore, and nothing on disk
 //! changes (an open would zero a torn tail; `inspect` only reports it). The dump walks every
 //! record with [`super::scan`].
 

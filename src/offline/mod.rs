@@ -1,19 +1,20 @@
-//! The offline tools: [`verify`], [`repair`] and [`inspect`] a channel that no process has open.
+//! The offline tools: [`verify()`], [`repair()`] and [`inspect()`] a channel that no process has
+//! open.
 //!
-//! Each one starts a [`Session`]: it checks that the directories exist and takes the exclusive
+//! Each one starts a session: it checks that the directories exist and takes the exclusive
 //! lock of the checkpoint directory and of every data directory, so it refuses to run against a
 //! channel that is open (the error is [`Error::Locked`], naming the directory). Everything they
 //! report comes from the same code an open runs:
 //!
-//! - [`scan`] walks every record of every segment with replay's own record check
+//! - [`mod@scan`] walks every record of every segment with replay's own record check
 //!   (`replay::read_record`: header, bounds, CRC, increasing sequence numbers) and its forward
 //!   search for the next valid record, and lists each problem with its file and offset;
-//! - [`Session::replay`] runs replay itself on a read-only view of the directories
+//! - the session's `replay` runs replay itself on a read-only view of the directories
 //!   (`overlay::ReadOnlyFs`): whatever replay would write (zeroing a torn tail) stays in
 //!   memory, so `verify` and `inspect` say exactly what an open would restore and change
 //!   nothing on disk.
 //!
-//! `repair` is the only tool that writes; its crash-safety argument is in [`repair`] and in
+//! `repair` is the only tool that writes; its crash-safety argument is in [`mod@repair`] and in
 //! DESIGN.md ("Repair").
 //!
 //! The command line names a channel with `--checkpoint-dir DIR --data-dirs D1,D2`
@@ -134,7 +135,12 @@ impl Session {
 
     /// Runs replay, as an open in `mode` would, on a fresh read-only view: what it returns is
     /// what the channel would hold, and nothing on disk changes.
+    /// Replay's own log lines are silenced here (they would say "zeroed" of bytes that only
+    /// the view changed); the tools report what replay found themselves.
     pub(crate) fn replay(&self, mode: RecoveryMode) -> Result<Recovered> {
-        replay::recover(&self.config(self.view(), mode)).map(|(rec, _lock)| rec)
+        let cfg = self.config(self.view(), mode);
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            replay::recover(&cfg).map(|(rec, _lock)| rec)
+        })
     }
 }
