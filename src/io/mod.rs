@@ -33,7 +33,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use faulty::{Faults, FaultyFs};
+pub use faulty::{Faults, FaultyFs, ShortWrite};
 pub use mem_fs::{Cut, MemFs, TornTail};
 pub use std_fs::StdFs;
 
