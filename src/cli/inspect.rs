@@ -114,17 +114,22 @@ fn text(r: &InspectReport) {
     );
 }
 
+/// Prints one record; a closed stdout (`| head`) ends the output quietly.
 fn dump_line(d: &DumpRecord, json: bool) {
-    if json {
-        println!(
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = if json {
+        writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "file": d.path, "offset": d.offset, "kind": d.kind, "seq": d.seq,
                 "txn": d.txn, "size": d.size, "detail": d.detail,
             })
-        );
+        )
     } else {
-        println!(
+        writeln!(
+            out,
             "{} @{:<10} {:<8} seq {:<12} txn {:<12} {:>8} B  {}",
             d.path.file_name().map_or_else(
                 || d.path.display().to_string(),
@@ -136,8 +141,8 @@ fn dump_line(d: &DumpRecord, json: bool) {
             d.txn,
             d.size,
             d.detail
-        );
-    }
+        )
+    };
 }
 
 /// Runs `tidegate inspect`.
