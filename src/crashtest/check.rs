@@ -173,16 +173,17 @@ pub(crate) fn check(
 
     let mut seen: HashSet<u64> = HashSet::with_capacity(queue.len());
     let mut last_of_producer: HashMap<u64, u64> = HashMap::new();
+    let mut unexpected: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for &id in queue {
         if !seen.insert(id) {
-            out.violations
-                .push(format!("event {id} is in the queue twice"));
+            unexpected.entry("it is there twice").or_default().push(id);
             continue;
         }
         if fifo {
             let p = id % producers.max(1);
             if let Some(prev) = last_of_producer.insert(p, id)
                 && prev > id
+                && out.violations.len() < 100
             {
                 out.violations.push(format!(
                     "the queue is out of put order: {prev} then {id} (producer {p})"
@@ -199,8 +200,14 @@ pub(crate) fn check(
         } else {
             "it was never put"
         };
-        out.violations
-            .push(format!("event {id} is in the queue, but {why}"));
+        unexpected.entry(why).or_default().push(id);
+    }
+    for (why, ids) in unexpected {
+        out.violations.push(format!(
+            "{} events are in the queue, but {why}: first {:?}",
+            ids.len(),
+            &ids[..ids.len().min(10)]
+        ));
     }
     let lost: Vec<u64> = must
         .iter()

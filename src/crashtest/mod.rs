@@ -374,8 +374,17 @@ fn read_queue(o: &Options, run_dir: &Path) -> Result<(Vec<u64>, Duration), Strin
 /// when the test cannot run (a directory cannot be made, a child cannot be started or dies on
 /// its own); contract violations are in the report.
 pub fn run(o: &Options, exe: &Path) -> Result<Report, String> {
-    let work = o.dir.join(format!("crashtest-{}", o.seed));
-    std::fs::create_dir_all(&work).map_err(|e| format!("creating {}: {e}", work.display()))?;
+    std::fs::create_dir_all(&o.dir).map_err(|e| format!("creating {}: {e}", o.dir.display()))?;
+    // A fresh directory: never continue on a channel an earlier run left behind.
+    let mut work = o.dir.join(format!("crashtest-{}", o.seed));
+    let mut n = 1;
+    while let Err(e) = std::fs::create_dir(&work) {
+        if e.kind() != std::io::ErrorKind::AlreadyExists || n > 1000 {
+            return Err(format!("creating {}: {e}", work.display()));
+        }
+        n += 1;
+        work = o.dir.join(format!("crashtest-{}-{n}", o.seed));
+    }
     let iterations = match (o.iterations, o.duration) {
         (Some(n), _) => n,
         (None, Some(_)) => u64::MAX,
