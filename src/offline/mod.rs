@@ -138,7 +138,16 @@ impl Session {
     /// Replay's own log lines are silenced here (they would say "zeroed" of bytes that only
     /// the view changed); the tools report what replay found themselves.
     pub(crate) fn replay(&self, mode: RecoveryMode) -> Result<Recovered> {
-        let cfg = self.config(self.view(), mode);
+        self.replay_on(self.view(), mode)
+    }
+
+    /// Like [`Session::replay`], on a view the caller prepared (e.g. with some files hidden).
+    pub(crate) fn replay_on(
+        &self,
+        view: Arc<dyn FileSystem>,
+        mode: RecoveryMode,
+    ) -> Result<Recovered> {
+        let cfg = self.config(view, mode);
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
             replay::recover(&cfg).map(|(rec, _lock)| rec)
         })

@@ -87,18 +87,38 @@ pub fn verify(dirs: &ChannelDirs) -> Result<VerifyReport> {
             });
         }
     }
-    for reason in &rec.report.checkpoint_fallbacks {
-        let generation = reason
-            .strip_prefix("checkpoint generation ")
-            .and_then(|r| r.split(':').next())
-            .and_then(|g| g.parse::<u64>().ok());
-        if let Some(g) = generation {
+    // Every checkpoint against the log, not only the one replay picks: replay on a view in
+    // which the newer checkpoint files are hidden, so replay tries this one first.
+    let mode = if strict_open_error.is_none() {
+        RecoveryMode::Strict
+    } else {
+        RecoveryMode::Skip
+    };
+    for (i, &g) in generations.iter().enumerate() {
+        if problems.iter().any(|p| p.path == path_of(g)) {
+            continue; // does not decode: reported above
+        }
+        let hidden = session.view();
+        for &newer in &generations[i + 1..] {
+            hidden
+                .remove_file(&path_of(newer))
+                .map_err(|e| crate::Error::io("hiding checkpoint", path_of(newer), e))?;
+        }
+        let tried = session.replay_on(hidden, mode)?;
+        if tried.report.checkpoint_generation != Some(g) {
+            let reason = tried
+                .report
+                .checkpoint_fallbacks
+                .iter()
+                .find(|r| r.starts_with(&format!("checkpoint generation {g}:")))
+                .cloned()
+                .unwrap_or_else(|| format!("checkpoint generation {g}: not usable"));
             problems.push(Problem {
                 kind: ProblemKind::Checkpoint,
                 path: path_of(g),
                 offset: 0,
                 len: 0,
-                detail: format!("not used by replay: {reason}"),
+                detail: format!("does not agree with the log: {reason}"),
             });
         }
     }
