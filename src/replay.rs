@@ -809,14 +809,37 @@ fn read_put_len(seg: &Segment, offset: u64) -> std::result::Result<u32, DecodeEr
     seg.put_header(offset).map(|h| h.len)
 }
 
-/// Reads and checks the record at `offset`: header, bounds, CRC, and `seq > after_seq`.
-/// Returns the header and what its payload says that replay needs.
+/// How much of a record replay checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyCheck {
+    /// Header CRC, bounds and `seq` only for Put records (their payload CRC is checked when the
+    /// event is read). For segments that were synced before the log moved past them: a crash
+    /// cannot have torn them (DESIGN.md §7.3).
+    HeaderOnly,
+    /// Every payload CRC too: for the newest segment of a directory, where an unfinished write
+    /// may have left a header whose payload never reached the disk.
+    Full,
+}
+
+/// Reads and checks the record at `offset`: header CRC, bounds, payload CRC (except a Put's
+/// under [`BodyCheck::HeaderOnly`]), and `seq > after_seq`. Returns the header and what its
+/// payload says that replay needs.
 pub(crate) fn read_record(
     seg: &Segment,
     offset: u64,
     after_seq: u64,
+    check: BodyCheck,
 ) -> std::result::Result<(RecordHeader, Payload), DecodeError> {
     let h = seg.record_header(offset)?;
+    if h.seq <= after_seq {
+        return Err(DecodeError::Invalid {
+            field: "sequence number (not increasing)",
+            value: h.seq,
+        });
+    }
+    if h.kind == Kind::Put && check == BodyCheck::HeaderOnly {
+        return Ok((h, Payload::Put));
+    }
     let end = offset.saturating_add(h.record_len());
     let mut result = Ok(Payload::Put);
     let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
@@ -837,40 +860,46 @@ pub(crate) fn read_record(
             needed: end,
             available: seg.map.len(),
         })?;
-    let target = result?;
-    if h.seq <= after_seq {
-        return Err(DecodeError::Invalid {
-            field: "sequence number (not increasing)",
-            value: h.seq,
-        });
-    }
-    Ok((h, target))
+    Ok((h, result?))
+}
+
+/// The first segment of a directory whose records replay checks in full: the newest one that
+/// holds any record. Every older segment was synced before the log wrote past it (§4.3).
+fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
+    segments.iter().rev().find_map(|seg| {
+        let mut hb = [0u8; HEADER_LEN];
+        let first = segment_header::LEN as u64;
+        match seg.map.read_into(first, &mut hb) {
+            Ok(()) if record::is_end_marker(&hb) => None,
+            _ => Some(seg.id),
+        }
+    })
 }
 
 /// Finds the next offset after `from` in `seg` where a valid record with `seq > after_seq`
 /// starts. Skips runs of zeros quickly (segments are preallocated with zeros).
-pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64) -> Option<u64> {
+pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck) -> Option<u64> {
     let len = seg.map.len();
     let mut pos = from;
     while pos.saturating_add(HEADER_LEN as u64) <= len {
-        // Jump to the next byte that could be a record kind (1..=4) at header offset 24.
+        // Jump to the next byte that could be a record kind (1..=4) at header offset 12.
         let mut next = None;
         let window = (len - pos).min(1 << 20) as usize;
         let _ = seg.map.visit(pos, window, &mut |bytes| {
             next = bytes
                 .iter()
-                .skip(24)
+                .skip(KIND_OFFSET)
                 .position(|b| (1..=4).contains(b))
                 .map(|i| i as u64);
         });
         match next {
             None => {
-                pos += (window as u64).saturating_sub(24).max(1);
+                pos += (window as u64).saturating_sub(KIND_OFFSET as u64).max(1);
                 continue;
             }
             Some(i) => {
                 let candidate = pos + i;
-                if read_record(seg, candidate, after_seq).is_ok() {
+                if read_record(seg, candidate, after_seq, check).is_ok() {
                     return Some(candidate);
                 }
                 pos = candidate + 1;
@@ -879,6 +908,9 @@ pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64) -> Option<u64> {
     }
     None
 }
+
+/// Offset of the kind byte in a record header.
+const KIND_OFFSET: usize = 12;
 
 fn scan_dir(
     mode: RecoveryMode,
@@ -891,7 +923,12 @@ fn scan_dir(
     let mut pending: HashMap<u64, PendingTxn> = HashMap::new();
     let mut last_seq = 0u64;
     let mut bad: Option<BadRecord> = None;
+    let full_from = first_unsealed(segments);
     for seg in segments.iter().filter(|s| s.id >= plan.start.segment) {
+        let check = match full_from {
+            Some(id) if seg.id >= id => BodyCheck::Full,
+            _ => BodyCheck::HeaderOnly,
+        };
         let mut off = if seg.id == plan.start.segment {
             plan.start.offset.max(segment_header::LEN as u64)
         } else {
@@ -913,7 +950,7 @@ fn scan_dir(
             } else {
                 last_seq
             };
-            match read_record(seg, off, floor) {
+            match read_record(seg, off, floor, check) {
                 Ok((h, payload)) => {
                     if let Some(b) = bad.take() {
                         corruption(mode, &b, &mut scan)?;
@@ -929,7 +966,7 @@ fn scan_dir(
                     scan.records += 1;
                     off += h.record_len();
                 }
-                Err(error) => match resync(seg, off + 1, floor) {
+                Err(error) => match resync(seg, off + 1, floor, check) {
                     Some(next) => {
                         let b = BadRecord {
                             seg: seg.clone(),

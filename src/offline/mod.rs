@@ -7,7 +7,8 @@
 //! report comes from the same code an open runs:
 //!
 //! - [`mod@scan`] walks every record of every segment with replay's own record check
-//!   (`replay::read_record`: header, bounds, CRC, increasing sequence numbers) and its forward
+//!   (`replay::read_record`, every payload CRC included: header, bounds, CRCs, increasing
+//!   sequence numbers) and its forward
 //!   search for the next valid record, and lists each problem with its file and offset;
 //! - the session's `replay` runs replay itself on a read-only view of the directories
 //!   (`overlay::ReadOnlyFs`): whatever replay would write (zeroing a torn tail) stays in

@@ -290,7 +290,8 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
     for ptr in &rec.state.queue {
         let intact = !in_region(ptr)
             && segs.get(&ptr.segment).is_some_and(|s| {
-                replay::read_record(s, ptr.offset, 0).is_ok_and(|(h, _)| h.kind == Kind::Put)
+                replay::read_record(s, ptr.offset, 0, replay::BodyCheck::Full)
+                    .is_ok_and(|(h, _)| h.kind == Kind::Put)
             });
         if intact {
             let len = segs

@@ -3,8 +3,9 @@
 //!
 //! Per data directory, segments are read in id order. Each segment's header is checked (a
 //! damaged header is a problem; its records are still walked, since `repair` can rewrite the
-//! header). Records are read from byte 64 with `replay::read_record` (header, bounds, CRC, and
-//! a sequence number above the previous record's in the directory) until a zero header, the end
+//! header). Records are read from byte 64 with `replay::read_record` in full mode (header CRC,
+//! bounds, payload CRC, and a sequence number above the previous record's in the directory;
+//! replay itself checks Put payloads only in the newest segment) until a zero header, the end
 //! marker. A record that fails is classified as replay classifies it:
 //!
 //! - when a valid record follows it in the same segment (`replay::resync`), the bytes up to that
@@ -23,7 +24,7 @@ use crate::format::record::{self, HEADER_LEN, RecordHeader};
 use crate::format::{DecodeError, file_name, segment_header};
 use crate::ids::SegmentId;
 use crate::io::FileSystem;
-use crate::replay::{self, Payload};
+use crate::replay::{self, BodyCheck, Payload};
 use crate::segment::{self, Segment};
 
 /// What kind of problem a [`Problem`] is.
@@ -247,7 +248,7 @@ fn scan_dir(segments: &[Arc<Segment>], out: &mut LogScan, visit: &mut dyn FnMut(
             if seg.map.read_into(off, &mut hb).is_err() || record::is_end_marker(&hb) {
                 break;
             }
-            match replay::read_record(seg, off, last_seq) {
+            match replay::read_record(seg, off, last_seq, BodyCheck::Full) {
                 Ok((header, payload)) => {
                     if let Some(b) = pending.take() {
                         damaged(out, b, Placement::SegmentEnd);
@@ -264,7 +265,7 @@ fn scan_dir(segments: &[Arc<Segment>], out: &mut LogScan, visit: &mut dyn FnMut(
                     off += header.record_len();
                     info.valid_end = off;
                 }
-                Err(error) => match replay::resync(seg, off + 1, last_seq) {
+                Err(error) => match replay::resync(seg, off + 1, last_seq, BodyCheck::Full) {
                     Some(next) => {
                         let next_seq = seg.record_header(next).map_or(u64::MAX, |h| h.seq);
                         let b = Bad {
