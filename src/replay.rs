@@ -21,7 +21,9 @@
 //!    had not committed (their records are written only at commit) stay in the queue, so they
 //!    are delivered again, in order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -693,7 +695,7 @@ fn try_checkpoint(
     commits.sort_by_key(|c| c.seq);
     let mut queued_bytes = ck.map_or(0, |c| c.queued_bytes);
     let mut added: Vec<(RecordPtr, u32)> = Vec::new();
-    let mut removed: HashSet<RecordPtr> = HashSet::new();
+    let mut removed: HashSet<RecordPtr> = HashSet::default();
     for c in commits {
         match &c.effect {
             Effect::Puts(p) => added.extend_from_slice(p),
@@ -705,19 +707,33 @@ fn try_checkpoint(
     let mut state = QueueState::default();
     let mut queue = VecDeque::with_capacity(base.len() + added.len());
     let mut inflight_redelivered = 0u64;
+    // Consecutive queue entries nearly always share a segment: look it up once per run.
+    let mut current: Option<&Arc<Segment>> = None;
     for (i, ptr) in base.iter().enumerate() {
-        let Some(seg) = all_segments.get(&ptr.segment) else {
-            return Ok(Err(format!(
-                "its queue refers to segment {}, which is missing",
-                ptr.segment
-            )));
+        let seg = match current {
+            Some(seg) if seg.id == ptr.segment => seg,
+            _ => {
+                let Some(seg) = all_segments.get(&ptr.segment) else {
+                    return Ok(Err(format!(
+                        "its queue refers to segment {}, which is missing",
+                        ptr.segment
+                    )));
+                };
+                current = Some(seg);
+                seg
+            }
         };
+        if let Some(ahead) = base.get(i + READ_AHEAD_RECORDS as usize)
+            && ahead.segment == seg.id
+        {
+            seg.map.prefetch(ahead.offset, HEADER_LEN as u64);
+        }
         if let Err(e) = check_put_header(seg, ptr.offset) {
             return Ok(Err(format!(
                 "its queue refers to {ptr}, which is not an event in the log: {e}"
             )));
         }
-        if removed.remove(ptr) {
+        if !removed.is_empty() && removed.remove(ptr) {
             match read_put_len(seg, ptr.offset) {
                 Ok(len) => queued_bytes = queued_bytes.saturating_sub(u64::from(len)),
                 Err(e) => {
@@ -909,6 +925,15 @@ pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck)
     None
 }
 
+/// How far ahead of the record it is reading replay asks the map to load bytes (see
+/// [`MappedRegion::prefetch`]). Replay reads one header, which says where the next one is: a
+/// chain of dependent loads that waits on memory at every record when payloads are not hashed.
+/// Records are often of similar size, so the bytes a few records further along, at the current
+/// record's length, are a good guess; a wrong guess costs only the hint.
+///
+/// [`MappedRegion::prefetch`]: crate::io::MappedRegion::prefetch
+const READ_AHEAD_RECORDS: u64 = 8;
+
 /// Offset of the kind byte in a record header.
 const KIND_OFFSET: usize = 12;
 
@@ -920,7 +945,7 @@ fn scan_dir(
     progress: &mut Progress<'_>,
 ) -> Result<DirScan> {
     let mut scan = DirScan::default();
-    let mut pending: HashMap<u64, PendingTxn> = HashMap::new();
+    let mut pending: HashMap<u64, PendingTxn> = HashMap::default();
     let mut last_seq = 0u64;
     let mut bad: Option<BadRecord> = None;
     let full_from = first_unsealed(segments);
@@ -959,6 +984,11 @@ fn scan_dir(
                         segment: seg.id,
                         offset: off,
                     };
+                    if check == BodyCheck::HeaderOnly {
+                        let len = h.record_len();
+                        seg.map
+                            .prefetch(off.saturating_add(len * READ_AHEAD_RECORDS), len);
+                    }
                     apply_record(&h, ptr, payload, plan, committing, &mut pending, &mut scan);
                     last_seq = h.seq;
                     scan.max_seq = scan.max_seq.max(h.seq);

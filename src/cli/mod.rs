@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+pub mod convert;
+
 use crate::{Event, FileChannel, FileChannelConfig, FsyncPolicy};
 
 mod channel_args;
@@ -44,6 +46,8 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         event_size: usize,
     },
+    /// Prints the tidegate TOML equivalent of a Flume agent's properties file.
+    Convert(convert::ConvertArgs),
     /// A summary of a channel that is not open (read-only).
     Inspect(inspect::InspectArgs),
     /// Offline integrity check of a channel that is not open.
@@ -79,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Repair(a) => return repair::run(a),
         Command::Crashtest(a) => return crashtest::run(a),
         Command::CrashtestChild(a) => return crashtest::run_child(a),
+        Command::Convert(args) => return convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
