@@ -905,7 +905,7 @@ fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
 
 /// Finds the next offset after `from` in `seg` where a valid record with `seq > after_seq`
 /// starts. Skips runs of zeros quickly (segments are preallocated with zeros).
-fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck) -> Option<u64> {
+pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck) -> Option<u64> {
     let len = seg.map.len();
     let mut pos = from;
     while pos.saturating_add(HEADER_LEN as u64) <= len {
@@ -1101,26 +1101,7 @@ fn apply_record(
 /// Zeroes a torn tail from its offset to the last non-zero byte of the segment, then syncs.
 fn zero_tail(torn: &BadRecord) -> Result<u64> {
     let seg = &torn.seg;
-    let len = seg.map.len();
-    let mut last_nonzero = torn.offset;
-    let mut pos = torn.offset;
-    while pos < len {
-        let window = (len - pos).min(1 << 20) as usize;
-        let _ = seg.map.visit(pos, window, &mut |bytes| {
-            // OR-folding 4 KiB blocks vectorises; only a block with a set bit is searched.
-            let nonzero = bytes
-                .chunks(4096)
-                .rposition(|c| c.iter().fold(0u8, |a, b| a | b) != 0);
-            if let Some(block) = nonzero {
-                let start = block * 4096;
-                let end = (start + 4096).min(bytes.len());
-                if let Some(i) = bytes[start..end].iter().rposition(|b| *b != 0) {
-                    last_nonzero = pos + (start + i) as u64 + 1;
-                }
-            }
-        });
-        pos += window as u64;
-    }
+    let last_nonzero = seg.last_nonzero(torn.offset);
     let n = last_nonzero.saturating_sub(torn.offset);
     if n == 0 {
         return Ok(0);

@@ -7,7 +7,7 @@
 //! - [`StdFs`]: the real one, `std::fs` plus `memmap2` for reads. It holds the crate's only
 //!   `unsafe` code (see `UNSAFE.md`).
 //! - [`FaultyFs`]: wraps another file system and injects failures (a failing write or sync, a
-//!   failing rename, a simulated free-space figure), so tests can prove that the channel poisons
+//!   failing rename, a short write, a simulated free-space figure), so tests can prove that the channel poisons
 //!   itself and never acknowledges what did not reach the disk.
 //! - [`MemFs`]: an in-memory file system that models durability: live versus synced bytes per
 //!   file, live versus synced entries per directory, and [`MemFs::crash`] images that keep only
@@ -33,7 +33,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use faulty::{Faults, FaultyFs};
+pub use faulty::{Faults, FaultyFs, ShortWrite};
 pub use mem_fs::{Cut, MemFs, TornTail};
 pub use std_fs::StdFs;
 
