@@ -68,10 +68,7 @@ impl Compression {
 
     /// True when this build can write with this codec (`zstd` needs the `zstd` cargo feature).
     pub fn is_available(self) -> bool {
-        match self {
-            Compression::Zstd => cfg!(feature = "zstd"),
-            _ => true,
-        }
+        self != Compression::Zstd || cfg!(feature = "zstd")
     }
 
     /// Appends the compressed frame of `input` to `out` and returns true, if compressing saves
