@@ -42,7 +42,8 @@ pub struct EncryptionConfig {
 
 impl EncryptionConfig {
     /// Encrypt new writes with key `active_key` (1..=65535), which must also be listed with
-    /// [`EncryptionConfig::key`].
+    /// [`EncryptionConfig::key`]. `active_key = 0` writes new events in the clear and only reads
+    /// with the listed keys (to turn encryption off while encrypted events are still queued).
     pub fn new(active_key: u16) -> Self {
         EncryptionConfig {
             active_key,
@@ -75,7 +76,7 @@ impl EncryptionConfig {
                 "key id 0 is reserved (it means \"not encrypted\"): use ids 1 to 65535".into(),
             ));
         }
-        if !self.keys.contains_key(&self.active_key) {
+        if self.active_key != 0 && !self.keys.contains_key(&self.active_key) {
             return Err(config_error(format!(
                 "active_key {} is not among the listed keys ({})",
                 self.active_key,
@@ -177,7 +178,7 @@ impl Keyring {
         Ok(Keyring { active, keys: map })
     }
 
-    /// The id of the key that encrypts new writes.
+    /// The id of the key that encrypts new writes (0: new writes are not encrypted).
     pub fn active_id(&self) -> u16 {
         self.active
     }
@@ -206,6 +207,33 @@ impl Keyring {
         self.keys.keys().copied().collect()
     }
 }
+
+/// Creates a new key file at `path` holding a random key as 64 hex characters and a newline,
+/// readable by its owner only (mode 0600 on Unix). Fails if the file exists: a key file is never
+/// overwritten, since records written with the old key would become unreadable.
+pub fn generate_key_file(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut key = Zeroizing::new([0u8; 32]);
+    getrandom::fill(key.as_mut_slice()).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut text = Zeroizing::new(String::with_capacity(65));
+    for b in key.iter() {
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    text.push('\n');
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn cipher_for(key: &[u8; 32]) -> Aes256Gcm {
     Aes256Gcm::new(key.into())
@@ -321,5 +349,24 @@ mod tests {
         );
 
         assert!(Keyring::load(&EncryptionConfig::new(0).key(0, &bad)).is_err());
+    }
+
+    #[test]
+    fn generated_key_files_load_and_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k1.key");
+        generate_key_file(&path).expect("generate");
+        assert!(
+            generate_key_file(&path).is_err(),
+            "an existing key file was overwritten"
+        );
+        let ring = Keyring::load(&EncryptionConfig::new(1).key(1, &path)).expect("load");
+        assert_eq!((ring.active_id(), ring.ids()), (1, vec![1]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

@@ -39,7 +39,7 @@ pub use compression::{
     Compression, DEFAULT_THRESHOLD as DEFAULT_COMPRESSION_THRESHOLD, FRAME_OVERHEAD,
     MIN_SAVING_PERCENT,
 };
-pub use keys::{EncryptionConfig, Keyring};
+pub use keys::{EncryptionConfig, Keyring, generate_key_file};
 
 use crate::error::{Error, Result};
 use crate::format::DecodeError;
@@ -96,8 +96,8 @@ impl std::fmt::Debug for PayloadCodec {
 
 impl PayloadCodec {
     /// A codec that compresses payloads of at least `threshold` bytes with `compression` and, if
-    /// `keyring` is given, encrypts every Put payload with its active key. Draws this open's
-    /// nonce salt.
+    /// `keyring` is given (and its active key is not 0), encrypts every Put payload with its
+    /// active key. Draws this open's nonce salt.
     pub fn new(
         compression: Compression,
         threshold: u64,
@@ -111,7 +111,7 @@ impl PayloadCodec {
         Ok(PayloadCodec {
             compression,
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
-            encrypt: keyring.is_some(),
+            encrypt: keyring.as_ref().is_some_and(|k| k.active_id() != 0),
             keyring,
             nonces,
             counters: CodecCounters::default(),
