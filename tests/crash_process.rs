@@ -17,6 +17,9 @@
 //! `TIDEGATE_CRASH_SEED` (default: from the clock; printed on failure) and
 //! `TIDEGATE_CRASH_CONCURRENT_CHECKPOINTS=0` (no checkpointing thread) tune a run.
 //!
+//! `kill_9_loses_nothing_acknowledged_encrypted_and_compressed` runs the same loop with
+//! encryption and LZ4 compression on (12 iterations unless `TIDEGATE_CRASH_ITERATIONS` says).
+//!
 //! With a process crash the page cache survives, so this test cannot tell `fsync = always` from
 //! `fsync = never`; it checks the commit protocol, replay and the checkpoint/GC interplay under
 //! kills at arbitrary instructions, not the durability of syncs.
@@ -24,11 +27,12 @@
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tidegate::at_rest::{Compression, EncryptionConfig, generate_key_file};
 use tidegate::{Event, FileChannel, FileChannelConfig, FsyncPolicy};
 
 const ENV_DIR: &str = "TIDEGATE_CRASH_CHILD_DIR";
@@ -43,15 +47,30 @@ const CHILD_TIME_LIMIT: Duration = Duration::from_secs(20);
 /// Every this many iterations the parent starts on a fresh directory.
 const FRESH_EVERY: usize = 6;
 
-fn config(dir: &Path) -> FileChannelConfig {
-    FileChannelConfig::new(dir.join("ckpt"), vec![dir.join("data1"), dir.join("data2")])
-        .max_segment_size(16 << 10)
-        .max_event_size(1024)
-        .minimum_required_space(1 << 20)
-        .fsync(FsyncPolicy::Always)
-        .capacity(10_000_000)
-        // The parent reads the whole queue in one transaction.
-        .transaction_capacity(10_000_000)
+/// `1`: the child and the parent use [`config`] with encryption and compression on.
+const ENV_AT_REST: &str = "TIDEGATE_CRASH_CHILD_AT_REST";
+
+fn config(dir: &Path, at_rest: bool) -> FileChannelConfig {
+    let cfg =
+        FileChannelConfig::new(dir.join("ckpt"), vec![dir.join("data1"), dir.join("data2")])
+            .max_segment_size(16 << 10)
+            .max_event_size(1024)
+            .minimum_required_space(1 << 20)
+            .fsync(FsyncPolicy::Always)
+            .capacity(10_000_000)
+            // The parent reads the whole queue in one transaction.
+            .transaction_capacity(10_000_000);
+    if !at_rest {
+        return cfg;
+    }
+    cfg.compression(Compression::Lz4)
+        .compression_threshold(32)
+        .encryption(EncryptionConfig::new(1).key(1, key_file(dir)))
+}
+
+/// The key of an encrypted run (created by the parent before the first child starts).
+fn key_file(dir: &Path) -> PathBuf {
+    dir.join("k1.key")
 }
 
 fn body(id: u64) -> Vec<u8> {
@@ -127,7 +146,8 @@ fn child_entry() {
     let mut rng = Rng::new(env_u64(ENV_SEED).expect("seed"));
     let started = Instant::now();
 
-    let ch = FileChannel::open(config(Path::new(&dir))).expect("child: open");
+    let at_rest = env_u64(ENV_AT_REST) == Some(1);
+    let ch = FileChannel::open(config(Path::new(&dir), at_rest)).expect("child: open");
     emit(format_args!("O {}", ch.stats().size));
     if env_u64(ENV_CONCURRENT_CHECKPOINTS) != Some(0) {
         // Checkpoints from another thread race with commits, as the background checkpointer's
@@ -376,7 +396,13 @@ fn read_lines(r: impl Read + Send + 'static) -> JoinHandle<Vec<String>> {
 
 /// Runs the child on `dir` and kills it after `delay`. Returns its protocol lines and its
 /// stderr.
-fn run_child(dir: &Path, start_id: u64, seed: u64, delay: Duration) -> (Vec<String>, String) {
+fn run_child(
+    dir: &Path,
+    at_rest: bool,
+    start_id: u64,
+    seed: u64,
+    delay: Duration,
+) -> (Vec<String>, String) {
     let exe = std::env::current_exe().expect("current_exe");
     let mut child = KillOnDrop(
         Command::new(exe)
@@ -390,6 +416,7 @@ fn run_child(dir: &Path, start_id: u64, seed: u64, delay: Duration) -> (Vec<Stri
             .env(ENV_DIR, dir)
             .env(ENV_START_ID, start_id.to_string())
             .env(ENV_SEED, seed.to_string())
+            .env(ENV_AT_REST, u8::from(at_rest).to_string())
             .env(
                 ENV_CONCURRENT_CHECKPOINTS,
                 env_u64(ENV_CONCURRENT_CHECKPOINTS).unwrap_or(1).to_string(),
@@ -416,8 +443,8 @@ fn run_child(dir: &Path, start_id: u64, seed: u64, delay: Duration) -> (Vec<Stri
 }
 
 /// Opens the channel, reads its whole queue (taking everything, then rolling back), closes it.
-fn read_queue(dir: &Path) -> Vec<u64> {
-    let ch = FileChannel::open(config(dir)).expect("parent: reopen after the crash");
+fn read_queue(dir: &Path, at_rest: bool) -> Vec<u64> {
+    let ch = FileChannel::open(config(dir, at_rest)).expect("parent: reopen after the crash");
     let size = ch.stats().size;
     assert_eq!(ch.recovery_report().events_restored, size);
     let mut tx = ch.transaction();
@@ -438,7 +465,22 @@ fn read_queue(dir: &Path) -> Vec<u64> {
 
 #[test]
 fn kill_9_loses_nothing_acknowledged() {
-    let iterations = env_u64("TIDEGATE_CRASH_ITERATIONS").unwrap_or(25) as usize;
+    kill_loop(
+        false,
+        env_u64("TIDEGATE_CRASH_ITERATIONS").unwrap_or(25) as usize,
+    );
+}
+
+/// The same with encryption and LZ4 compression on (fewer iterations by default).
+#[test]
+fn kill_9_loses_nothing_acknowledged_encrypted_and_compressed() {
+    kill_loop(
+        true,
+        env_u64("TIDEGATE_CRASH_ITERATIONS").unwrap_or(12) as usize,
+    );
+}
+
+fn kill_loop(at_rest: bool, iterations: usize) {
     let seed = env_u64("TIDEGATE_CRASH_SEED").unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -465,9 +507,13 @@ fn kill_9_loses_nothing_acknowledged() {
             20 + rng.below(280)
         });
         let child_seed = rng.next();
-        let (lines, stderr) = run_child(&dir, next_id, child_seed, delay);
+        if at_rest && !key_file(&dir).exists() {
+            std::fs::create_dir_all(&dir).expect("run directory");
+            generate_key_file(&key_file(&dir)).expect("key file");
+        }
+        let (lines, stderr) = run_child(&dir, at_rest, next_id, child_seed, delay);
         let log = ChildLog::parse(&lines).unwrap_or_else(|e| panic!("{e}"));
-        let queue = read_queue(&dir);
+        let queue = read_queue(&dir, at_rest);
         if let Err(e) = check(&prior, &log, &queue) {
             panic!(
                 "iteration {i} (TIDEGATE_CRASH_SEED={seed}, child seed {child_seed}, killed after \
