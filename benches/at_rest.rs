@@ -285,7 +285,7 @@ fn main() {
     // rates[v][round]; raw is index 0.
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len() + 1];
     let mut regimes = Vec::new();
-    let ratios_out: Vec<(String, f64)> = Vec::new();
+    let mut ratios_out: Vec<(String, f64)> = Vec::new();
     for round in 0..=rounds {
         let p0 = probe.p50_us();
         let t = Instant::now();
@@ -298,6 +298,15 @@ fn main() {
             let dir = common::tempdir();
             let ch = common::open(variant_config(dir.path(), v, &key));
             let r = put_rate(&ch, &events, n);
+            if round == rounds {
+                let s = ch.stats();
+                if s.compression_input_bytes > 0 {
+                    ratios_out.push((
+                        v.name.clone(),
+                        s.compression_output_bytes as f64 / s.compression_input_bytes as f64,
+                    ));
+                }
+            }
             ch.close().expect("close");
             this.push(r);
         }

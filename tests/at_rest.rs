@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tidegate::at_rest::{Compression, EncryptionConfig, generate_key_file};
 use tidegate::format::record::{self, HEADER_LEN};
-use tidegate::format::{crc32, segment_header};
+use tidegate::format::segment_header;
 use tidegate::{Error, Event, FileChannel, FileChannelConfig, RecoveryMode};
 
 /// A body that compresses well and carries a marker string to look for in the files.
@@ -149,7 +149,13 @@ fn zstd_without_the_feature_is_a_config_error() {
     } else {
         let e = r.expect_err("zstd is not built in");
         assert!(
-            matches!(e, Error::Config { key: "compression", .. }),
+            matches!(
+                e,
+                Error::Config {
+                    key: "compression",
+                    ..
+                }
+            ),
             "{e}"
         );
     }
@@ -165,9 +171,7 @@ fn mixed_segments_and_key_rotation_replay_in_order() {
         cfg(root),
         cfg(root).compression(Compression::Lz4),
         cfg(root).encryption(EncryptionConfig::new(1).key(1, &k1)),
-        cfg(root)
-            .compression(Compression::Lz4)
-            .encryption(both()),
+        cfg(root).compression(Compression::Lz4).encryption(both()),
         // Encryption turned off for new writes, keys kept for the old ones.
         cfg(root).encryption(EncryptionConfig::new(0).key(1, &k1).key(2, &k2)),
     ];
@@ -185,7 +189,11 @@ fn mixed_segments_and_key_rotation_replay_in_order() {
         tx.commit().expect("commit take");
         let head = n.saturating_sub(1) as u64 * 5;
         let expected = if n == 0 { 0 } else { 5 };
-        assert_eq!(taken, (head..head + expected).collect::<Vec<_>>(), "stage {n}");
+        assert_eq!(
+            taken,
+            (head..head + expected).collect::<Vec<_>>(),
+            "stage {n}"
+        );
         for _ in 0..4 {
             put(&ch, next..next + 30);
             next += 30;
@@ -194,7 +202,10 @@ fn mixed_segments_and_key_rotation_replay_in_order() {
     }
     let ch = FileChannel::open(cfg(root).encryption(both())).expect("reopen with both keys");
     let rest = drain(&ch);
-    assert_eq!(rest, ((stages.len() as u64 - 1) * 5..next).collect::<Vec<_>>());
+    assert_eq!(
+        rest,
+        ((stages.len() as u64 - 1) * 5..next).collect::<Vec<_>>()
+    );
     // Once every event written with the keys is taken, two checkpoints collect their segments
     // and the channel opens without keys.
     ch.checkpoint().expect("checkpoint");
@@ -259,8 +270,7 @@ fn a_wrong_key_fails_the_open_naming_the_key_and_segment() {
 fn put_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut out = Vec::new();
     let mut off = segment_header::LEN;
-    while off + HEADER_LEN <= bytes.len() && !record::is_end_marker(&bytes[off..off + HEADER_LEN])
-    {
+    while off + HEADER_LEN <= bytes.len() && !record::is_end_marker(&bytes[off..off + HEADER_LEN]) {
         let h = record::decode_header(&bytes[off..off + HEADER_LEN]).expect("valid header");
         if h.kind == record::Kind::Put {
             out.push(off);
@@ -272,12 +282,7 @@ fn put_offsets(bytes: &[u8]) -> Vec<usize> {
 
 /// Rewrites the CRCs of the record at `off` so that only the GCM tag can notice a change.
 fn fix_crcs(bytes: &mut [u8], off: usize) {
-    let h = record::decode_header(&bytes[off..off + HEADER_LEN]).expect("header");
-    let end = off + h.record_len() as usize;
-    let pcrc = crc32(&bytes[off + HEADER_LEN..end]);
-    bytes[off + 4..off + 8].copy_from_slice(&pcrc.to_le_bytes());
-    let hcrc = crc32(&bytes[off + 4..off + HEADER_LEN]);
-    bytes[off..off + 4].copy_from_slice(&hcrc.to_le_bytes());
+    record::reseal(&mut bytes[off..]).expect("record inside the segment");
 }
 
 /// Writes 3 sealed segments' worth of encrypted events and returns the first segment's path.
@@ -345,12 +350,17 @@ fn tampering_with_a_ciphertext_or_tag_is_found_at_take_with_segment_and_offset()
         }
         std::fs::write(&seg, &bytes).expect("write");
 
-        let ch = FileChannel::open(c.clone()).expect("a sealed segment's payload is checked at take");
+        let ch =
+            FileChannel::open(c.clone()).expect("a sealed segment's payload is checked at take");
         let (ids, errors) = take_all(&ch);
         assert_eq!(errors.len(), 1, "{what}: {errors:?}");
         let (path, offset, _) = &errors[0];
         assert_eq!((path, *offset), (&seg, off as u64), "{what}");
-        assert_eq!(ids, (1..300).collect::<Vec<_>>(), "{what}: the other events");
+        assert_eq!(
+            ids,
+            (1..300).collect::<Vec<_>>(),
+            "{what}: the other events"
+        );
         ch.close().expect("close");
     }
 }
@@ -369,16 +379,32 @@ fn tampering_with_a_header_is_found_at_open() {
         matches!(&e, Error::Corrupt { path, offset, .. } if path == &seg && *offset == off as u64),
         "{e}"
     );
-    // Even with the header CRC recomputed, the tag binds the header to the payload: in skip
-    // mode the channel opens, and the take reports the altered event.
+    // Even with the header CRC recomputed, the tag binds the header to the payload: the channel
+    // opens (the checkpoint still queues the event), and the take reports the altered event.
+    fix_crcs(&mut bytes, off);
+    std::fs::write(&seg, &bytes).expect("write");
+    let ch = FileChannel::open(c.clone()).expect("open");
+    let (ids, errors) = take_all(&ch);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].0 == seg && errors[0].1 == off as u64 && errors[0].2.contains("authentication"),
+        "{errors:?}"
+    );
+    assert_eq!(ids, (0..300).filter(|i| *i != 1).collect::<Vec<_>>());
+    ch.close().expect("close");
+    drop(ch);
+    // In skip mode, a take skips it and counts it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (c, seg) = encrypted_channel(dir.path());
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let off = put_offsets(&bytes)[1];
+    bytes[off + 26] ^= 1;
     fix_crcs(&mut bytes, off);
     std::fs::write(&seg, &bytes).expect("write");
     let ch = FileChannel::open(c.recovery_mode(RecoveryMode::Skip)).expect("open");
     let (ids, errors) = take_all(&ch);
-    assert!(
-        errors.iter().any(|(p, o, _)| p == &seg && *o == off as u64),
-        "{errors:?}"
-    );
-    assert!(!ids.contains(&1));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(ids, (0..300).filter(|i| *i != 1).collect::<Vec<_>>());
+    assert_eq!(ch.stats().take_errors, 1);
     ch.close().expect("close");
 }

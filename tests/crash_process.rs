@@ -51,15 +51,14 @@ const FRESH_EVERY: usize = 6;
 const ENV_AT_REST: &str = "TIDEGATE_CRASH_CHILD_AT_REST";
 
 fn config(dir: &Path, at_rest: bool) -> FileChannelConfig {
-    let cfg =
-        FileChannelConfig::new(dir.join("ckpt"), vec![dir.join("data1"), dir.join("data2")])
-            .max_segment_size(16 << 10)
-            .max_event_size(1024)
-            .minimum_required_space(1 << 20)
-            .fsync(FsyncPolicy::Always)
-            .capacity(10_000_000)
-            // The parent reads the whole queue in one transaction.
-            .transaction_capacity(10_000_000);
+    let cfg = FileChannelConfig::new(dir.join("ckpt"), vec![dir.join("data1"), dir.join("data2")])
+        .max_segment_size(16 << 10)
+        .max_event_size(1024)
+        .minimum_required_space(1 << 20)
+        .fsync(FsyncPolicy::Always)
+        .capacity(10_000_000)
+        // The parent reads the whole queue in one transaction.
+        .transaction_capacity(10_000_000);
     if !at_rest {
         return cfg;
     }

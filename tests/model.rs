@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
-use tidegate::io::{Cut, FileSystem, MemFs, TornTail};
 use tidegate::at_rest::{Compression, EncryptionConfig, generate_key_file};
+use tidegate::io::{Cut, FileSystem, MemFs, TornTail};
 use tidegate::{Event, FileChannel, FileChannelConfig, Transaction};
 
 /// Most events the channel holds: small, so `ChannelFull` is exercised too.

@@ -118,10 +118,7 @@ pub(crate) fn open(
             out.as_mut_slice().into(),
             &Tag::from(tag_bytes),
         )
-        .map_err(|_| DecodeError::Invalid {
-            field: "authentication tag (wrong key, or the record was altered): key id",
-            value: u64::from(key_id),
-        })?;
+        .map_err(|_| DecodeError::Authentication { key_id })?;
     Ok(out)
 }
 
@@ -162,7 +159,7 @@ mod tests {
         let other = Aes256Gcm::new(&[8u8; 32].into());
         assert!(matches!(
             open(&other, 9, &aad, &buf),
-            Err(DecodeError::Invalid { value: 9, .. })
+            Err(DecodeError::Authentication { key_id: 9 })
         ));
         assert!(open(&cipher, 1, &aad, &buf[..OVERHEAD - 1]).is_err());
     }

@@ -44,10 +44,7 @@ pub use keys::{EncryptionConfig, Keyring, generate_key_file};
 use crate::error::{Error, Result};
 use crate::format::DecodeError;
 
-/// Record flag: the payload is compressed.
-pub const FLAG_COMPRESSED: u8 = 1;
-/// Record flag: the payload is encrypted (the header's `key_id` names the key).
-pub const FLAG_ENCRYPTED: u8 = 2;
+pub use crate::format::record::{FLAG_COMPRESSED, FLAG_ENCRYPTED};
 
 /// How a payload was stored: the record header's `flags` and `key_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -219,9 +216,8 @@ impl PayloadCodec {
                 .keyring
                 .as_ref()
                 .and_then(|k| k.cipher(form.key_id))
-                .ok_or(DecodeError::Invalid {
-                    field: "key id (no such key is configured)",
-                    value: u64::from(form.key_id),
+                .ok_or(DecodeError::MissingKey {
+                    key_id: form.key_id,
                 })?;
             data = Cow::Owned(cipher::open(cipher, form.key_id, aad, stored)?);
         }
