@@ -55,6 +55,12 @@ pub struct StoredForm {
     pub key_id: u16,
 }
 
+/// True when AES runs on the CPU's AES instructions here (detected at run time); otherwise a
+/// constant-time software implementation is used, several times slower.
+pub fn aes_hardware_accelerated() -> bool {
+    aes_gcm::aes::hardware_accelerated()
+}
+
 /// Counters of the work done on payloads (reported in [`ChannelStats`](crate::ChannelStats)).
 #[derive(Debug, Default)]
 pub(crate) struct CodecCounters {
@@ -105,6 +111,11 @@ impl PayloadCodec {
             path: "getrandom".into(),
             source: e,
         })?;
+        if keyring.is_some() && !aes_hardware_accelerated() {
+            tracing::warn!(
+                "this CPU has no AES instructions: encryption uses a slower software implementation"
+            );
+        }
         Ok(PayloadCodec {
             compression,
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX),
