@@ -9,6 +9,7 @@
 //!    interleaved: raw `pwrite`+`fdatasync` of the same bytes into a preallocated file, then the
 //!    engine plain, encrypted, LZ4, LZ4 + encrypted (and zstd, zstd + encrypted with the `zstd`
 //!    feature). Each variant is reported as a ratio to `plain` and to `raw` of the same round.
+//!    The same variants run with fsync = never too (the CPU cost without the disk's noise).
 //!
 //! Run with `cargo bench --bench at_rest` (add `--features zstd` for zstd). Knobs:
 //! `TIDEGATE_AT_REST_ONLY` (`cpu`, `corpus` or `put`: run one section),
@@ -23,7 +24,7 @@ use std::time::Instant;
 
 use common::{QuickProbe, RawFile, median_min_max};
 use tidegate::at_rest::{Compression, EncryptionConfig, PayloadCodec, generate_key_file};
-use tidegate::{Event, FileChannel, FileChannelConfig};
+use tidegate::{Event, FileChannel, FileChannelConfig, FsyncPolicy};
 
 const SIZE: usize = 512;
 const BATCH: usize = 100;
@@ -213,8 +214,9 @@ fn variants() -> Vec<Variant> {
 
 /// The channel configuration of a variant: the benchmarks' defaults plus compression above 0
 /// bytes and, when encrypting, key 1 from `key`.
-fn variant_config(dir: &Path, v: &Variant, key: &Path) -> FileChannelConfig {
+fn variant_config(dir: &Path, v: &Variant, key: &Path, fsync: FsyncPolicy) -> FileChannelConfig {
     let mut cfg = common::config(dir)
+        .fsync(fsync)
         .compression(v.compression)
         .compression_threshold(0);
     if v.encrypt {
@@ -288,14 +290,17 @@ fn main() {
     // One channel per variant for the whole run (opened untimed, drained untimed after each
     // round), so segment creation stays out of the rounds and the disk's write budget is not
     // spent on zero-filling fresh segments.
-    let dirs: Vec<_> = variants.iter().map(|_| common::tempdir()).collect();
-    let channels: Vec<FileChannel> = variants
+    // The same variants with fsync = never: the CPU cost alone, measured the same way.
+    let policies = [FsyncPolicy::Always, FsyncPolicy::Never];
+    let dirs: Vec<_> = (0..variants.len() * 2).map(|_| common::tempdir()).collect();
+    let channels: Vec<FileChannel> = policies
         .iter()
+        .flat_map(|p| variants.iter().map(move |v| (p, v)))
         .zip(&dirs)
-        .map(|(v, d)| common::open(variant_config(d.path(), v, &key)))
+        .map(|((p, v), d)| common::open(variant_config(d.path(), v, &key, *p)))
         .collect();
     // rates[v][round]; raw is index 0.
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len() + 1];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); channels.len() + 1];
     let mut regimes = Vec::new();
     for round in 0..=rounds {
         let p0 = probe.p50_us();
@@ -323,7 +328,7 @@ fn main() {
         }
     }
     let mut ratios_out: Vec<(String, f64)> = Vec::new();
-    for (v, ch) in variants.iter().zip(&channels) {
+    for (v, ch) in variants.iter().cycle().zip(&channels) {
         let s = ch.stats();
         if s.compression_input_bytes > 0 {
             ratios_out.push((
@@ -338,18 +343,21 @@ fn main() {
         regimes.join(" ")
     );
     let (rm, rmin, rmax) = median_min_max(&rates[0]);
-    println!("  raw          {rm:>9.0} events/s [{rmin:.0}-{rmax:.0}]");
-    for (i, v) in variants.iter().enumerate() {
-        let r = &rates[i + 1];
-        let vs_plain: Vec<f64> = r.iter().zip(&rates[1]).map(|(a, b)| a / b).collect();
-        let vs_raw: Vec<f64> = r.iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
-        let (m, lo, hi) = median_min_max(r);
-        let (pm, plo, phi) = median_min_max(&vs_plain);
-        let (wm, wlo, whi) = median_min_max(&vs_raw);
-        println!(
-            "  {:<12} {m:>9.0} events/s [{lo:.0}-{hi:.0}]  vs plain {pm:.3} [{plo:.3}-{phi:.3}]  vs raw {wm:.3} [{wlo:.3}-{whi:.3}]",
-            v.name
-        );
+    println!("  raw (fsync)        {rm:>9.0} events/s [{rmin:.0}-{rmax:.0}]");
+    for (k, policy) in ["always", "never"].iter().enumerate() {
+        let base = 1 + k * variants.len();
+        for (i, v) in variants.iter().enumerate() {
+            let r = &rates[base + i];
+            let vs_plain: Vec<f64> = r.iter().zip(&rates[base]).map(|(a, b)| a / b).collect();
+            let vs_raw: Vec<f64> = r.iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
+            let (m, lo, hi) = median_min_max(r);
+            let (pm, plo, phi) = median_min_max(&vs_plain);
+            let (wm, wlo, whi) = median_min_max(&vs_raw);
+            println!(
+                "  {:<8} fsync={policy:<6} {m:>9.0} events/s [{lo:.0}-{hi:.0}]  vs plain {pm:.3} [{plo:.3}-{phi:.3}]  vs raw {wm:.3} [{wlo:.3}-{whi:.3}]",
+                v.name
+            );
+        }
     }
     for (name, ratio) in ratios_out {
         println!("  {name}: stored/plain payload bytes (channel stats) {ratio:.3}");
