@@ -31,7 +31,7 @@ mod keys;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 pub use cipher::{NONCE_LEN, NonceSource, OVERHEAD as ENCRYPTION_OVERHEAD, TAG_LEN};
@@ -43,6 +43,7 @@ pub use keys::{EncryptionConfig, Keyring, generate_key_file};
 
 use crate::error::{Error, Result};
 use crate::format::DecodeError;
+use crate::stats::Counters;
 
 pub use crate::format::record::{FLAG_COMPRESSED, FLAG_ENCRYPTED};
 
@@ -239,12 +240,5 @@ impl PayloadCodec {
             data = Cow::Owned(out?);
         }
         Ok(data)
-    }
-}
-
-struct Counters;
-impl Counters {
-    fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
     }
 }
