@@ -435,3 +435,38 @@ fn nonces_are_salted_sequence_numbers_and_never_repeat_across_opens() {
     assert_eq!(nonces.len(), 60);
     assert_eq!(salts.len(), 3, "one salt per open");
 }
+
+#[test]
+fn a_compressed_event_that_lies_about_its_size_is_corruption_not_an_allocation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let c = cfg(root).compression(Compression::Lz4);
+    let ch = FileChannel::open(c.clone()).expect("open");
+    for k in 0..30 {
+        put(&ch, k * 10..k * 10 + 10);
+    }
+    ch.close().expect("close");
+    drop(ch);
+    let seg = common::segments(&common::data_dir(root))[0].clone();
+    let mut bytes = std::fs::read(&seg).expect("read");
+    // The first compressed Put (event 0: text): claim a decompressed size of 4 GiB.
+    let off = put_offsets(&bytes)
+        .into_iter()
+        .find(|&o| bytes[o + 13] == record::FLAG_COMPRESSED)
+        .expect("a compressed Put");
+    let raw_len = off + HEADER_LEN + 1;
+    bytes[raw_len..raw_len + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    fix_crcs(&mut bytes, off);
+    std::fs::write(&seg, &bytes).expect("write");
+    let ch = FileChannel::open(c).expect("open");
+    let (ids, errors) = take_all(&ch);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].0 == seg
+            && errors[0].1 == off as u64
+            && errors[0].2.contains("decompressed length"),
+        "{errors:?}"
+    );
+    assert_eq!(ids, (1..300).collect::<Vec<_>>());
+    ch.close().expect("close");
+}
