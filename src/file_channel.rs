@@ -45,7 +45,7 @@ use crate::log::{DirLog, LogShared};
 use crate::poison::Poison;
 use crate::queue::QueueState;
 use crate::replay::{self, RecoveryReport};
-use crate::segment::{self, SegmentTable};
+use crate::segment::{self, Segment, SegmentTable};
 use crate::stats::{ChannelStats, Counters};
 
 /// A put transaction writes its buffered records to the log early once they reach this size
@@ -323,16 +323,7 @@ fn check_keys(
             let Some(seg) = segments.get(ptr.segment) else {
                 continue;
             };
-            let Ok(h) = seg.put_header(ptr.offset) else {
-                continue;
-            };
-            let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
-            let mut out = None;
-            let _ = seg.map.visit(ptr.offset, len, &mut |bytes| {
-                out = Some(record::verify(&h, bytes).and_then(|()| {
-                    record::decode_put_stored(&h, &bytes[HEADER_LEN..], codec, max_event_size)
-                }));
-            });
+            let out = decode_event_at(&seg, ptr.offset, codec, max_event_size).ok();
             match out {
                 Some(Ok(_)) => {
                     good = true;
@@ -500,31 +491,40 @@ impl Inner {
                 },
             });
         };
-        let corrupt = |source| Error::Corrupt {
+        let decoded = decode_event_at(&seg, ptr.offset, &self.codec, self.cfg.max_event_size)
+            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
+        decoded.map_err(|source| Error::Corrupt {
             path: seg.path.clone(),
             offset: ptr.offset,
             source,
-        };
-        let h = seg.put_header(ptr.offset).map_err(corrupt)?;
-        let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
-        let mut out = Err(DecodeError::Truncated {
-            needed: h.record_len(),
-            available: 0,
-        });
-        seg.map
-            .visit(ptr.offset, len, &mut |bytes| {
-                out = record::verify(&h, bytes).and_then(|()| {
-                    record::decode_put_stored(
-                        &h,
-                        &bytes[HEADER_LEN..],
-                        &self.codec,
-                        self.cfg.max_event_size,
-                    )
-                });
-            })
-            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
-        Ok((out.map_err(corrupt)?, h.len))
+        })
     }
+}
+
+/// Reads the event of the Put record at `offset` in `seg`: header, payload CRC and, as the
+/// header says, authentication tag and bounded decompression. Returns it with its stored payload
+/// length. The outer error is an I/O failure reading the map; the inner one, a damaged record.
+fn decode_event_at(
+    seg: &Segment,
+    offset: u64,
+    codec: &PayloadCodec,
+    max_event_size: u64,
+) -> std::io::Result<std::result::Result<(Event, u32), DecodeError>> {
+    let h = match seg.put_header(offset) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
+    let mut out = Err(DecodeError::Truncated {
+        needed: h.record_len(),
+        available: 0,
+    });
+    seg.map.visit(offset, len, &mut |bytes| {
+        out = record::verify(&h, bytes).and_then(|()| {
+            record::decode_put_stored(&h, &bytes[HEADER_LEN..], codec, max_event_size)
+        });
+    })?;
+    Ok(out.map(|ev| (ev, h.len)))
 }
 
 impl Drop for Inner {
