@@ -34,6 +34,7 @@
 
 #[cfg(feature = "cli")]
 pub mod agent;
+pub mod at_rest;
 pub mod channel;
 mod checkpoint;
 #[cfg(feature = "cli")]

@@ -21,7 +21,7 @@
 //!    had not committed (their records are written only at commit) stay in the queue, so they
 //!    are delivered again, in order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
@@ -128,6 +128,8 @@ pub(crate) struct OpenedDir {
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) state: QueueState,
+    /// Per key id, the first few queued events encrypted with it (checked at open).
+    pub(crate) key_samples: BTreeMap<u16, Vec<RecordPtr>>,
     pub(crate) report: RecoveryReport,
     pub(crate) last_seq: u64,
     pub(crate) next_txn: u64,
@@ -153,7 +155,8 @@ pub(crate) enum Payload {
 }
 
 enum Effect {
-    Puts(Vec<(RecordPtr, u32)>),
+    /// Each Put's position, stored payload length and key id (0: not encrypted).
+    Puts(Vec<(RecordPtr, u32, u16)>),
     Takes(Vec<RecordPtr>),
 }
 
@@ -164,7 +167,7 @@ struct CommitEvent {
 
 #[derive(Default)]
 struct PendingTxn {
-    puts: Vec<(RecordPtr, u32)>,
+    puts: Vec<(RecordPtr, u32, u16)>,
     takes: Vec<RecordPtr>,
 }
 
@@ -262,6 +265,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     };
     let Built {
         state,
+        key_samples,
         scans,
         last_seq,
         next_txn,
@@ -381,6 +385,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     Ok((
         Recovered {
             state,
+            key_samples,
             report,
             // The gap puts every new sequence number and transaction id above anything a crash
             // may have left past the end of the log (a later unsynced write that reached the
@@ -586,6 +591,7 @@ pub(crate) fn read_file(fs: &dyn FileSystem, path: &Path) -> std::io::Result<Vec
 
 struct Built {
     state: QueueState,
+    key_samples: BTreeMap<u16, Vec<RecordPtr>>,
     scans: Vec<DirScan>,
     last_seq: u64,
     next_txn: u64,
@@ -705,7 +711,7 @@ fn try_checkpoint(
     let mut commits: Vec<&CommitEvent> = scans.iter().flat_map(|s| s.commits.iter()).collect();
     commits.sort_by_key(|c| c.seq);
     let mut queued_bytes = ck.map_or(0, |c| c.queued_bytes);
-    let mut added: Vec<(RecordPtr, u32)> = Vec::new();
+    let mut added: Vec<(RecordPtr, u32, u16)> = Vec::new();
     let mut removed: HashSet<RecordPtr> = HashSet::default();
     for c in commits {
         match &c.effect {
@@ -720,6 +726,7 @@ fn try_checkpoint(
     let mut inflight_redelivered = 0u64;
     // Consecutive queue entries nearly always share a segment: look it up once per run.
     let mut current: Option<&Arc<Segment>> = None;
+    let mut key_samples = BTreeMap::new();
     for (i, ptr) in base.iter().enumerate() {
         let seg = match current {
             Some(seg) if seg.id == ptr.segment => seg,
@@ -739,11 +746,14 @@ fn try_checkpoint(
         {
             seg.map.prefetch(ahead.offset, HEADER_LEN as u64);
         }
-        if let Err(e) = check_put_header(seg, ptr.offset) {
-            return Ok(Err(format!(
-                "its queue refers to {ptr}, which is not an event in the log: {e}"
-            )));
-        }
+        let key_id = match check_put_header(seg, ptr.offset) {
+            Ok(key_id) => key_id,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "its queue refers to {ptr}, which is not an event in the log: {e}"
+                )));
+            }
+        };
         if !removed.is_empty() && removed.remove(ptr) {
             match read_put_len(seg, ptr.offset) {
                 Ok(len) => queued_bytes = queued_bytes.saturating_sub(u64::from(len)),
@@ -758,13 +768,15 @@ fn try_checkpoint(
         if i < inflight {
             inflight_redelivered += 1;
         }
+        sample_key(&mut key_samples, key_id, *ptr);
         queue.push_back(*ptr);
     }
-    for (ptr, len) in added {
+    for (ptr, len, key_id) in added {
         if removed.remove(&ptr) {
             continue;
         }
         queued_bytes += u64::from(len);
+        sample_key(&mut key_samples, key_id, ptr);
         queue.push_back(ptr);
     }
     if ck.is_some() && !removed.is_empty() {
@@ -796,6 +808,7 @@ fn try_checkpoint(
     let _ = report;
     Ok(Ok(Built {
         state,
+        key_samples,
         scans,
         last_seq,
         next_txn,
@@ -827,9 +840,20 @@ impl Progress<'_> {
 }
 
 /// Checks, from its header alone (no body read), that a Put record starts at `offset`: a
-/// checkpoint whose queue points at bytes that are not there is not used.
-fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(), DecodeError> {
-    seg.put_header(offset).map(|_| ())
+/// checkpoint whose queue points at bytes that are not there is not used. Returns its key id.
+fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<u16, DecodeError> {
+    seg.put_header(offset).map(|h| h.key_id)
+}
+
+/// Remembers the first few queued events encrypted with each key, for the key check at open.
+fn sample_key(samples: &mut BTreeMap<u16, Vec<RecordPtr>>, key_id: u16, ptr: RecordPtr) {
+    if key_id == 0 {
+        return;
+    }
+    let v = samples.entry(key_id).or_default();
+    if v.len() < crate::file_channel::KEY_SAMPLES {
+        v.push(ptr);
+    }
 }
 
 fn read_put_len(seg: &Segment, offset: u64) -> std::result::Result<u32, DecodeError> {
@@ -1065,7 +1089,11 @@ fn apply_record(
     scan: &mut DirScan,
 ) {
     match h.kind {
-        Kind::Put => pending.entry(h.txn).or_default().puts.push((ptr, h.len)),
+        Kind::Put => pending
+            .entry(h.txn)
+            .or_default()
+            .puts
+            .push((ptr, h.len, h.key_id)),
         Kind::Take => {
             if let Payload::Take(t) = payload {
                 pending.entry(h.txn).or_default().takes.push(t);

@@ -160,8 +160,24 @@ fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
     huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     let hcrc = crc32(&huge[4..record::HEADER_LEN]);
     huge[..4].copy_from_slice(&hcrc.to_le_bytes());
+    let lz4 = tidegate::at_rest::PayloadCodec::new(tidegate::at_rest::Compression::Lz4, 0, None)
+        .expect("codec");
+    let compressible =
+        Event::new(b"GET /index.html HTTP/1.1 200 ".repeat(20)).with_header("h", "v");
+    let put_lz4 = {
+        let mut b = Vec::new();
+        let u = record::encode_put_with(&mut b, 7, &compressible, &lz4, &mut Vec::new());
+        record::seal_with(&mut b, &u, 43, &lz4).expect("seal");
+        b
+    };
+    let mut lying_lz4 = put_lz4.clone();
+    lying_lz4[record::HEADER_LEN + 1..record::HEADER_LEN + 5]
+        .copy_from_slice(&u32::MAX.to_le_bytes()); // raw_len
+    record::reseal(&mut lying_lz4);
     vec![
         ("valid-put", put),
+        ("valid-put-lz4", put_lz4),
+        ("lz4-lying-raw-len", lying_lz4),
         (
             "valid-put-empty",
             sealed(|b| record::encode_put(b, 1, &Event::new(Vec::new())), 1),
