@@ -1,6 +1,9 @@
 //! The `tidegate` command line (feature `cli`). The binary in `src/bin/tidegate.rs` only calls
 //! [`main`].
 
+pub mod agent;
+pub mod validate;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -16,6 +19,9 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tidegate=debug`.
     #[arg(long, global = true, default_value = "info", env = "TIDEGATE_LOG")]
     pub log: String,
+    /// Log format: `text` (human) or `json` (one object per line).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +53,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs an agent: sources put events into channels, sinks drain them.
+    Agent(agent::AgentArgs),
+    /// Checks an agent config without running it; prints the resolved topology, or every
+    /// problem with its key and line (exit code 78).
+    Validate(validate::ValidateArgs),
 }
 
 /// How offline commands name a channel (Flume's tool takes `-l dataDirs`).
@@ -68,10 +79,14 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Demo {
             dir,
@@ -80,6 +95,8 @@ pub fn main() -> ExitCode {
             event_size,
         } => demo(dir, events, batch, event_size),
         Command::Inspect { channel, json } => inspect(channel, json),
+        Command::Agent(args) => return agent::run(args),
+        Command::Validate(args) => return validate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
