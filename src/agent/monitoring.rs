@@ -682,3 +682,130 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, MemoryChannel, MemoryChannelConfig};
+
+    fn registry_with_channel(events: u64) -> (Registry, Arc<dyn Channel>) {
+        let reg = Registry::new(Duration::ZERO);
+        let ch: Arc<dyn Channel> = Arc::new(MemoryChannel::new(MemoryChannelConfig::default()));
+        let mut tx = ch.transaction();
+        for i in 0..events {
+            let put = tx.put(Event::new(i.to_string().into_bytes()));
+            assert!(put.is_ok());
+        }
+        assert!(tx.commit().is_ok());
+        reg.channels.write().insert(
+            "c1".into(),
+            ChannelEntry {
+                kind: "memory",
+                channel: Some(ch.clone()),
+            },
+        );
+        (reg, ch)
+    }
+
+    fn sink(reg: &Registry) -> Arc<Heartbeat> {
+        let hb = Arc::new(Heartbeat::default());
+        hb.set_state(ComponentState::Running);
+        reg.sinks.write().insert(
+            "k1".into(),
+            SinkEntry {
+                kind: "null".into(),
+                channel: "c1".into(),
+                counters: Arc::default(),
+                heartbeat: hb.clone(),
+            },
+        );
+        hb
+    }
+
+    #[test]
+    fn a_replaying_channel_is_reported() {
+        let reg = Registry::new(Duration::from_secs(60));
+        reg.channels.write().insert(
+            "c1".into(),
+            ChannelEntry {
+                kind: "file",
+                channel: None,
+            },
+        );
+        let p = reg.health_problems();
+        assert!(
+            p.iter().any(|r| r.contains("channel c1 is replaying")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_failing_sink_is_unhealthy_only_with_a_backlog() {
+        let (reg, ch) = registry_with_channel(5);
+        let hb = sink(&reg);
+        assert!(reg.health_problems().is_empty());
+        hb.failure("connection refused");
+        let p = reg.health_problems();
+        assert!(
+            p.iter()
+                .any(|r| r.contains("sink k1 has failed") && r.contains("5 events waiting")),
+            "{p:?}"
+        );
+        // Drained channel: a failing sink with nothing to deliver is not a health problem.
+        let mut tx = ch.transaction();
+        assert!(
+            tx.take_batch(10, Duration::ZERO)
+                .is_ok_and(|b| b.len() == 5)
+        );
+        assert!(tx.commit().is_ok());
+        assert!(reg.health_problems().is_empty());
+        // A success clears the failure.
+        hb.success();
+        assert_eq!(hb.snapshot().consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_stalled_source_is_unhealthy() {
+        let (reg, _ch) = registry_with_channel(0);
+        let hb = Arc::new(Heartbeat::default());
+        hb.set_state(ComponentState::Running);
+        reg.sources.write().insert(
+            "r1".into(),
+            SourceEntry {
+                kind: "seq".into(),
+                counters: Arc::default(),
+                heartbeat: hb.clone(),
+            },
+        );
+        assert!(reg.health_problems().is_empty());
+        hb.failure("channel c1 is full");
+        hb.failure("channel c1 is full");
+        let p = reg.health_problems();
+        assert!(
+            p.iter()
+                .any(|r| r.contains("source r1 is stalled") && r.contains("2 attempts")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn prometheus_text_has_one_help_and_type_per_family() {
+        let (reg, _ch) = registry_with_channel(3);
+        sink(&reg);
+        let text = reg.prometheus();
+        assert!(
+            text.contains(
+                "# TYPE tidegate_channel_size gauge\ntidegate_channel_size{channel=\"c1\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE tidegate_channel_event_put_successes_total counter")
+                .count(),
+            1
+        );
+        let json = reg.flume_json();
+        assert_eq!(json["CHANNEL.c1"]["ChannelSize"], "3");
+        assert_eq!(json["SINK.k1"]["Type"], "SINK");
+    }
+}
