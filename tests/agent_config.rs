@@ -279,3 +279,14 @@ fn the_quickstart_example_validates() {
         cfg.err().map(|e| e.to_string()).unwrap_or_default()
     );
 }
+
+#[test]
+fn the_stdin_example_validates() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stdin.toml");
+    let cfg = load_config_file(&path);
+    assert!(
+        cfg.is_ok(),
+        "{}",
+        cfg.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+}

@@ -91,7 +91,10 @@ pub fn run(args: AgentArgs) -> ExitCode {
     };
     let source = args.config.clone();
     let reload: runtime::ConfigLoader = Box::new(move || source.load());
-    match rt.block_on(runtime::run(cfg, reload)) {
+    let result = rt.block_on(runtime::run(cfg, reload));
+    // Blocking tasks still running (a replay abandoned by a signal) do not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "agent failed");
