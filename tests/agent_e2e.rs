@@ -404,3 +404,64 @@ fn monitoring_endpoints_report_metrics_health_and_readiness() {
     agent.signal("TERM");
     assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
 }
+
+#[test]
+fn sighup_reopens_a_changed_channel_with_its_data_and_starts_a_new_sink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = format!(
+        "[monitoring]\nbind = \"127.0.0.1:0\"\n{}\n[sources.in]\ntype = \"stdin\"\nchannels = [\"c1\"]\nbatch_size = 1\n",
+        file_channel_toml("c1")
+    );
+    // No sink yet: the events stay in the channel.
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    let mut stdin = agent.child.stdin.take().expect("stdin");
+    for i in 0..10 {
+        writeln!(stdin, "kept-{i}").expect("write");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(&addr, "/metrics.json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["CHANNEL.c1"]["ChannelSize"] == "10" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events never reached the channel: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A changed channel option (reopen, data kept) and a new sink.
+    let changed = base.replace("capacity = 100000", "capacity = 200000");
+    std::fs::write(
+        &config,
+        format!("{changed}\n[sinks.log]\ntype = \"logger\"\nchannel = \"c1\"\nbatch_size = 5\n"),
+    )
+    .expect("rewrite config");
+    agent.signal("HUP");
+    let line = agent.wait_for_log("reload: restarting what changed");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(v["fields"]["channels"], "{\"c1\"}", "{line}");
+    assert_eq!(
+        v["fields"]["sources"], "[\"in\"]",
+        "the source on the channel restarts: {line}"
+    );
+    agent.wait_for_log("\"body\":\"kept-9\"");
+    writeln!(stdin, "after-reload").expect("write");
+    agent.wait_for_log("\"body\":\"after-reload\"");
+    let (_, body) = http_get(&addr, "/metrics.json");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        v["CHANNEL.c1"]["ChannelCapacity"], "200000",
+        "the new option is in force"
+    );
+    drop(stdin);
+    assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
+    let logged = agent.logged_bodies();
+    let mut want: Vec<String> = (0..10).map(|i| format!("kept-{i}")).collect();
+    want.push("after-reload".into());
+    assert_eq!(logged, want);
+}

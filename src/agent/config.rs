@@ -974,6 +974,19 @@ fn load_sources(
             );
         }
     }
+    let stdin: Vec<&String> = out
+        .iter()
+        .filter(|(_, s)| s.spec.type_name() == "stdin")
+        .map(|(n, _)| n)
+        .collect();
+    if let [_, rest @ ..] = stdin.as_slice() {
+        for n in rest {
+            ck.error(
+                format!("sources.{n}.type"),
+                format!("only one stdin source is possible (also: {})", stdin[0]),
+            );
+        }
+    }
     out
 }
 

@@ -142,8 +142,8 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Why [`deliver_or_retry`] gave up.
 pub(crate) enum Stopped {
-    /// The agent is stopping; the batch was not committed.
-    Shutdown,
+    /// The source is stopping; the batch (handed back) was not committed.
+    Shutdown(Vec<Event>),
 }
 
 /// Hands `events` to the channels, retrying (with capped exponential back-off) while they are
@@ -158,7 +158,7 @@ pub(crate) async fn deliver_or_retry(
     let mut pause = RETRY_MIN;
     loop {
         if ctx.shutdown.is_cancelled() {
-            return Err(Stopped::Shutdown);
+            return Err(Stopped::Shutdown(events));
         }
         match ctx.output.deliver(events.clone()).await {
             Ok(()) => {
@@ -166,7 +166,7 @@ pub(crate) async fn deliver_or_retry(
                 ctx.counters.append_batches.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            Err(DeliverError::ShuttingDown) => return Err(Stopped::Shutdown),
+            Err(DeliverError::ShuttingDown) => return Err(Stopped::Shutdown(events)),
             Err(e @ DeliverError::TooLarge { .. }) => {
                 ctx.counters.rejected.fetch_add(n, Ordering::Relaxed);
                 tracing::error!(source = %ctx.name, error = %e, events = n, "batch rejected");
@@ -175,7 +175,7 @@ pub(crate) async fn deliver_or_retry(
             Err(e) => {
                 tracing::warn!(source = %ctx.name, error = %e, retry_in = ?pause, "delivery failed; retrying");
                 tokio::select! {
-                    () = ctx.shutdown.cancelled() => return Err(Stopped::Shutdown),
+                    () = ctx.shutdown.cancelled() => return Err(Stopped::Shutdown(events)),
                     () = tokio::time::sleep(pause) => {}
                 }
                 pause = (pause * 2).min(RETRY_MAX);

@@ -1,10 +1,18 @@
 //! `stdin`: one event per line of standard input (the newline, and a `\r` before it, removed)
 //! until end of file. When every source of the agent has finished, the agent drains its
 //! channels to the sinks and exits, which makes `producer | tidegate agent` useful.
+//!
+//! Standard input is read by one thread for the whole process (a read cannot be cancelled), and
+//! the lines it read wait in a process-wide queue. A source that stops (a reload restarts it)
+//! puts the lines it had not committed back at the head of that queue, so its successor goes on
+//! from exactly there: nothing is skipped or reordered. Only one `stdin` source may exist.
 
+use std::collections::VecDeque;
 use std::io::BufRead;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
+use tokio::sync::{Mutex, mpsc};
 
 use super::{Stopped, deliver_or_retry};
 use crate::Event;
@@ -36,12 +44,58 @@ impl StdinSource {
     }
 }
 
-/// Reads lines on a thread of its own (a read of standard input cannot be cancelled) and sends
-/// them on; the channel closes at end of input.
-fn spawn_reader(name: String) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+/// What the reader thread produces: a line, or the read error that ended the input.
+type Line = std::io::Result<Vec<u8>>;
+
+/// Standard input as the process-wide reader left it.
+struct Input {
+    /// Lines handed back by a source that stopped before committing them.
+    pending: VecDeque<Vec<u8>>,
+    /// Lines from the reader thread; `None` from `recv` means end of input.
+    lines: mpsc::Receiver<Line>,
+    /// End of input was seen.
+    ended: bool,
+}
+
+impl Input {
+    async fn next(&mut self) -> Option<Line> {
+        if let Some(l) = self.pending.pop_front() {
+            return Some(Ok(l));
+        }
+        if self.ended {
+            return None;
+        }
+        let l = self.lines.recv().await;
+        self.ended = l.is_none();
+        l
+    }
+
+    fn try_next(&mut self) -> Option<Line> {
+        if let Some(l) = self.pending.pop_front() {
+            return Some(Ok(l));
+        }
+        self.lines.try_recv().ok()
+    }
+}
+
+fn input() -> Arc<Mutex<Input>> {
+    static INPUT: OnceLock<Arc<Mutex<Input>>> = OnceLock::new();
+    INPUT
+        .get_or_init(|| {
+            Arc::new(Mutex::new(Input {
+                pending: VecDeque::new(),
+                lines: spawn_reader(),
+                ended: false,
+            }))
+        })
+        .clone()
+}
+
+/// Reads lines on a thread of its own and sends them on; the channel closes at end of input.
+fn spawn_reader() -> mpsc::Receiver<Line> {
+    let (tx, rx) = mpsc::channel(1024);
     let spawned = std::thread::Builder::new()
-        .name(format!("stdin-{name}"))
+        .name("stdin-reader".into())
         .spawn(move || {
             let stdin = std::io::stdin();
             let mut input = stdin.lock();
@@ -76,31 +130,40 @@ fn spawn_reader(name: String) -> tokio::sync::mpsc::Receiver<std::io::Result<Vec
 impl Source for StdinSource {
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), ComponentError>> {
         Box::pin(async move {
-            let mut lines = spawn_reader(ctx.name.clone());
+            let input = input();
+            let mut input = tokio::select! {
+                () = ctx.shutdown.cancelled() => return Ok(()),
+                i = input.lock_owned() => i,
+            };
             let batch = self.cfg.batch_size.max(1);
             let mut total = 0u64;
             loop {
                 let first = tokio::select! {
                     () = ctx.shutdown.cancelled() => break,
-                    l = lines.recv() => l,
+                    l = input.next() => l,
                 };
                 let Some(first) = first else { break };
                 let mut events = vec![Event::new(first?)];
                 let mut failed = None;
                 while events.len() < batch {
-                    match lines.try_recv() {
-                        Ok(Ok(l)) => events.push(Event::new(l)),
-                        Ok(Err(e)) => {
+                    match input.try_next() {
+                        Some(Ok(l)) => events.push(Event::new(l)),
+                        Some(Err(e)) => {
                             failed = Some(e);
                             break;
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
                 let n = events.len() as u64;
                 match deliver_or_retry(&ctx, events).await {
                     Ok(()) => total += n,
-                    Err(Stopped::Shutdown) => break,
+                    Err(Stopped::Shutdown(events)) => {
+                        for e in events.into_iter().rev() {
+                            input.pending.push_front(e.into_body());
+                        }
+                        break;
+                    }
                 }
                 if let Some(e) = failed {
                     return Err(e.into());
