@@ -94,15 +94,19 @@ impl Origin {
         }
     }
 
-    /// The line of `key`, or of its nearest parent that has one.
+    /// The line of `key`, or of its nearest parent that has one. Array elements may be
+    /// recorded as `a[0]` or as `a.0` (the Flume import's form).
     pub fn line_of(&self, key: &str) -> Option<usize> {
+        let dotted = key.replace('[', ".").replace(']', "");
         let mut k = key;
+        let mut d = dotted.as_str();
         loop {
-            if let Some(l) = self.lines.get(k) {
+            if let Some(l) = self.lines.get(k).or_else(|| self.lines.get(d)) {
                 return Some(*l);
             }
             let cut = k.rfind(['.', '['])?;
             k = &k[..cut];
+            d = &d[..d.rfind('.').unwrap_or(0)];
         }
     }
 }
@@ -1137,4 +1141,21 @@ fn load_groups(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_found_for_keys_their_parents_and_either_array_form() {
+        let mut o = Origin::new("f");
+        o.lines.insert("sinks.k1".into(), 3);
+        o.lines.insert("sources.r1.interceptors.0.type".into(), 9);
+        o.lines.insert("sources.r1.channels[1]".into(), 7);
+        assert_eq!(o.line_of("sinks.k1.batch_size"), Some(3));
+        assert_eq!(o.line_of("sources.r1.interceptors[0].type"), Some(9));
+        assert_eq!(o.line_of("sources.r1.channels[1]"), Some(7));
+        assert_eq!(o.line_of("channels.c1"), None);
+    }
 }

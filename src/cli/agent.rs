@@ -43,8 +43,17 @@ impl ConfigArgs {
     }
 }
 
-/// The Flume import's entry point (`crate::agent::flume::to_toml(text, name)`, which turns a
-/// properties file into a table of this schema plus the line of each key); wired at merge.
+/// Loads agent `name` of a Flume properties file. Wired at merge to the Flume import:
+///
+/// ```text
+/// let file = path.display().to_string();
+/// let text = std::fs::read_to_string(path).map_err(|e| one_error(&file, e.to_string()))?;
+/// let import = crate::agent::flume::to_toml(&text, name).map_err(|e| ConfigErrors(
+///     e.errors.into_iter().map(|d| ConfigError { file: file.clone(), line: d.line,
+///         key: d.key, message: d.message }).collect()))?;
+/// for w in &import.warnings { tracing::warn!(file = %file, "{w}"); }
+/// config::load_config_table(import.table, config::Origin { file, lines: import.lines })
+/// ```
 fn load_flume(path: &std::path::Path, name: &str) -> Result<AgentConfig, ConfigErrors> {
     Err(ConfigErrors(vec![config::ConfigError {
         file: path.display().to_string(),

@@ -38,6 +38,8 @@ pub(crate) fn parse_spec(
     params: toml::Table,
 ) -> Option<SinkSpec> {
     let value = toml::Value::Table(params.clone());
+    // At merge: `"file_roll"` (`file_roll::FileRollSinkConfig`) and `"http"`
+    // (`http::HttpSinkConfig`) arms like these, plus their names in SINK_TYPES.
     match kind {
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;
@@ -67,7 +69,8 @@ fn params<T: DeserializeOwned>(spec: &SinkSpec) -> Result<T, ComponentError> {
         .map_err(|e| ComponentError::Config(e.to_string()))
 }
 
-/// Builds a sink from its checked spec.
+/// Builds a sink from its checked spec. (At merge: `"file_roll" => file_roll::build(name,
+/// params(spec)?)` and `"http" => http::build(name, params(spec)?)`.)
 pub fn build(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ComponentError> {
     match spec.kind.as_str() {
         "logger" => Ok(Box::new(logger::LoggerSink::new(name, params(spec)?))),

@@ -39,7 +39,8 @@ impl SourceSpec {
     }
 }
 
-/// One interceptor's table as written (checked at load).
+/// One interceptor's table as written (checked at load). At merge this becomes
+/// `super::interceptors::InterceptorConfig`.
 pub type InterceptorSpec = toml::Value;
 
 /// Checks a source's own keys; records problems under `prefix`.
@@ -50,9 +51,11 @@ pub(crate) fn parse_spec(
     params: toml::Table,
 ) -> Option<SourceSpec> {
     let value = toml::Value::Table(params.clone());
+    // At merge: `"http" => { ck.parse::<http::HttpSourceConfig>(prefix, value)?; None }` and
+    // the same for `"netcat"` (`netcat::NetcatSourceConfig`), plus their names in SOURCE_TYPES.
     let batch_size = match kind {
-        "seq" => ck.parse::<seq::SeqConfig>(prefix, value)?.batch_size,
-        "stdin" => ck.parse::<stdin::StdinConfig>(prefix, value)?.batch_size,
+        "seq" => Some(ck.parse::<seq::SeqConfig>(prefix, value)?.batch_size),
+        "stdin" => Some(ck.parse::<stdin::StdinConfig>(prefix, value)?.batch_size),
         other => {
             ck.error(
                 format!("{prefix}.type"),
@@ -64,14 +67,14 @@ pub(crate) fn parse_spec(
             return None;
         }
     };
-    if batch_size == 0 {
+    if batch_size == Some(0) {
         ck.error(format!("{prefix}.batch_size"), "must be at least 1");
         return None;
     }
     Some(SourceSpec {
         kind: kind.to_string(),
         params,
-        batch_size: Some(batch_size),
+        batch_size,
     })
 }
 
@@ -80,7 +83,8 @@ fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
         .map_err(|e| ComponentError::Config(e.to_string()))
 }
 
-/// Builds a source from its checked spec.
+/// Builds a source from its checked spec. (At merge: `"http" => http::build(name, params(spec)?)`,
+/// and the same for `"netcat"`.)
 pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
     match spec.kind.as_str() {
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
@@ -91,7 +95,8 @@ pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Component
     }
 }
 
-/// Checks a source's `interceptors` array.
+/// Checks a source's `interceptors` array. (At merge the body becomes
+/// `ck.parse::<Vec<InterceptorConfig>>(key, value)`.)
 pub(crate) fn parse_interceptors(
     ck: &mut Checker<'_>,
     key: &str,
@@ -124,7 +129,8 @@ pub(crate) fn parse_interceptors(
     ok.then_some(items)
 }
 
-/// Builds a source's interceptor chain.
+/// Builds a source's interceptor chain. (At merge the body becomes
+/// `specs.iter().map(super::interceptors::build_interceptor).collect()`.)
 pub fn build_interceptors(
     specs: &[InterceptorSpec],
 ) -> Result<Vec<Box<dyn Interceptor>>, ComponentError> {
