@@ -190,6 +190,8 @@ pub struct SinkEntry {
     pub kind: String,
     /// The channel it drains.
     pub channel: String,
+    /// The sink group it belongs to, if any.
+    pub group: Option<String>,
     /// Its counters.
     pub counters: Arc<SinkCounters>,
     /// Its heartbeat.
@@ -248,12 +250,27 @@ impl Registry {
                 }
             }
         }
-        for (name, k) in self.sinks.read().iter() {
+        let sinks = self.sinks.read();
+        let failing_long = |k: &SinkEntry| {
+            k.heartbeat
+                .snapshot()
+                .failing_for
+                .is_some_and(|d| d >= self.unhealthy_after)
+        };
+        for (name, k) in sinks.iter() {
             let hb = k.heartbeat.snapshot();
             let queued = backlog.get(&k.channel).copied().unwrap_or(0);
+            // A group member that fails while another member delivers is covered by the group.
+            let group_down = k.group.as_ref().is_none_or(|g| {
+                sinks
+                    .values()
+                    .filter(|o| o.group.as_ref() == Some(g))
+                    .all(failing_long)
+            });
             if let Some(d) = hb.failing_for
                 && d >= self.unhealthy_after
                 && queued > 0
+                && group_down
             {
                 out.push(format!(
                     "sink {name} has failed for {:.0}s ({} attempts) with {queued} events waiting in channel {}: {}",
@@ -267,6 +284,7 @@ impl Registry {
                 out.push(format!("sink {name} is {}", hb.state.as_str()));
             }
         }
+        drop(sinks);
         for (name, s) in self.sources.read().iter() {
             let hb = s.heartbeat.snapshot();
             if let Some(d) = hb.failing_for
@@ -708,13 +726,18 @@ mod tests {
     }
 
     fn sink(reg: &Registry) -> Arc<Heartbeat> {
+        member(reg, "k1", None)
+    }
+
+    fn member(reg: &Registry, name: &str, group: Option<&str>) -> Arc<Heartbeat> {
         let hb = Arc::new(Heartbeat::default());
         hb.set_state(ComponentState::Running);
         reg.sinks.write().insert(
-            "k1".into(),
+            name.into(),
             SinkEntry {
                 kind: "null".into(),
                 channel: "c1".into(),
+                group: group.map(str::to_string),
                 counters: Arc::default(),
                 heartbeat: hb.clone(),
             },
@@ -762,6 +785,18 @@ mod tests {
         // A success clears the failure.
         hb.success();
         assert_eq!(hb.snapshot().consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_failing_group_member_is_unhealthy_only_when_the_whole_group_fails() {
+        let (reg, _ch) = registry_with_channel(5);
+        let k1 = member(&reg, "k1", Some("g1"));
+        let k2 = member(&reg, "k2", Some("g1"));
+        k1.failure("down");
+        assert!(reg.health_problems().is_empty(), "k2 still delivers");
+        k2.failure("down too");
+        let p = reg.health_problems();
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

@@ -344,6 +344,7 @@ impl Agent {
             SinkEntry {
                 kind: cfg.spec.type_name().to_string(),
                 channel: cfg.channel.clone(),
+                group: self.config.group_of(name).map(str::to_string),
                 counters: slot.counters.clone(),
                 heartbeat: slot.heartbeat.clone(),
             },
