@@ -465,3 +465,43 @@ fn sighup_reopens_a_changed_channel_with_its_data_and_starts_a_new_sink() {
     want.push("after-reload".into());
     assert_eq!(logged, want);
 }
+
+#[test]
+fn health_turns_503_when_a_source_stalls_on_a_full_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    // No sink drains m1: once it holds 10 events every put fails and the source stalls.
+    std::fs::write(
+        &config,
+        "[monitoring]\nbind = \"127.0.0.1:0\"\nunhealthy_after = \"0s\"\n\n[channels.m1]\ntype = \"memory\"\ncapacity = 10\nkeep_alive = \"10ms\"\n\n[sources.gen]\ntype = \"seq\"\nchannels = [\"m1\"]\nbatch_size = 5\n",
+    )
+    .expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = http_get(&addr, "/health");
+        if status == 503 && body.contains("stalled") {
+            break body;
+        }
+        assert!(matches!(status, 200 | 503), "{status} {body}");
+        assert!(Instant::now() < deadline, "never unhealthy: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).expect("health is JSON");
+    assert_eq!(v["status"], "unhealthy");
+    let reasons = v["reasons"].as_array().expect("reasons");
+    assert!(
+        reasons.iter().any(|r| r
+            .as_str()
+            .is_some_and(|r| r.contains("source gen is stalled") && r.contains("m1 is full"))),
+        "{body}"
+    );
+    let (_, metrics) = http_get(&addr, "/metrics");
+    assert!(
+        metrics.contains("tidegate_channel_size{channel=\"m1\"} 10"),
+        "{metrics}"
+    );
+    agent.signal("INT");
+    assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
+}
