@@ -398,7 +398,10 @@ pub fn load_config_file(path: &Path) -> Result<AgentConfig, ConfigErrors> {
 
 /// Parses TOML text into a table and the line of every key.
 pub fn parse_toml(text: &str, file: &str) -> Result<(toml::Table, Origin), ConfigErrors> {
-    let line_at = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let line_at = |offset: usize| {
+        let upto = text.as_bytes().get(..offset).unwrap_or(text.as_bytes());
+        upto.iter().filter(|b| **b == b'\n').count() + 1
+    };
     let spanned = toml::de::DeTable::parse(text).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: file.to_string(),

@@ -104,23 +104,29 @@ impl SinkSlot {
     pub async fn process(&mut self) -> Status {
         let ch = self.channel.clone();
         let n = self.batch_size;
+        // An empty take is rolled back, not committed: a commit would write (and sync) a
+        // commit record for nothing every `TAKE_WAIT` while the channel is idle.
         let taken = tokio::task::spawn_blocking(move || {
             let mut tx = ch.transaction();
-            let batch = tx.take_batch(n, TAKE_WAIT);
-            (tx, batch)
+            match tx.take_batch(n, TAKE_WAIT) {
+                Ok(batch) if batch.is_empty() => {
+                    drop(tx);
+                    Ok(None)
+                }
+                Ok(batch) => Ok(Some((tx, batch))),
+                Err(e) => Err(e),
+            }
         })
         .await;
         let (tx, batch) = match taken {
-            Ok((tx, Ok(batch))) => (tx, batch),
-            Ok((_, Err(e))) => return self.failed(format!("take failed: {e}"), false),
+            Ok(Ok(Some(taken))) => taken,
+            Ok(Ok(None)) => {
+                self.counters.batch_empty.fetch_add(1, Ordering::Relaxed);
+                return Status::Empty;
+            }
+            Ok(Err(e)) => return self.failed(format!("take failed: {e}"), false),
             Err(e) => return self.failed(format!("take task failed: {e}"), false),
         };
-        if batch.is_empty() {
-            let _ = tokio::task::spawn_blocking(move || tx.commit()).await;
-            self.counters.batch_empty.fetch_add(1, Ordering::Relaxed);
-            self.heartbeat.set_state(ComponentState::Running);
-            return Status::Empty;
-        }
         let len = batch.len();
         self.counters
             .event_drain_attempt
