@@ -505,3 +505,61 @@ fn health_turns_503_when_a_source_stalls_on_a_full_channel() {
     agent.signal("INT");
     assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
 }
+
+#[test]
+fn replay_progress_is_logged_without_a_terminal_and_the_backlog_is_delivered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[sources.in]\ntype = \"stdin\"\nchannels = [\"c1\"]\n\n[sinks.k1]\ntype = \"null\"\nchannel = \"c1\"\nbatch_size = 500\n",
+            file_channel_toml("c1")
+        ),
+    )
+    .expect("write config");
+    // A backlog over several 1 MiB segments, left without a checkpoint: a full replay.
+    let cfg = tidegate::FileChannelConfig::new(
+        dir.path().join("data/c1/checkpoint"),
+        vec![dir.path().join("data/c1/data")],
+    )
+    .minimum_required_space(1 << 20)
+    .max_segment_size(1 << 20)
+    .max_event_size(64 << 10)
+    .checkpoint_on_close(false);
+    let ch = tidegate::FileChannel::open(cfg).expect("open");
+    for b in 0..6 {
+        let mut tx = ch.transaction();
+        for i in 0..500 {
+            tx.put(tidegate::Event::new(
+                format!("{b}-{i}-{}", "x".repeat(1000)).into_bytes(),
+            ))
+            .expect("put");
+        }
+        tx.commit().expect("commit");
+    }
+    ch.close().expect("close");
+
+    let mut agent = Agent::start(&config, dir.path());
+    drop(agent.child.stdin.take());
+    assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
+    let line = agent.wait_for_log("replay progress");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let total = v["fields"]["segments_total"]
+        .as_u64()
+        .expect("segments_total");
+    assert!(total >= 2, "{line}");
+    let last = agent
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("replay progress"))
+        .last()
+        .expect("a progress line");
+    let v: serde_json::Value = serde_json::from_str(&last).expect("json");
+    assert_eq!(
+        v["fields"]["segments_done"], v["fields"]["segments_total"],
+        "{last}"
+    );
+    agent.wait_for_log("\"events\":3000");
+    assert!(leftover_bodies(&config, dir.path(), "c1").is_empty());
+}
