@@ -552,8 +552,8 @@ fn replay_progress_is_logged_without_a_terminal_and_the_backlog_is_delivered() {
     let last = agent
         .lines()
         .into_iter()
-        .filter(|l| l.contains("replay progress"))
-        .last()
+        .rev()
+        .find(|l| l.contains("replay progress"))
         .expect("a progress line");
     let v: serde_json::Value = serde_json::from_str(&last).expect("json");
     assert_eq!(
