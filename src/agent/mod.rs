@@ -1,9 +1,24 @@
 //! The agent: sources put events into channels, sinks drain them, each hop a transaction, so an
 //! event leaves a channel only after the next hop has it (feature `cli`).
 //!
-//! - [`config`] loads and checks the TOML config (`tidegate validate`).
+//! ```text
+//!  source --deliver--> Router --one put transaction per channel--> channel
+//!                      (interceptors, selector)                       |
+//!  sink <--batch-- sink runner <--take transaction (commit on Ok)-----+
+//! ```
+//!
+//! - [`config`] loads and checks the TOML config (`tidegate validate`): every problem with its
+//!   key path and line.
 //! - [`component`] is the interface between the runtime and the sources and sinks.
-//! - [`units`] parses the durations and sizes the config writes.
+//! - [`selector`] is the [`Deliver`](component::Deliver) a source writes to.
+//! - [`sink_runner`] moves batches from a channel to a sink; [`sink_group`] picks the sink of a
+//!   group (failover, load balance).
+//! - [`runtime`] starts, reloads and stops everything; [`signals`] maps SIGTERM/SIGINT/SIGHUP.
+//! - [`channels`] opens (replays) and closes the channels off the async workers.
+//! - [`monitoring`] holds the heartbeats and counters and serves `/metrics`, `/metrics.json`,
+//!   `/health` and `/ready`.
+//! - [`sources`] and [`sinks`] build components by type name; [`units`] parses durations and
+//!   sizes.
 
 pub mod channels;
 pub mod component;
