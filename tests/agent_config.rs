@@ -290,3 +290,22 @@ fn the_stdin_example_validates() {
         cfg.err().map(|e| e.to_string()).unwrap_or_default()
     );
 }
+
+#[test]
+fn the_agent_refuses_to_start_on_a_bad_config_with_the_same_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!("{CHANNEL}\n[sinks.k1]\ntype = \"null\"\nchannel = \"c1\"\nbatch_size = 500\n"),
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["agent", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run agent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("agent.toml:8: `sinks.k1.batch_size`"), "{err}");
+}

@@ -563,3 +563,56 @@ fn replay_progress_is_logged_without_a_terminal_and_the_backlog_is_delivered() {
     agent.wait_for_log("\"events\":3000");
     assert!(leftover_bodies(&config, dir.path(), "c1").is_empty());
 }
+
+#[test]
+fn a_component_that_cannot_start_after_a_reload_shows_in_health_until_fixed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let write = |channel: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[monitoring]\nbind = \"127.0.0.1:0\"\n\n{channel}\n[sources.in]\ntype = \"stdin\"\nchannels = [\"c1\"]\n\n[sinks.k1]\ntype = \"null\"\nchannel = \"c1\"\n"
+            ),
+        )
+        .expect("write config");
+    };
+    let memory = "[channels.c1]\ntype = \"memory\"\n";
+    write(memory);
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    let health = |want: u16| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (status, body) = http_get(&addr, "/health");
+            if status == want {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "health never {want}: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    health(200);
+    // A file channel whose directory cannot be created (its parent is a file).
+    std::fs::write(dir.path().join("blocker"), b"not a directory").expect("write blocker");
+    write(
+        "[channels.c1]\ntype = \"file\"\ncheckpoint_dir = \"blocker/ck\"\ndata_dirs = [\"blocker/data\"]\nminimum_required_space = \"1MiB\"\n",
+    );
+    agent.signal("HUP");
+    agent.wait_for_log("reload done");
+    let body = health(503);
+    assert!(
+        body.contains("sink k1 is stopped") && body.contains("channel c1 is not open"),
+        "{body}"
+    );
+    assert!(body.contains("source in is stopped"), "{body}");
+    assert!(body.contains("channel c1 did not open"), "{body}");
+    write(memory);
+    agent.signal("HUP");
+    health(200);
+    drop(agent.child.stdin.take());
+    assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
+}

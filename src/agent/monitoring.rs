@@ -88,6 +88,13 @@ struct Beat {
     last_error: Option<String>,
 }
 
+fn not_running(kind: &str, name: &str, hb: &HeartbeatSnapshot) -> String {
+    match &hb.last_error {
+        Some(e) => format!("{kind} {name} is {}: {e}", hb.state.as_str()),
+        None => format!("{kind} {name} is {}", hb.state.as_str()),
+    }
+}
+
 /// A component's heartbeat: state, last success, consecutive failures.
 #[derive(Debug)]
 pub struct Heartbeat(Mutex<Beat>);
@@ -205,6 +212,8 @@ pub struct ChannelEntry {
     pub kind: &'static str,
     /// The open channel, once replay finished.
     pub channel: Option<Arc<dyn Channel>>,
+    /// Why it did not open, if it failed.
+    pub error: Option<String>,
 }
 
 /// Everything the endpoints report; the runtime keeps it current.
@@ -240,7 +249,10 @@ impl Registry {
         let mut backlog = BTreeMap::new();
         for (name, c) in channels.iter() {
             match &c.channel {
-                None => out.push(format!("channel {name} is replaying")),
+                None => match &c.error {
+                    Some(e) => out.push(format!("channel {name} did not open: {e}")),
+                    None => out.push(format!("channel {name} is replaying")),
+                },
                 Some(ch) => {
                     let s = ch.stats();
                     if let Some(p) = &s.poisoned {
@@ -277,11 +289,11 @@ impl Registry {
                     d.as_secs_f64(),
                     hb.consecutive_failures,
                     k.channel,
-                    hb.last_error.unwrap_or_default()
+                    hb.last_error.as_deref().unwrap_or_default()
                 ));
             }
             if hb.state == ComponentState::Starting || hb.state == ComponentState::Stopped {
-                out.push(format!("sink {name} is {}", hb.state.as_str()));
+                out.push(not_running("sink", name, &hb));
             }
         }
         drop(sinks);
@@ -294,11 +306,11 @@ impl Registry {
                     "source {name} is stalled: failing for {:.0}s ({} attempts): {}",
                     d.as_secs_f64(),
                     hb.consecutive_failures,
-                    hb.last_error.unwrap_or_default()
+                    hb.last_error.as_deref().unwrap_or_default()
                 ));
             }
             if hb.state == ComponentState::Starting || hb.state == ComponentState::Stopped {
-                out.push(format!("source {name} is {}", hb.state.as_str()));
+                out.push(not_running("source", name, &hb));
             }
         }
         out
@@ -681,7 +693,7 @@ pub async fn serve(
                 .channels
                 .read()
                 .iter()
-                .filter(|(_, c)| c.channel.is_none())
+                .filter(|(_, c)| c.channel.is_none() && c.error.is_none())
                 .map(|(n, _)| n.clone())
                 .collect();
             (
@@ -720,6 +732,7 @@ mod tests {
             ChannelEntry {
                 kind: "memory",
                 channel: Some(ch.clone()),
+                error: None,
             },
         );
         (reg, ch)
@@ -753,6 +766,7 @@ mod tests {
             ChannelEntry {
                 kind: "file",
                 channel: None,
+                error: None,
             },
         );
         let p = reg.health_problems();

@@ -248,6 +248,7 @@ impl Agent {
                 ChannelEntry {
                     kind: cfg.type_name(),
                     channel: None,
+                    error: None,
                 },
             );
             let (name, cfg) = (name.clone(), cfg.clone());
@@ -265,12 +266,16 @@ impl Agent {
                         ChannelEntry {
                             kind: ch.config.type_name(),
                             channel: Some(ch.channel.clone()),
+                            error: None,
                         },
                     );
                     self.channels.insert(name, ch);
                 }
                 Ok((channel, Err(source))) => {
                     tracing::error!(%channel, error = %source, "cannot open the channel");
+                    if let Some(entry) = self.registry.channels.write().get_mut(&channel) {
+                        entry.error = Some(source.to_string());
+                    }
                     first_error.get_or_insert(AgentError::Channel { channel, source });
                 }
                 Err(e) => {
@@ -299,10 +304,13 @@ impl Agent {
     fn start_missing(&mut self, strict: bool) -> Result<(), AgentError> {
         let mut errors = Vec::new();
         let defs = unit_defs(&self.config);
-        for key in defs.keys() {
+        for (key, def) in &defs {
             if !self.units.contains_key(key)
                 && let Err(e) = self.start_unit(key)
             {
+                for (sink, _) in &def.members {
+                    self.register_not_started(sink, &e, false);
+                }
                 errors.push(e);
             }
         }
@@ -311,6 +319,7 @@ impl Agent {
             if !self.sources.contains_key(&name)
                 && let Err(e) = self.start_source(&name)
             {
+                self.register_not_started(&name, &e, true);
                 errors.push(e);
             }
         }
@@ -320,6 +329,40 @@ impl Agent {
         match (strict, errors.into_iter().next()) {
             (true, Some(e)) => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    /// Shows a component that could not start in the registry (stopped, with the error), so
+    /// `/health` reports it.
+    fn register_not_started(&self, name: &str, error: &AgentError, source: bool) {
+        let heartbeat = Arc::new(Heartbeat::default());
+        heartbeat.failure(error);
+        heartbeat.set_state(ComponentState::Stopped);
+        if source {
+            let kind = self
+                .config
+                .sources
+                .get(name)
+                .map(|s| s.spec.type_name().to_string());
+            self.registry.sources.write().insert(
+                name.to_string(),
+                SourceEntry {
+                    kind: kind.unwrap_or_default(),
+                    counters: Arc::default(),
+                    heartbeat,
+                },
+            );
+        } else if let Some(k) = self.config.sinks.get(name) {
+            self.registry.sinks.write().insert(
+                name.to_string(),
+                SinkEntry {
+                    kind: k.spec.type_name().to_string(),
+                    channel: k.channel.clone(),
+                    group: self.config.group_of(name).map(str::to_string),
+                    counters: Arc::default(),
+                    heartbeat,
+                },
+            );
         }
     }
 
@@ -561,8 +604,8 @@ impl Agent {
             sinks = ?units,
             "reload: restarting what changed"
         );
-        if old.monitoring.as_ref().map(|m| m.bind) != new.monitoring.as_ref().map(|m| m.bind) {
-            tracing::warn!("monitoring.bind changed; it takes effect at the next start");
+        if old.monitoring != new.monitoring {
+            tracing::warn!("[monitoring] changes take effect at the next start");
         }
         self.stop_tasks(&sources, &units).await;
         {
