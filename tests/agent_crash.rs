@@ -179,8 +179,9 @@ serializer = "text"
         );
         agent = start(&config, dir.path());
     }
+    let before = acked.lock().expect("lock").len();
     wait_until("acknowledged events after the last restart", || {
-        acked.lock().expect("lock").len() > 0
+        acked.lock().expect("lock").len() > before
     });
     stop.store(true, Ordering::SeqCst);
     client.join().expect("client");
