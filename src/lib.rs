@@ -39,6 +39,7 @@ mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+pub mod crashtest;
 pub mod error;
 pub mod event;
 pub mod file_channel;
@@ -48,6 +49,7 @@ pub mod ids;
 pub mod io;
 mod log;
 pub mod memory_channel;
+pub mod offline;
 mod poison;
 mod queue;
 pub mod replay;

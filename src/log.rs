@@ -175,6 +175,17 @@ impl DirLog {
                 }
                 j += 1;
             }
+            // A batch that does not fit the room left but fits a fresh segment rolls before it
+            // writes anything: if the roll fails (no space for a new segment), the append fails
+            // cleanly instead of leaving part of the batch in the log and poisoning.
+            let whole = (buf.len() - start) as u64;
+            if i == 0
+                && j < records.len()
+                && w.tail > segment_header::LEN as u64
+                && segment_header::LEN as u64 + whole <= self.shared.segment_size
+            {
+                j = i;
+            }
             if j == i {
                 if w.tail == segment_header::LEN as u64 && room >= self.shared.segment_size {
                     // Cannot happen: config validation makes one largest record fit a segment

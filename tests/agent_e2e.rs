@@ -616,3 +616,55 @@ fn a_component_that_cannot_start_after_a_reload_shows_in_health_until_fixed() {
     drop(agent.child.stdin.take());
     assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
 }
+
+#[test]
+fn a_flume_properties_file_runs_and_its_problems_name_the_properties_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let props = dir.path().join("flume.properties");
+    let text = || {
+        "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
+             a1.channels.c1.type = file\na1.channels.c1.checkpointDir = data/ck\n\
+             a1.channels.c1.dataDirs = data/log\na1.channels.c1.transactionCapacity = 100\n\
+             a1.channels.c1.minimumRequiredSpace = 1048576\n\
+             a1.sources.r1.type = seq\na1.sources.r1.totalEvents = 1000\na1.sources.r1.channels = c1\n\
+             a1.sinks.k1.type = logger\na1.sinks.k1.channel = c1\n\
+             a1.sinks.k1.maxBytesToLog = 8\n".to_string()
+    };
+    std::fs::write(&props, text()).expect("write");
+    let out = Command::new(BIN)
+        .args(["--log-format", "json", "agent", "--flume-conf"])
+        .arg(&props)
+        .args(["--name", "a1"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run the agent");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let bodies: BTreeSet<u64> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "event")
+        .filter_map(|v| v["fields"]["body"].as_str().and_then(|b| b.parse().ok()))
+        .collect();
+    assert_eq!(
+        bodies,
+        (0..1000).collect(),
+        "every seq event reached the logger"
+    );
+
+    let bad = text().replace("transactionCapacity = 100", "transactionCapacity = 10")
+        + "a1.sources.r1.batchSize = 10\na1.sinks.k1.batchSize = 50\n";
+    std::fs::write(&props, bad).expect("write");
+    let out = Command::new(BIN)
+        .args(["validate", "--flume-conf"])
+        .arg(&props)
+        .args(["--name", "a1"])
+        .output()
+        .expect("run validate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("flume.properties:16: `a1.sinks.k1.batchSize`"),
+        "{err}"
+    );
+}

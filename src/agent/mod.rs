@@ -19,10 +19,12 @@
 //!   `/health` and `/ready`.
 //! - [`sources`] and [`sinks`] build components by type name; [`units`] parses durations and
 //!   sizes.
+//! - [`flume`] turns a Flume properties file into this config (`--flume-conf`, `tidegate convert`).
 
 pub mod channels;
 pub mod component;
 pub mod config;
+pub mod flume;
 pub mod monitoring;
 pub mod runtime;
 pub mod selector;

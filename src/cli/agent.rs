@@ -43,24 +43,41 @@ impl ConfigArgs {
     }
 }
 
-/// Loads agent `name` of a Flume properties file. Wired at merge to the Flume import:
-///
-/// ```text
-/// let file = path.display().to_string();
-/// let text = std::fs::read_to_string(path).map_err(|e| one_error(&file, e.to_string()))?;
-/// let import = crate::agent::flume::to_toml(&text, name).map_err(|e| ConfigErrors(
-///     e.errors.into_iter().map(|d| ConfigError { file: file.clone(), line: d.line,
-///         key: d.key, message: d.message }).collect()))?;
-/// for w in &import.warnings { tracing::warn!(file = %file, "{w}"); }
-/// config::load_config_table(import.table, config::Origin { file, lines: import.lines })
-/// ```
+/// Loads agent `name` of a Flume properties file through the Flume import; its warnings are
+/// logged, its errors (and then the config checks') carry the properties file's lines.
 fn load_flume(path: &std::path::Path, name: &str) -> Result<AgentConfig, ConfigErrors> {
-    Err(ConfigErrors(vec![config::ConfigError {
-        file: path.display().to_string(),
-        line: None,
-        key: String::new(),
-        message: format!("the Flume import (agent {name}) is not built into this binary"),
-    }]))
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![config::ConfigError {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the Flume properties file: {e}"),
+        }])
+    })?;
+    let import = crate::agent::flume::to_toml(&text, name).map_err(|e| {
+        ConfigErrors(
+            e.errors
+                .into_iter()
+                .map(|d| config::ConfigError {
+                    file: file.clone(),
+                    line: d.line,
+                    key: d.key,
+                    message: d.message,
+                })
+                .collect(),
+        )
+    })?;
+    for w in &import.warnings {
+        tracing::warn!(file = %file, "{w}");
+    }
+    config::load_config_table(
+        import.table,
+        config::Origin {
+            file,
+            lines: import.lines,
+        },
+    )
 }
 
 /// Prints every config problem, one per line, to stderr.

@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod file_name;
+pub mod quarantine;
 pub mod record;
 pub mod segment_header;
 
