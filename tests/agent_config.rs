@@ -233,6 +233,16 @@ processor = { type = "failover", priorities = { k1 = 10, k2 = 5 }, max_penalty =
 }
 
 #[test]
+fn validate_warns_about_a_channel_without_a_sink() {
+    let (code, out, err) = validate(&format!(
+        "{CHANNEL}\n[sources.r1]\ntype = \"seq\"\nchannels = [\"c1\"]\nbatch_size = 10\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("warning: channel c1 has no sink"), "{out}");
+    assert!(!out.contains("has no source"), "{out}");
+}
+
+#[test]
 fn the_offline_tools_get_a_file_channel_config_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("agent.toml");

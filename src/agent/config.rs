@@ -377,7 +377,27 @@ impl AgentConfig {
             };
             let _ = writeln!(s, "sink group {name}: {} [{p}]", g.sinks.join(", "));
         }
+        for w in self.warnings() {
+            let _ = writeln!(s, "warning: {w}");
+        }
         s
+    }
+
+    /// Things that load but are probably not meant: a channel no sink drains (it fills up and
+    /// then refuses its sources), a channel no source writes to.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in self.channels.keys() {
+            if !self.sinks.values().any(|k| &k.channel == name) {
+                out.push(format!(
+                    "channel {name} has no sink: its events stay until it is full, then its sources are refused"
+                ));
+            }
+            if !self.sources.values().any(|src| src.channels.contains(name)) {
+                out.push(format!("channel {name} has no source"));
+            }
+        }
+        out
     }
 }
 

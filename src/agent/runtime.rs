@@ -174,6 +174,9 @@ pub async fn run(config: AgentConfig, reload: ConfigLoader) -> Result<(), AgentE
         draining: false,
     };
     tracing::info!(agent = %agent.config.agent.name, config = %agent.config.origin, "agent starting");
+    for w in agent.config.warnings() {
+        tracing::warn!("{w}");
+    }
     let opened = tokio::select! {
         r = agent.open_missing_channels() => r,
         req = signals.recv() => {
