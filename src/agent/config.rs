@@ -397,6 +397,19 @@ impl AgentConfig {
                 out.push(format!("channel {name} has no source"));
             }
         }
+        for (name, g) in &self.sink_groups {
+            let chans: BTreeSet<&String> = g
+                .sinks
+                .iter()
+                .filter_map(|k| self.sinks.get(k).map(|k| &k.channel))
+                .collect();
+            if chans.len() > 1 && matches!(g.processor, ProcessorConfig::Failover { .. }) {
+                out.push(format!(
+                    "the members of failover group {name} drain different channels ({}): only the active member's channel is drained",
+                    chans.into_iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
         out
     }
 }
