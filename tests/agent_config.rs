@@ -240,6 +240,16 @@ fn validate_warns_about_a_channel_without_a_sink() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("warning: channel c1 has no sink"), "{out}");
     assert!(!out.contains("has no source"), "{out}");
+
+    let (code, out, err) = validate(&format!(
+        "{CHANNEL}\n[channels.m2]\ntype = \"memory\"\n\n[sinks.k1]\ntype = \"null\"\nchannel = \"c1\"\n\n[sinks.k2]\ntype = \"null\"\nchannel = \"m2\"\n\n[sink_groups.g1]\nsinks = [\"k1\", \"k2\"]\nprocessor = {{ type = \"failover\" }}\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("warning: the members of failover group g1 drain different channels (c1, m2)"),
+        "{out}"
+    );
+    assert!(out.contains("warning: channel m2 has no source"), "{out}");
 }
 
 #[test]
