@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+pub mod agent;
 pub mod convert;
+pub mod validate;
 
 use crate::{Event, FileChannel, FileChannelConfig, FsyncPolicy};
 
@@ -24,6 +26,9 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tidegate=debug`.
     #[arg(long, global = true, default_value = "info", env = "TIDEGATE_LOG")]
     pub log: String,
+    /// Log format: `text` (human) or `json` (one object per line).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,6 +65,11 @@ enum Command {
     /// The child process of `crashtest`.
     #[command(hide = true)]
     CrashtestChild(crashtest::CrashtestChildArgs),
+    /// Runs an agent: sources put events into channels, sinks drain them.
+    Agent(agent::AgentArgs),
+    /// Checks an agent config without running it; prints the resolved topology, or every
+    /// problem with its key and line (exit code 78).
+    Validate(validate::ValidateArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -67,10 +77,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Demo {
             dir,
@@ -84,6 +99,8 @@ pub fn main() -> ExitCode {
         Command::Crashtest(a) => return crashtest::run(a),
         Command::CrashtestChild(a) => return crashtest::run_child(a),
         Command::Convert(args) => return convert::run(args),
+        Command::Agent(args) => return agent::run(args),
+        Command::Validate(args) => return validate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
