@@ -109,6 +109,26 @@ pub fn decode_checkpoint(data: &[u8]) -> bool {
     }
 }
 
+/// The agent's batch formats (`tidegate::agent::wire`, what the HTTP source decodes from the
+/// network): the JSON decoder, then the binary one. Returns true when the bytes are a binary
+/// batch; its events then re-encode to a batch that decodes to the same events.
+pub fn decode_batch(data: &[u8]) -> bool {
+    use tidegate::agent::wire;
+    let _ = wire::decode_json(data);
+    match wire::decode_binary(data) {
+        Ok(events) => {
+            let again = wire::encode_binary(&events).expect("decoded events re-encode");
+            assert!(again.len() <= data.len(), "re-encoding grew the batch");
+            assert_eq!(
+                wire::decode_binary(&again).expect("re-encoded batch decodes"),
+                events
+            );
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// `max_segment_size` of the channels `open_dir` opens.
 pub const SEGMENT_SIZE: u64 = 4096;
 /// `max_event_size` of the channels `open_dir` opens.
