@@ -288,6 +288,34 @@ impl Deliver for GatedDeliver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_before_the_commit() {
+    let ch = memory(100);
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let deliver = GatedDeliver {
+        inner: ChannelDeliver(ch.clone()),
+        started: started_tx,
+        release: release.clone(),
+    };
+    let (src, url) = start(source_cfg(), Arc::new(deliver));
+    let request = tokio::spawn(post_owned(
+        url.clone(),
+        "application/json",
+        wire::encode_json(&events(2)),
+    ));
+    started.recv().await.expect("delivery started");
+    // However long the delivery takes, the client waits for it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!request.is_finished(), "answered before the commit");
+    assert!(drain(ch.as_ref()).is_empty());
+    release.notify_one();
+    let (status, _) = request.await.expect("request task");
+    assert_eq!(status, 200);
+    assert_eq!(drain(ch.as_ref()), events(2));
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_request_in_flight() {
     let ch = memory(100);
     let (started_tx, mut started) = mpsc::unbounded_channel();
