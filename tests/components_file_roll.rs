@@ -95,15 +95,16 @@ async fn text_and_json_lines_and_rolling_by_size() {
     );
     assert_eq!(finished_text(dir.path()), "abc\nde\nfgh\ni\n");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut k = sink(dir.path(), Serializer::Json, 0, Duration::ZERO);
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("out/json");
+    let mut k = sink(&dir, Serializer::Json, 0, Duration::ZERO);
     let batch = [
         ev("a\nb").with_header("h", "1"),
         Event::new(vec![0xff, 0x0a]),
     ];
-    k.deliver(&batch).await.expect("deliver");
+    k.deliver(&batch).await.expect("deliver (creating the directories)");
     k.stop().await.expect("stop");
-    let text = finished_text(dir.path());
+    let text = finished_text(&dir);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     for (line, want) in lines.iter().zip(&batch) {

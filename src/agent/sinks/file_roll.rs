@@ -245,7 +245,22 @@ impl Roller {
         if self.started {
             return Ok(());
         }
+        // The directories about to be created, so their entries can be synced after.
+        let missing: Vec<PathBuf> = self
+            .dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
         std::fs::create_dir_all(&self.dir).map_err(|e| io_err("create directory", &self.dir, e))?;
+        for created in missing.iter().rev() {
+            sync_dir(
+                created
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )?;
+        }
         sync_dir(&self.dir)?;
         for path in leftover_files(&self.dir, &self.prefix)? {
             let repaired = repair_in_progress(&path)?;
