@@ -1,7 +1,7 @@
 //! The `http` source: clients POST batches of events to `/`.
 //!
 //! A request carries one batch, in Flume's JSON format or the binary format (see
-//! [`wire`](crate::agent::wire)), and gets its answer only once the batch is settled:
+//! [`wire`]), and gets its answer only once the batch is settled:
 //!
 //! | status | when | committed |
 //! | --- | --- | --- |
