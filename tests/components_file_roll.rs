@@ -102,7 +102,9 @@ async fn text_and_json_lines_and_rolling_by_size() {
         ev("a\nb").with_header("h", "1"),
         Event::new(vec![0xff, 0x0a]),
     ];
-    k.deliver(&batch).await.expect("deliver (creating the directories)");
+    k.deliver(&batch)
+        .await
+        .expect("deliver (creating the directories)");
     k.stop().await.expect("stop");
     let text = finished_text(&dir);
     let lines: Vec<&str> = text.lines().collect();

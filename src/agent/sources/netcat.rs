@@ -286,7 +286,52 @@ impl LineSplitter {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The lines of `input` read in one piece, the obvious way.
+    fn reference(input: &[u8], max: usize) -> Vec<Line> {
+        let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        let last = parts.pop().unwrap_or_default();
+        if !last.is_empty() {
+            parts.push(last);
+        }
+        parts
+            .into_iter()
+            .map(|l| {
+                let l = l.strip_suffix(b"\r").unwrap_or(l);
+                if l.len() > max {
+                    Line::TooLong
+                } else {
+                    Line::Body(l.to_vec())
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_the_stream_gives_the_same_lines(
+            input in prop::collection::vec(prop::sample::select(b"ab\r\n".to_vec()), 0..200),
+            cuts in prop::collection::vec(0usize..200, 0..8),
+            max in 0usize..6,
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.push(input.len());
+            cuts.sort_unstable();
+            let mut s = LineSplitter::new(max);
+            let mut got = Vec::new();
+            let mut from = 0;
+            for to in cuts {
+                got.extend(s.push(&input[from..to]));
+                prop_assert!(s.current.len() <= max + 1, "holds at most max + 1 bytes");
+                from = to;
+            }
+            got.extend(s.finish());
+            prop_assert_eq!(got, reference(&input, max));
+        }
+    }
 
     fn body(s: &str) -> Line {
         Line::Body(s.as_bytes().to_vec())
