@@ -144,6 +144,55 @@ async fn malformed_and_oversized_requests_commit_nothing() {
     src.stop().await;
 }
 
+/// Sends `request` on a raw connection and returns the status line of the answer.
+async fn raw_status(url: &str, request: &[&[u8]]) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    for part in request {
+        // The server may answer (and close) before the whole request is sent.
+        if tcp.write_all(part).await.is_err() {
+            break;
+        }
+    }
+    let mut line = String::new();
+    let mut reader = BufReader::new(tcp);
+    tokio::time::timeout(Duration::from_secs(20), reader.read_line(&mut line))
+        .await
+        .expect("an answer within 20 s")
+        .expect("read");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_oversized_and_stalled_bodies_are_refused() {
+    let ch = memory(100);
+    let mut source = HttpSource::new("r1", source_cfg())
+        .expect("source")
+        .body_idle_timeout(Duration::from_millis(300));
+    let addr = source.bind().expect("bind");
+    let url = format!("http://{addr}/");
+    let src = Running::start(Box::new(source), Arc::new(ChannelDeliver(ch.clone())));
+
+    // No Content-Length: chunks adding up to more than max_body_size (4096).
+    let chunk = format!("800\r\n{}\r\n", "x".repeat(0x800));
+    let head = b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n";
+    let status = raw_status(
+        &url,
+        &[head, chunk.as_bytes(), chunk.as_bytes(), chunk.as_bytes()],
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // A body that stops halfway.
+    let head = b"POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\n[{\"body\":";
+    let status = raw_status(&url, &[head]).await;
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+
+    assert!(drain(ch.as_ref()).is_empty());
+    src.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_channel_answers_503_with_retry_after_and_keeps_nothing_partial() {
     let (src, url) = start(source_cfg(), Arc::new(FullDeliver));

@@ -8,6 +8,7 @@
 //! | 200 | every required channel committed the batch (durably, for a file channel with `fsync = always`) | all |
 //! | 400 | the body is not a well-formed batch; the body of the answer says why | nothing |
 //! | 401 | `auth_token` is set and the request lacks `Authorization: Bearer <token>` | nothing |
+//! | 408 | the body stalled: no part of it for 30 s | nothing |
 //! | 413 | the body exceeds `max_body_size`, an event exceeds a channel's `max_event_size`, or the batch exceeds its `transaction_capacity` | nothing |
 //! | 415 | a `Content-Type` that is neither JSON nor binary | nothing |
 //! | 503 | a channel is full, or the agent is stopping; `Retry-After: 1` | nothing |
@@ -28,9 +29,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, HttpBody};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -56,6 +56,8 @@ use crate::agent::wire::{self, Format};
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 16 << 20;
 /// How long a client has to finish its TLS handshake or send a request's headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest pause while a client sends a request body (then 408).
+pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `http` source's keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +102,7 @@ pub struct HttpSource {
     cfg: HttpSourceConfig,
     tls: Option<TlsAcceptor>,
     listener: Option<std::net::TcpListener>,
+    body_idle_timeout: Duration,
 }
 
 impl HttpSource {
@@ -120,7 +123,16 @@ impl HttpSource {
             cfg,
             tls,
             listener: None,
+            body_idle_timeout: DEFAULT_BODY_IDLE_TIMEOUT,
         })
+    }
+
+    /// Changes the longest pause allowed while a client sends a body (default 30 s; not a
+    /// config key).
+    #[must_use]
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = timeout;
+        self
     }
 
     /// Binds the listening socket now and returns its address.
@@ -169,6 +181,7 @@ struct Shared {
     counters: Arc<SourceCounters>,
     max_body_size: u64,
     auth_token: Option<String>,
+    body_idle_timeout: Duration,
 }
 
 impl Source for HttpSource {
@@ -185,12 +198,9 @@ impl Source for HttpSource {
                 counters: ctx.counters,
                 max_body_size: this.cfg.max_body_size.0,
                 auth_token: this.cfg.auth_token,
+                body_idle_timeout: this.body_idle_timeout,
             });
-            let limit = usize::try_from(shared.max_body_size).unwrap_or(usize::MAX);
-            let router = Router::new()
-                .route("/", post(handle))
-                .layer(DefaultBodyLimit::max(limit))
-                .with_state(shared);
+            let router = Router::new().route("/", post(handle)).with_state(shared);
             tracing::info!(source = %this.name, addr = ?listener.local_addr().ok(), tls = this.tls.is_some(), "http source listening");
             serve(listener, router, this.tls, ctx.shutdown).await;
             Ok(())
@@ -285,11 +295,7 @@ where
     }
 }
 
-async fn handle(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn handle(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     if let Some(token) = &s.auth_token
         && !authorized(&headers, token)
     {
@@ -314,19 +320,9 @@ async fn handle(
                 .into_response();
         }
     };
-    let body = match body {
+    let body = match read_body(body, &headers, s.max_body_size, s.body_idle_timeout).await {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body exceeds max_body_size of {} bytes\n",
-                    s.max_body_size
-                ),
-            )
-                .into_response();
-        }
-        Err(rejection) => return rejection.into_response(),
+        Err(response) => return response,
     };
     let events = match format.decode(&body) {
         Ok(events) => events,
@@ -353,6 +349,58 @@ async fn handle(
                     .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             }
             response
+        }
+    }
+}
+
+/// Reads a request body of at most `limit` bytes, with at most `idle` between two pieces of it.
+async fn read_body(
+    mut body: Body,
+    headers: &HeaderMap,
+    limit: u64,
+    idle: Duration,
+) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds max_body_size of {limit} bytes\n"),
+        )
+            .into_response()
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+    loop {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        match tokio::time::timeout(idle, frame).await {
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no part of the request body arrived for {idle:?}\n"),
+                )
+                    .into_response());
+            }
+            Ok(None) => return Ok(out),
+            Ok(Some(Err(e))) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}\n"),
+                )
+                    .into_response());
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if (out.len() + data.len()) as u64 > limit {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(data);
+                }
+            }
         }
     }
 }
