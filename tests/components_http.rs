@@ -538,6 +538,32 @@ async fn sink_errors_on_refused_connections_and_timeouts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_does_not_follow_redirects() {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/",
+            post(|| async { axum::response::Redirect::to("/elsewhere") }),
+        )
+        .route("/elsewhere", get(|| async { "fine" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut k = sink(&format!("http://{addr}/"), Format::Json);
+    let err = k
+        .deliver(&events(1))
+        .await
+        .expect_err("a 303 is not a delivery");
+    assert!(
+        matches!(&err, SinkError::Delivery(m) if m.contains("303")),
+        "{err}"
+    );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_sends_its_token_and_headers() {
     let ch = memory(100);
     let cfg = HttpSourceConfig {
