@@ -5,7 +5,8 @@
 //! other status, a connection failure, or no complete answer within `timeout` is an error: the
 //! runner rolls the take back (the events return to the head of the channel) and retries after
 //! a backoff. So nothing is lost, and a batch whose 2xx was lost on the way back is sent again
-//! (at-least-once). An empty batch is not sent.
+//! (at-least-once). An empty batch is not sent. Redirects are not followed (a 3xx is an error):
+//! a POST redirected as a GET would get a 2xx without the batch arriving anywhere.
 //!
 //! `https://` URLs are verified against the WebPKI roots (rustls, ring). `auth_token` sends
 //! `Authorization: Bearer <token>`; `headers` adds fixed request headers.
@@ -98,6 +99,9 @@ impl HttpSink {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(cfg.timeout.0)
+            // A redirected POST may come back as a GET without the body, answered 200: the
+            // batch would be committed and lost. A 3xx is an error like any other non-2xx.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpSink {
