@@ -298,8 +298,13 @@ impl Roller {
             return Err(io_err("fdatasync", &path, e));
         }
         current.len += bytes.len() as u64;
-        if self.roll_size > 0 && current.len >= self.roll_size {
-            self.roll()?;
+        if self.roll_size > 0
+            && current.len >= self.roll_size
+            && let Err(e) = self.roll()
+        {
+            // The batch is on disk: failing it would only write it again. The file stays
+            // `.inprogress` and is finished at the next start.
+            tracing::warn!(sink = %self.name, error = %e, "file_roll: finishing a full file failed");
         }
         Ok(())
     }
