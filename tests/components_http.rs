@@ -225,6 +225,25 @@ async fn a_full_channel_answers_503_with_retry_after_and_keeps_nothing_partial()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_transaction_capacity_or_max_event_size_is_413() {
+    let ch = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+        transaction_capacity: 2,
+        max_event_size: 100,
+        ..MemoryChannelConfig::default()
+    }));
+    let (src, url) = start(source_cfg(), Arc::new(ChannelDeliver(ch.clone())));
+    let (status, text) = post(&url, "application/json", wire::encode_json(&events(3))).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("transaction_capacity is 2"), "{text}");
+    let big = [Event::new(vec![b'x'; 200])];
+    let (status, text) = post(&url, "application/json", wire::encode_json(&big)).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("max_event_size"), "{text}");
+    assert!(drain(ch.as_ref()).is_empty());
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_is_required_when_set() {
     let ch = memory(100);
     let cfg = HttpSourceConfig {
