@@ -242,6 +242,8 @@ fn file_roll_survives_kills() {
                 seen += 1;
             }
         }
+        // Somewhere inside the next batch: serializing, writing or syncing it.
+        std::thread::sleep(Duration::from_micros(rng % 20_000));
         child.kill().expect("kill");
         // Whatever the child acknowledged before it died counts too.
         for line in lines.map_while(Result::ok) {
