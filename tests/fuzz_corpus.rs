@@ -149,22 +149,23 @@ fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
     truncated.pop();
     let mut lying = Vec::new();
     let mut w = Writer::new(&mut lying);
-    w.u32(0); // crc, set below
+    w.u32(0); // hcrc, set below
+    w.u32(0); // pcrc, set below
     w.u32(8); // len
+    w.u8(Kind::Put as u8);
+    w.bytes(&[0; 3]); // flags, key id
     w.u64(1); // seq
     w.u64(1); // txn
-    w.u8(Kind::Put as u8);
-    w.bytes(&[0; 7]); // flags, reserved, key id
     w.u32(0); // body_len
     w.u32(u32::MAX); // header count
-    let crc = crc32(&lying[4..]);
-    lying[..4].copy_from_slice(&crc.to_le_bytes());
+    record::reseal(&mut lying);
     let mut flagged = sealed(|b| record::encode_marker(b, Kind::Commit, 1, 0), 1);
-    flagged[25] = 2;
-    let crc = crc32(&flagged[4..]);
-    flagged[..4].copy_from_slice(&crc.to_le_bytes());
+    flagged[13] = 2;
+    record::reseal(&mut flagged);
     let mut huge = put.clone();
-    huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let hcrc = crc32(&huge[4..record::HEADER_LEN]);
+    huge[..4].copy_from_slice(&hcrc.to_le_bytes());
     vec![
         ("valid-put", put),
         (
@@ -499,7 +500,7 @@ fn open_dir_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut flagged = log_only.clone();
     flagged[0] |= FIX_CRCS;
     let first_record = harness::IMAGE_HEADER_LEN + segment_header::LEN;
-    flagged[first_record + 25] = 1;
+    flagged[first_record + 13] = 1;
     seeds.push(("damaged-record-crc-fixed", flagged));
     let mut renamed = log_only.clone();
     renamed[1] = 7;

@@ -567,13 +567,12 @@ fn r5_a_log_whose_counters_are_at_the_bound_is_refused_not_silently_truncated() 
     f.read_exact_at(&mut buf, 0).unwrap();
     let (mut off, mut last) = (64usize, 64usize);
     while buf[off..off + 32].iter().any(|b| *b != 0) {
-        let len = u32::from_le_bytes(buf[off + 4..off + 8].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(buf[off + 8..off + 12].try_into().unwrap()) as usize;
         last = off;
         off += 32 + len;
     }
-    buf[last + 8..last + 16].copy_from_slice(&tidegate::format::MAX_COUNTER.to_le_bytes());
-    let crc = tidegate::format::crc32(&buf[last + 4..off]);
-    buf[last..last + 4].copy_from_slice(&crc.to_le_bytes());
+    buf[last + 16..last + 24].copy_from_slice(&tidegate::format::MAX_COUNTER.to_le_bytes());
+    tidegate::format::record::reseal(&mut buf[last..off]);
     f.write_all_at(&buf[last..off], last as u64).unwrap();
     f.sync_all().unwrap();
     let err = FileChannel::open(c()).expect_err("no room left for new sequence numbers");

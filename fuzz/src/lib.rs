@@ -299,20 +299,14 @@ fn fix_segment_crcs(seg: &mut [u8]) {
     let crc = crc32(&seg[..60]);
     seg[60..64].copy_from_slice(&crc.to_le_bytes());
     let mut off = segment_header::LEN;
-    while let Some(h) = seg
-        .get(off..off + record::HEADER_LEN)
-        .and_then(|b| record::decode_header(b).ok())
-    {
-        let Some(end) = usize::try_from(h.record_len())
-            .ok()
-            .and_then(|n| off.checked_add(n))
-            .filter(|&end| end <= seg.len())
-        else {
+    while let Some(rest) = seg.get_mut(off..) {
+        if rest.len() < record::HEADER_LEN || record::is_end_marker(&rest[..record::HEADER_LEN]) {
             break;
-        };
-        let crc = crc32(&seg[off + 4..end]);
-        seg[off..off + 4].copy_from_slice(&crc.to_le_bytes());
-        off = end;
+        }
+        match record::reseal(rest) {
+            Some(len) => off += len,
+            None => break,
+        }
     }
 }
 

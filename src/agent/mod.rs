@@ -5,8 +5,10 @@
 //! - [`units`] parses the durations and sizes the config writes.
 //! - [`wire`] is the JSON and binary batch formats of the HTTP source and sink.
 //! - [`interceptors`] change, drop or keep events before the channel selector sees them.
+//! - [`flume`] imports a Flume agent's properties file into this config.
 
 pub mod component;
+pub mod flume;
 pub mod interceptors;
 pub mod sinks;
 pub mod sources;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+pub mod convert;
+
 use crate::{Event, FileChannel, FileChannelConfig, FsyncPolicy, RecoveryMode};
 
 /// tidegate: a durable event channel (a write-ahead log with checkpoints).
@@ -38,6 +40,8 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         event_size: usize,
     },
+    /// Prints the tidegate TOML equivalent of a Flume agent's properties file.
+    Convert(convert::ConvertArgs),
     /// Opens a channel (replaying it), prints what replay found and the channel's state, and
     /// closes it again. Refuses to run while another process has the channel open.
     Inspect {
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
             event_size,
         } => demo(dir, events, batch, event_size),
         Command::Inspect { channel, json } => inspect(channel, json),
+        Command::Convert(args) => return convert::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

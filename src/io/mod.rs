@@ -97,6 +97,14 @@ pub trait MappedRegion: Send + Sync + fmt::Debug {
     /// Calls `f` with the bytes `offset..offset + len`; fails with `UnexpectedEof` if that range
     /// is not inside the region. The slice is valid only during the call.
     fn visit(&self, offset: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> io::Result<()>;
+    /// A hint that `offset..offset + len` will be read soon: a memory map asks the CPU to start
+    /// loading those cache lines now, so the loads overlap with other work instead of stalling
+    /// a later read. Replay uses it to read ahead along the log, whose headers it otherwise
+    /// reaches one dependent load at a time. Bytes outside the region are ignored. Default:
+    /// nothing.
+    fn prefetch(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
 }
 
 impl dyn MappedRegion {
