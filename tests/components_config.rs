@@ -129,3 +129,129 @@ fn interceptor_lists() {
         .expect_err("unknown key");
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+/// Every agent the Flume import converts (the repository's fixtures and the shared Flume
+/// configs, when present): each `http`/`netcat` source, `file_roll`/`http` sink and interceptor
+/// it writes deserializes into the component's config and builds. Returns how many it checked.
+fn check_imported(text: &str, agent: &str) -> usize {
+    use tidegate::agent::flume::{ImportOptions, to_toml_with};
+    use tidegate::agent::sinks::{file_roll, http as http_sink};
+    use tidegate::agent::sources::{http as http_source, netcat};
+    let opts = ImportOptions::with_env(
+        [
+            ("HOME".to_string(), "/home/flume".to_string()),
+            ("FLUME_DATA".to_string(), "/data/fl".to_string()),
+            ("PORT".to_string(), "8080".to_string()),
+        ]
+        .into(),
+    );
+    let Ok(import) = to_toml_with(text, agent, &opts) else {
+        return 0;
+    };
+    let own_keys = |t: &toml::Table, common: &[&str]| {
+        let mut t = t.clone();
+        for k in common {
+            t.remove(*k);
+        }
+        toml::Value::Table(t)
+    };
+    let mut checked = 0;
+    let section = |name: &str| {
+        import
+            .table
+            .get(name)
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (name, source) in section("sources") {
+        let t = source.as_table().expect("a source table");
+        for i in t
+            .get("interceptors")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let cfg: InterceptorConfig = i
+                .clone()
+                .try_into()
+                .unwrap_or_else(|e| panic!("{agent}: {name}: interceptor {i}: {e}"));
+            build_interceptor(&cfg).unwrap_or_else(|e| panic!("{agent}: {name}: {e}"));
+            checked += 1;
+        }
+        let common = ["type", "channels", "selector", "interceptors", "batch_size"];
+        match t.get("type").and_then(toml::Value::as_str) {
+            Some("http") => {
+                let cfg: http_source::HttpSourceConfig = own_keys(t, &common)
+                    .try_into()
+                    .unwrap_or_else(|e| panic!("{agent}: source {name}: {e}"));
+                if cfg.tls.is_none() {
+                    http_source::build(&name, cfg).expect("builds");
+                }
+                checked += 1;
+            }
+            Some("netcat") => {
+                let cfg: netcat::NetcatSourceConfig = own_keys(t, &common)
+                    .try_into()
+                    .unwrap_or_else(|e| panic!("{agent}: source {name}: {e}"));
+                netcat::build(&name, cfg).expect("builds");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    for (name, sink) in section("sinks") {
+        let t = sink.as_table().expect("a sink table");
+        let common = ["type", "channel", "batch_size"];
+        match t.get("type").and_then(toml::Value::as_str) {
+            Some("file_roll") => {
+                let cfg: file_roll::FileRollSinkConfig = own_keys(t, &common)
+                    .try_into()
+                    .unwrap_or_else(|e| panic!("{agent}: sink {name}: {e}"));
+                file_roll::build(&name, cfg).expect("builds");
+                checked += 1;
+            }
+            Some("http") => {
+                let cfg: http_sink::HttpSinkConfig = own_keys(t, &common)
+                    .try_into()
+                    .unwrap_or_else(|e| panic!("{agent}: sink {name}: {e}"));
+                http_sink::build(&name, cfg).expect("builds");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    checked
+}
+
+#[test]
+fn what_the_flume_import_writes_fits_the_components() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = ["tests/fixtures/flume", "../shared/flume-configs"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(root.join(d)).ok())
+        .flatten()
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "properties"))
+        .collect();
+    files.sort();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        // The agents a file configures: the first part of every `X.sources`/`X.sinks` key.
+        let agents: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| {
+                let (agent, rest) = l.trim().split_once('.')?;
+                (rest.starts_with("sources") || rest.starts_with("sinks")).then_some(agent)
+            })
+            .filter(|a| !a.starts_with('#') && !a.starts_with('!'))
+            .collect();
+        for agent in agents {
+            checked += check_imported(&text, agent);
+        }
+    }
+    // The repository's every-key fixture alone has an http source, eight interceptors and a
+    // file_roll sink.
+    assert!(checked >= 10, "only {checked} components checked");
+}
