@@ -374,7 +374,8 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut out = Vec::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+    // Grown as bytes arrive: a declared length alone reserves at most 64 KiB.
+    let mut out = Vec::with_capacity(declared.map_or(0, |n| n.min(64 << 10) as usize));
     loop {
         let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
         match tokio::time::timeout(idle, frame).await {
