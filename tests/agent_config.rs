@@ -289,7 +289,7 @@ fn a_table_from_elsewhere_reports_lines_from_its_origin() {
 }
 
 #[test]
-#[ignore = "needs the http source and file_roll sink (components branch); enable at merge"]
+
 fn the_quickstart_example_validates() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.toml");
     let cfg = load_config_file(&path);

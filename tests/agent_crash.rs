@@ -77,7 +77,6 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 }
 
 #[test]
-#[ignore = "needs the http source and file_roll sink (components branch); enable at merge"]
 fn acknowledged_events_survive_kill_9_and_reach_the_files() {
     let rounds: u64 = std::env::var("TIDEGATE_AGENT_CRASH_ROUNDS")
         .ok()

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harness::{FIX_CRCS, Image, PAD_SEGMENTS, PUT_ONE, REAL_FS, SECOND_DIR};
+use tidegate::agent::wire;
 use tidegate::format::checkpoint::{Checkpoint, DirCheckpoint};
 use tidegate::format::record::{self, Kind};
 use tidegate::format::{Writer, checkpoint, crc32, file_name, segment_header};
@@ -71,6 +72,11 @@ fn decode_segment_header_corpus() {
 #[test]
 fn decode_checkpoint_corpus() {
     run_decoder_corpus("decode_checkpoint", harness::decode_checkpoint);
+}
+
+#[test]
+fn decode_batch_corpus() {
+    run_decoder_corpus("decode_batch", harness::decode_batch);
 }
 
 #[test]
@@ -288,6 +294,79 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Recomputes the CRC in the last four bytes of a binary batch after its content changed.
+fn fix_batch_crc(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(bytes.len() - wire::CRC_LEN);
+    let crc = crc32(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn batch_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let sample = vec![
+        Event::new(b"hello".to_vec()).with_header("host", "a"),
+        Event::new(vec![0xff, 0x00, b'\n']),
+        Event::new(Vec::new())
+            .with_header("k", "")
+            .with_header("z", "last"),
+    ];
+    let encode = |events: &[Event]| wire::encode_binary(events).expect("encode");
+    let bytes = encode(&sample);
+    // Offsets in `bytes`: count at 8; the first event at 12 (header_count, body_len, then its
+    // one header: key_len at 20, key "host" at 24..28, value_len at 28, value "a" at 32).
+    let with = |at: usize, v: &[u8]| {
+        let mut b = bytes.clone();
+        b[at..at + v.len()].copy_from_slice(v);
+        fix_batch_crc(b)
+    };
+    let mut trailing = bytes.clone();
+    trailing.insert(bytes.len() - wire::CRC_LEN, 0);
+    let mut bad_crc = bytes.clone();
+    bad_crc[14] ^= 1;
+    let mut repeated_key = Vec::new();
+    let mut w = Writer::new(&mut repeated_key);
+    w.bytes(&wire::MAGIC);
+    w.u16(wire::VERSION);
+    w.u16(0); // flags
+    w.u32(1); // events
+    w.u32(2); // headers
+    w.u32(0); // body_len
+    for value in [b"x", b"y"] {
+        w.u32(1);
+        w.bytes(b"a");
+        w.u32(1);
+        w.bytes(value);
+    }
+    w.u32(0); // crc, set below
+    let repeated_key = fix_batch_crc(repeated_key);
+    let many: Vec<Event> = (0..40)
+        .map(|i| Event::new(vec![b'a'; i]).with_header("i", i.to_string()))
+        .collect();
+    vec![
+        ("valid-empty-batch", encode(&[])),
+        ("valid-sample", bytes.clone()),
+        ("valid-many", encode(&many)),
+        ("json-batch", wire::encode_json(&sample)),
+        (
+            "json-malformed",
+            br#"[{"headers":{"a":"b"},"body":"x","body_base64":"eA=="}"#.to_vec(),
+        ),
+        ("bad-magic", with(0, b"XGWB")),
+        ("version-2", with(4, &2u16.to_le_bytes())),
+        ("flags-set", with(6, &1u16.to_le_bytes())),
+        ("lying-event-count", with(8, &u32::MAX.to_le_bytes())),
+        ("lying-header-count", with(12, &u32::MAX.to_le_bytes())),
+        ("lying-body-length", with(16, &u32::MAX.to_le_bytes())),
+        ("lying-key-length", with(20, &u32::MAX.to_le_bytes())),
+        ("key-not-utf8", with(24, &[0xff])),
+        ("repeated-key", repeated_key),
+        ("trailing-byte", fix_batch_crc(trailing)),
+        ("bad-crc", bad_crc),
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("empty", Vec::new()),
+    ]
+}
+
 fn channel_cfg(root: &Path, dirs: usize) -> FileChannelConfig {
     let data: Vec<PathBuf> = (0..dirs)
         .map(|i| root.join(if i == 0 { "data" } else { "data2" }))
@@ -467,4 +546,5 @@ fn regenerate_seed_corpora() {
     write_seeds("decode_segment_header", &segment_header_seeds());
     write_seeds("decode_checkpoint", &checkpoint_seeds());
     write_seeds("open_dir", &open_dir_seeds());
+    write_seeds("decode_batch", &batch_seeds());
 }

@@ -135,6 +135,40 @@ pub fn decode_checkpoint(data: &[u8]) -> bool {
     }
 }
 
+/// The agent's batch formats (`tidegate::agent::wire`, what the HTTP source decodes from the
+/// network): the JSON decoder, the binary one on the bytes with their last four replaced by the
+/// right CRC (so mutations reach the parser behind the checksum), then the binary one on the
+/// bytes as given. Returns true when the bytes are a binary batch; its events then re-encode to
+/// a batch that decodes to the same events.
+pub fn decode_batch(data: &[u8]) -> bool {
+    use tidegate::agent::wire;
+    let _ = wire::decode_json(data);
+    if let Some(content_len) = data.len().checked_sub(wire::CRC_LEN) {
+        let mut fixed = data.to_vec();
+        let crc = crc32(&fixed[..content_len]);
+        fixed[content_len..].copy_from_slice(&crc.to_le_bytes());
+        if let Ok(events) = wire::decode_binary(&fixed) {
+            let again = wire::encode_binary(&events).expect("decoded events re-encode");
+            assert_eq!(
+                wire::decode_binary(&again).expect("re-encoded batch decodes"),
+                events
+            );
+        }
+    }
+    match wire::decode_binary(data) {
+        Ok(events) => {
+            let again = wire::encode_binary(&events).expect("decoded events re-encode");
+            assert!(again.len() <= data.len(), "re-encoding grew the batch");
+            assert_eq!(
+                wire::decode_binary(&again).expect("re-encoded batch decodes"),
+                events
+            );
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// `max_segment_size` of the channels `open_dir` opens.
 pub const SEGMENT_SIZE: u64 = 4096;
 /// `max_event_size` of the channels `open_dir` opens.

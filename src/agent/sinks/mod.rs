@@ -5,6 +5,8 @@
 //! (unknown keys are errors). Types: `logger` and `null` (here); `file_roll` and `http`
 //! (their own modules).
 
+pub mod file_roll;
+pub mod http;
 pub mod logger;
 pub mod null;
 
@@ -14,7 +16,7 @@ use super::component::{ComponentError, Sink};
 use super::config::Checker;
 
 /// Sink type names this binary knows.
-pub const SINK_TYPES: &[&str] = &["logger", "null"];
+pub const SINK_TYPES: &[&str] = &["file_roll", "http", "logger", "null"];
 
 /// A sink's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,12 @@ pub(crate) fn parse_spec(
     // At merge: `"file_roll"` (`file_roll::FileRollSinkConfig`) and `"http"`
     // (`http::HttpSinkConfig`) arms like these, plus their names in SINK_TYPES.
     match kind {
+        "file_roll" => {
+            ck.parse::<file_roll::FileRollSinkConfig>(prefix, value)?;
+        }
+        "http" => {
+            ck.parse::<http::HttpSinkConfig>(prefix, value)?;
+        }
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;
         }
@@ -73,6 +81,8 @@ fn params<T: DeserializeOwned>(spec: &SinkSpec) -> Result<T, ComponentError> {
 /// params(spec)?)` and `"http" => http::build(name, params(spec)?)`.)
 pub fn build(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ComponentError> {
     match spec.kind.as_str() {
+        "file_roll" => file_roll::build(name, params(spec)?),
+        "http" => http::build(name, params(spec)?),
         "logger" => Ok(Box::new(logger::LoggerSink::new(name, params(spec)?))),
         "null" => Ok(Box::new(null::NullSink::new(name, params(spec)?))),
         other => Err(ComponentError::Config(format!(

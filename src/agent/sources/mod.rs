@@ -5,6 +5,8 @@
 //! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http` and
 //! `netcat` (their own modules).
 
+pub mod http;
+pub mod netcat;
 pub mod seq;
 pub mod stdin;
 
@@ -18,7 +20,7 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["seq", "stdin"];
+pub const SOURCE_TYPES: &[&str] = &["http", "netcat", "seq", "stdin"];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +43,7 @@ impl SourceSpec {
 
 /// One interceptor's table as written (checked at load). At merge this becomes
 /// `super::interceptors::InterceptorConfig`.
-pub type InterceptorSpec = toml::Value;
+pub type InterceptorSpec = super::interceptors::InterceptorConfig;
 
 /// Checks a source's own keys; records problems under `prefix`.
 pub(crate) fn parse_spec(
@@ -54,6 +56,14 @@ pub(crate) fn parse_spec(
     // At merge: `"http" => { ck.parse::<http::HttpSourceConfig>(prefix, value)?; None }` and
     // the same for `"netcat"` (`netcat::NetcatSourceConfig`), plus their names in SOURCE_TYPES.
     let batch_size = match kind {
+        "http" => {
+            ck.parse::<http::HttpSourceConfig>(prefix, value)?;
+            None
+        }
+        "netcat" => {
+            ck.parse::<netcat::NetcatSourceConfig>(prefix, value)?;
+            None
+        }
         "seq" => Some(ck.parse::<seq::SeqConfig>(prefix, value)?.batch_size),
         "stdin" => Some(ck.parse::<stdin::StdinConfig>(prefix, value)?.batch_size),
         other => {
@@ -87,6 +97,8 @@ fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
 /// and the same for `"netcat"`.)
 pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
     match spec.kind.as_str() {
+        "http" => http::build(name, params(spec)?),
+        "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
         other => Err(ComponentError::Config(format!(
@@ -102,44 +114,14 @@ pub(crate) fn parse_interceptors(
     key: &str,
     value: toml::Value,
 ) -> Option<Vec<InterceptorSpec>> {
-    let toml::Value::Array(items) = value else {
-        ck.error(
-            key,
-            "must be an array of tables like [{ type = \"timestamp\" }]",
-        );
-        return None;
-    };
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let kind = item.get("type").and_then(toml::Value::as_str);
-        match kind {
-            None => {
-                ck.error(format!("{key}[{i}]"), "an interceptor needs a `type`");
-                ok = false;
-            }
-            Some(k) => {
-                ck.error(
-                    format!("{key}[{i}].type"),
-                    format!("interceptor type {k:?} is not built into this binary"),
-                );
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(items)
+    ck.parse(key, value)
 }
 
-/// Builds a source's interceptor chain. (At merge the body becomes
-/// `specs.iter().map(super::interceptors::build_interceptor).collect()`.)
+/// Builds a source's interceptor chain.
 pub fn build_interceptors(
     specs: &[InterceptorSpec],
 ) -> Result<Vec<Box<dyn Interceptor>>, ComponentError> {
-    match specs.first() {
-        None => Ok(Vec::new()),
-        Some(s) => Err(ComponentError::Config(format!(
-            "interceptor {s} is not built into this binary"
-        ))),
-    }
+    specs.iter().map(super::interceptors::build_interceptor).collect()
 }
 
 /// Shortest and longest pause before a finite source retries a batch its channels refused.
