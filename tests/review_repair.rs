@@ -157,3 +157,139 @@ fn verify_reports_a_zeroed_record_header_in_a_sealed_segment() {
         v.problems
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Two data directories, damage in both (a body in each, a segment header), repair interrupted
+// at every sync.
+
+use std::sync::Arc;
+use tidegate::format::quarantine;
+use tidegate::io::{FileSystem, MemFs, TornTail};
+
+fn two_dir_cfg(mem: &MemFs) -> tidegate::FileChannelConfig {
+    tidegate::FileChannelConfig::new("/ch/ckpt", vec!["/ch/d0", "/ch/d1"])
+        .minimum_required_space(1 << 20)
+        .max_segment_size(64 << 10)
+        .max_event_size(8 << 10)
+        .keep_alive(std::time::Duration::from_millis(50))
+        .file_system(Arc::new(mem.clone()))
+}
+
+fn two_dir_dirs(mem: &MemFs) -> ChannelDirs {
+    ChannelDirs::new("/ch/ckpt", vec!["/ch/d0", "/ch/d1"]).file_system(Arc::new(mem.clone()))
+}
+
+fn read_all(mem: &MemFs, path: &Path) -> Vec<u8> {
+    let f = mem.open(path, false).expect("open");
+    let mut b = vec![0u8; f.len().expect("len") as usize];
+    f.read_exact_at(&mut b, 0).expect("read");
+    b
+}
+
+fn segment_files(mem: &MemFs) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for d in ["/ch/d0", "/ch/d1"] {
+        for n in mem.list_dir(Path::new(d)).expect("list") {
+            if n.starts_with("segment-") && n.ends_with(".log") {
+                out.push(Path::new(d).join(n));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Flips a byte of event `id`'s body; returns (segment, offset of the flipped byte).
+fn flip_body(mem: &MemFs, id: u64) -> (std::path::PathBuf, u64) {
+    let body = format!("event-{id}");
+    let mut needle = (body.len() as u32).to_le_bytes().to_vec();
+    needle.extend_from_slice(body.as_bytes());
+    for seg in segment_files(mem) {
+        let bytes = read_all(mem, &seg);
+        if let Some(pos) = bytes.windows(needle.len()).position(|w| w == needle) {
+            let at = (pos + 4) as u64;
+            let f = mem.open(&seg, true).expect("open");
+            f.write_all_at(&[bytes[pos + 4] ^ 0x20], at).expect("flip");
+            f.sync_data().expect("sync");
+            return (seg, at);
+        }
+    }
+    panic!("event {id} not found");
+}
+
+fn mem_open_drain(mem: &MemFs) -> Result<Vec<u64>, Error> {
+    let ch = FileChannel::open(two_dir_cfg(mem))?;
+    Ok(drain(&ch))
+}
+
+#[test]
+fn repair_of_two_data_dirs_interrupted_at_every_sync() {
+    let mem = MemFs::new();
+    let ch = FileChannel::open(two_dir_cfg(&mem)).expect("open");
+    put_range(&ch, 0..5);
+    put_range(&ch, 5..10);
+    ch.checkpoint().expect("checkpoint");
+    for b in 2..8 {
+        put_range(&ch, b * 5..b * 5 + 5);
+    }
+    drop(ch);
+    let damaged = [1u64, 6, 27, 33];
+    for id in damaged {
+        flip_body(&mem, id);
+    }
+    // And the segment header of the second directory's first segment.
+    let d1 = segment_files(&mem)
+        .into_iter()
+        .find(|p| p.starts_with("/ch/d1"))
+        .expect("a segment in d1");
+    let f = mem.open(&d1, true).expect("open");
+    f.write_all_at(b"X", 0).expect("damage header");
+    f.sync_data().expect("sync");
+    drop(f);
+    let base = mem.crash(TornTail::None);
+    assert!(matches!(mem_open_drain(&base), Err(Error::Corrupt { .. })));
+    let expected: Vec<u64> = (0..40).filter(|i| !damaged.contains(i)).collect();
+
+    let counting = base.crash(TornTail::None);
+    let r = offline::repair(&two_dir_dirs(&counting)).expect("uninterrupted repair");
+    assert_eq!(r.events_restored, expected.len() as u64, "{r:?}");
+    assert_eq!((r.headers_rewritten, r.events_lost), (1, 4), "{r:?}");
+    assert_eq!(mem_open_drain(&counting).expect("opens"), expected);
+    let total = counting.syncs();
+    assert!(total >= 10, "{total} syncs");
+    for k in 0..total {
+        for (t, tail) in [TornTail::None, TornTail::Garbage(k), TornTail::Sectors(k)]
+            .into_iter()
+            .enumerate()
+        {
+            let img = base.crash(TornTail::None);
+            img.crash_after_syncs(Some(k));
+            let _ = offline::repair(&two_dir_dirs(&img));
+            let crashed = img.crash(tail);
+            let got = match mem_open_drain(&crashed) {
+                Ok(got) => got,
+                Err(Error::Corrupt { .. }) => {
+                    offline::repair(&two_dir_dirs(&crashed))
+                        .unwrap_or_else(|e| panic!("sync {k}, tail {t}: second repair: {e}"));
+                    mem_open_drain(&crashed)
+                        .unwrap_or_else(|e| panic!("sync {k}, tail {t}: open after repair: {e}"))
+                }
+                Err(e) => panic!("sync {k}, tail {t}: {e}"),
+            };
+            assert_eq!(got, expected, "sync {k}, tail {t}");
+            // A third run finds nothing to do, or only finishes the patching.
+            let again = offline::repair(&two_dir_dirs(&crashed)).expect("repair again");
+            assert_eq!(again.events_lost, 0, "sync {k}, tail {t}: {again:?}");
+            assert_eq!(mem_open_drain(&crashed).expect("opens"), Vec::<u64>::new());
+            // Every quarantine file decodes.
+            for d in ["/ch/d0", "/ch/d1"] {
+                for n in crashed.list_dir(Path::new(d)).expect("list") {
+                    if quarantine::is_file_name(&n) {
+                        let b = read_all(&crashed, &Path::new(d).join(&n));
+                        assert!(quarantine::decode(&b).is_ok(), "sync {k}: {n}");
+                    }
+                }
+            }
+        }
+    }
+}
