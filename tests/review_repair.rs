@@ -313,3 +313,32 @@ fn a_lost_event_of_a_one_event_transaction_is_counted() {
     // One record (a Put) was lost; the sequence counter's jump at open (2^32) is no record.
     assert_eq!((r.events_lost, r.records_lost), (1, 1), "{r:?}");
 }
+
+/// A segment file cut to zero bytes (file-system damage): verify should report it, and repair
+/// should either fix the channel or say what it cannot do; it must not leave it unopenable
+/// with no way forward.
+#[test]
+fn a_segment_cut_to_zero_bytes_is_reported_and_repaired() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(1024);
+    let ch = FileChannel::open(small(root.path())).expect("open");
+    for b in 0..20 {
+        put_range(&ch, b * 10..b * 10 + 10);
+    }
+    drop(ch);
+    let segs = segments(&data_dir(root.path()));
+    let f = OpenOptions::new().write(true).open(&segs[1]).expect("open");
+    f.set_len(0).expect("truncate");
+    f.sync_all().expect("sync");
+    drop(f);
+    let open = FileChannel::open(small(root.path())).map(|_| ());
+    let v = offline::verify(&dirs(root.path()));
+    let r = offline::repair(&dirs(root.path()));
+    let after = FileChannel::open(small(root.path())).map(|ch| drain(&ch).len());
+    assert!(
+        matches!(v, Ok(ref v) if v.is_damaged()) && r.is_ok() && after.is_ok(),
+        "strict open: {open:?}\nverify: {:?}\nrepair: {:?}\nopen after repair: {after:?}",
+        v.map(|v| v.problems),
+        r.map(|r| (r.events_restored, r.events_lost))
+    );
+}
