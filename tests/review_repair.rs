@@ -342,3 +342,29 @@ fn a_segment_cut_to_zero_bytes_is_reported_and_repaired() {
         r.map(|r| (r.events_restored, r.events_lost))
     );
 }
+
+/// A damaged backup checkpoint (the newest one is fine): verify reports damage (exit code 1),
+/// and repair clears it (a check that passes).
+#[test]
+fn after_repair_verify_is_clean_when_only_the_backup_checkpoint_is_damaged() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let ch = FileChannel::open(cfg(root.path())).expect("open");
+    put_range(&ch, 0..5);
+    ch.checkpoint().expect("checkpoint");
+    put_range(&ch, 5..10);
+    ch.checkpoint().expect("checkpoint");
+    drop(ch);
+    let cks = common::checkpoints(&root.path().join("ckpt"));
+    assert!(cks.len() >= 2, "{cks:?}");
+    flip(&cks[1], 20, 0x01); // the older one
+    let v = offline::verify(&dirs(root.path())).expect("verify");
+    assert!(v.is_damaged(), "{:?}", v.problems);
+    let r = offline::repair(&dirs(root.path())).expect("repair");
+    let after = offline::verify(&dirs(root.path())).expect("verify");
+    assert!(
+        !after.is_damaged(),
+        "repair: nothing_to_do = {}; verify after repair: {:?}",
+        r.nothing_to_do(),
+        after.problems
+    );
+}
