@@ -212,6 +212,7 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
     let mut valid_records: HashMap<u64, u64> = HashMap::new();
     let mut put_txns: HashSet<u64> = HashSet::new();
     let mut take_targets: HashSet<RecordPtr> = HashSet::new();
+    let mut take_txns: HashSet<u64> = HashSet::new();
     let mut seqs: Vec<Vec<u64>> = vec![Vec::new(); dirs.data_dirs.len()];
     let log = scan::scan(&*session.view(), &dirs.data_dirs, &mut |v| {
         if let Some(s) = seqs.get_mut(v.segment.dir) {
@@ -231,6 +232,7 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             }
             (Kind::Take, Payload::Take(target)) => {
                 take_targets.insert(target);
+                take_txns.insert(v.header.txn);
                 *valid_records.entry(v.header.txn).or_default() += 1;
             }
             _ => {}
@@ -336,8 +338,20 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
         let seen = valid_records.get(txn).copied().unwrap_or(0);
         let (damaged, is_put) = damaged_per_txn.get(txn).copied().unwrap_or((0, false));
         let missing = u64::from(*n).saturating_sub(seen + damaged);
-        if is_put || put_txns.contains(txn) {
+        // A transaction with no valid Take record may have been a put whose records are all
+        // damaged (their kind unknown): count them, an upper bound rather than a silent 0.
+        if is_put || !take_txns.contains(txn) {
             report.events_lost += missing;
+        }
+    }
+    // A Commit record whose header is intact but whose payload is damaged: its transaction
+    // committed, but repair does not restore it; its intact Puts are not saved.
+    for r in &log.regions {
+        for (_, h) in &r.headers {
+            if h.kind == Kind::Commit && !commits.contains_key(&h.txn) && put_txns.contains(&h.txn)
+            {
+                report.events_lost += valid_records.get(&h.txn).copied().unwrap_or(0);
+            }
         }
     }
     report.events_lost += lost.len() as u64;
@@ -357,7 +371,9 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
                             - s.partition_point(|x| *x <= r.seq_before)
                     })
                     .sum();
-                gap.saturating_sub(elsewhere as u64)
+                let min_record = (record::HEADER_LEN + MARKER_PAYLOAD_LEN) as u64;
+                let fits = r.end.saturating_sub(r.offset) / min_record;
+                gap.saturating_sub(elsewhere as u64).min(fits)
             }
             Placement::SegmentEnd => r.headers.len().max(1) as u64,
             Placement::Tail => 0,
