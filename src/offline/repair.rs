@@ -109,6 +109,8 @@ fn write_durably(fs: &dyn FileSystem, dir: &Path, name: &str, bytes: &[u8]) -> R
 }
 
 fn read_range(seg: &Segment, offset: u64, end: u64) -> Result<Vec<u8>> {
+    // A file cut short (file-system damage) keeps what it has.
+    let end = end.min(seg.map.len());
     let len = usize::try_from(end.saturating_sub(offset)).unwrap_or(usize::MAX);
     let mut out = vec![0u8; len];
     seg.map
@@ -201,6 +203,18 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
         real.file
             .write_all_at(&header, 0)
             .map_err(io_err("rewriting segment header", &seg.path))?;
+        // A file cut below one header and one end marker becomes an empty segment.
+        let min_len = (segment_header::LEN + record::HEADER_LEN) as u64;
+        if real
+            .file
+            .len()
+            .map_err(io_err("sizing segment", &seg.path))?
+            < min_len
+        {
+            real.file
+                .set_len(min_len)
+                .map_err(io_err("extending segment", &seg.path))?;
+        }
         real.file
             .sync_data()
             .map_err(io_err("syncing segment", &seg.path))?;
