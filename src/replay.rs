@@ -710,7 +710,9 @@ fn try_checkpoint(
     // Apply commits from every directory in sequence order.
     let mut commits: Vec<&CommitEvent> = scans.iter().flat_map(|s| s.commits.iter()).collect();
     commits.sort_by_key(|c| c.seq);
-    let mut queued_bytes = ck.map_or(0, |c| c.queued_bytes);
+    // Recomputed from the headers rather than taken from the checkpoint, so that events dropped
+    // below (damaged, in skip mode) do not stay counted.
+    let mut queued_bytes = 0u64;
     let mut added: Vec<(RecordPtr, u32, u16)> = Vec::new();
     let mut removed: HashSet<RecordPtr> = HashSet::default();
     for c in commits {
@@ -746,8 +748,28 @@ fn try_checkpoint(
         {
             seg.map.prefetch(ahead.offset, HEADER_LEN as u64);
         }
-        let key_id = match check_put_header(seg, ptr.offset) {
-            Ok(key_id) => key_id,
+        let (len, key_id) = match check_put_header(seg, ptr.offset) {
+            Ok(found) => found,
+            // Bytes that fail the header CRC where the checkpoint (itself CRC-checked, written
+            // only after the record was durable) says an event starts: the record is damaged,
+            // not the checkpoint. Falling back to an older checkpoint or a full replay would not
+            // help (they hold the same event) and could lose events whose Commit record is in a
+            // segment already collected (§8), so decide here: strict refuses, skip drops it.
+            // (All-zero bytes there mean the checkpoint points past the log: not used, below.)
+            Err(e @ DecodeError::Checksum { .. }) if !zero_header_at(seg, ptr.offset) => {
+                if cfg.recovery_mode == RecoveryMode::Strict {
+                    return Err(Error::Corrupt {
+                        path: seg.path.clone(),
+                        offset: ptr.offset,
+                        source: e,
+                    });
+                }
+                tracing::error!(segment = %seg.path.display(), offset = ptr.offset, error = %e,
+                    "a queued event's record header is damaged; the event is skipped");
+                report.corrupt_records_skipped += 1;
+                removed.remove(ptr);
+                continue;
+            }
             Err(e) => {
                 return Ok(Err(format!(
                     "its queue refers to {ptr}, which is not an event in the log: {e}"
@@ -755,16 +777,9 @@ fn try_checkpoint(
             }
         };
         if !removed.is_empty() && removed.remove(ptr) {
-            match read_put_len(seg, ptr.offset) {
-                Ok(len) => queued_bytes = queued_bytes.saturating_sub(u64::from(len)),
-                Err(e) => {
-                    return Ok(Err(format!(
-                        "its queue refers to {ptr}, which is not a valid event: {e}"
-                    )));
-                }
-            }
             continue;
         }
+        queued_bytes += u64::from(len);
         if i < inflight {
             inflight_redelivered += 1;
         }
@@ -841,8 +856,15 @@ impl Progress<'_> {
 
 /// Checks, from its header alone (no body read), that a Put record starts at `offset`: a
 /// checkpoint whose queue points at bytes that are not there is not used. Returns its key id.
-fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<u16, DecodeError> {
-    seg.put_header(offset).map(|h| h.key_id)
+/// True when the 32 bytes at `offset` are all zero (the end of the written log).
+fn zero_header_at(seg: &Segment, offset: u64) -> bool {
+    let mut hb = [0u8; HEADER_LEN];
+    seg.map.read_into(offset, &mut hb).is_ok() && record::is_end_marker(&hb)
+}
+
+/// Returns the event's payload length and key id.
+fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(u32, u16), DecodeError> {
+    seg.put_header(offset).map(|h| (h.len, h.key_id))
 }
 
 /// Remembers the first few queued events encrypted with each key, for the key check at open.
@@ -854,10 +876,6 @@ fn sample_key(samples: &mut BTreeMap<u16, Vec<RecordPtr>>, key_id: u16, ptr: Rec
     if v.len() < crate::file_channel::KEY_SAMPLES {
         v.push(ptr);
     }
-}
-
-fn read_put_len(seg: &Segment, offset: u64) -> std::result::Result<u32, DecodeError> {
-    seg.put_header(offset).map(|h| h.len)
 }
 
 /// How much of a record replay checks.
@@ -916,7 +934,7 @@ pub(crate) fn read_record(
 
 /// The first segment of a directory whose records replay checks in full: the newest one that
 /// holds any record. Every older segment was synced before the log wrote past it (§4.3).
-fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
+pub(crate) fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
     segments.iter().rev().find_map(|seg| {
         let mut hb = [0u8; HEADER_LEN];
         let first = segment_header::LEN as u64;
@@ -925,6 +943,20 @@ fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
             _ => Some(seg.id),
         }
     })
+}
+
+/// True when the log of `seg` ends at `off`: a zero header there (segments are preallocated
+/// with zeros). In a `sealed` segment (one replay checks with [`BodyCheck::HeaderOnly`]), a
+/// zero header followed by non-zero bytes is
+/// not an end but damage (a zeroed block in data that was synced), which the caller then reads
+/// as an invalid record; in the newest segment such bytes are leftovers of an unfinished write
+/// (§7.2, §7.3).
+pub(crate) fn at_log_end(seg: &Segment, off: u64, sealed: bool) -> bool {
+    let mut hb = [0u8; HEADER_LEN];
+    if seg.map.read_into(off, &mut hb).is_err() {
+        return true;
+    }
+    record::is_end_marker(&hb) && (!sealed || seg.last_nonzero(off) <= off)
 }
 
 /// Finds the next offset after `from` in `seg` where a valid record with `seq > after_seq`
@@ -985,9 +1017,11 @@ fn scan_dir(
     let mut bad: Option<BadRecord> = None;
     let full_from = first_unsealed(segments);
     for seg in segments.iter().filter(|s| s.id >= plan.start.segment) {
+        // No segment that visibly holds a record: check everything (and treat nothing as
+        // sealed), whatever damage made the first headers read as zeros.
         let check = match full_from {
-            Some(id) if seg.id >= id => BodyCheck::Full,
-            _ => BodyCheck::HeaderOnly,
+            Some(id) if seg.id < id => BodyCheck::HeaderOnly,
+            _ => BodyCheck::Full,
         };
         let mut off = if seg.id == plan.start.segment {
             plan.start.offset.max(segment_header::LEN as u64)
@@ -997,8 +1031,7 @@ fn scan_dir(
         let seg_start = off;
         scan.segments += 1;
         while off.saturating_add(HEADER_LEN as u64) <= seg.map.len() {
-            let mut hb = [0u8; HEADER_LEN];
-            if seg.map.read_into(off, &mut hb).is_err() || record::is_end_marker(&hb) {
+            if at_log_end(seg, off, check == BodyCheck::HeaderOnly) {
                 break;
             }
             let floor = if (RecordPtr {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::record::{self, HEADER_LEN, RecordHeader};
+use crate::format::record::{HEADER_LEN, RecordHeader};
 use crate::format::{DecodeError, file_name, segment_header};
 use crate::ids::SegmentId;
 use crate::io::FileSystem;
@@ -216,6 +216,7 @@ fn scan_dir(segments: &[Arc<Segment>], out: &mut LogScan, visit: &mut dyn FnMut(
     let mut last_seq = 0u64;
     let mut pending: Option<Bad> = None;
     let newest = segments.len().saturating_sub(1);
+    let first_unsealed = replay::first_unsealed(segments);
     for (i, seg) in segments.iter().enumerate() {
         let file_len = seg.map.len();
         let created_ms = match check_header(seg) {
@@ -243,9 +244,10 @@ fn scan_dir(segments: &[Arc<Segment>], out: &mut LogScan, visit: &mut dyn FnMut(
             valid_end: segment_header::LEN as u64,
         };
         let mut off = segment_header::LEN as u64;
+        // Which segments are sealed: there, a zero header with data after it is damage.
+        let sealed = matches!(first_unsealed, Some(id) if seg.id < id);
         while off.saturating_add(HEADER_LEN as u64) <= file_len {
-            let mut hb = [0u8; HEADER_LEN];
-            if seg.map.read_into(off, &mut hb).is_err() || record::is_end_marker(&hb) {
+            if replay::at_log_end(seg, off, sealed) {
                 break;
             }
             match replay::read_record(seg, off, last_seq, BodyCheck::Full) {

@@ -121,7 +121,10 @@ pub(crate) fn parse_interceptors(
 pub fn build_interceptors(
     specs: &[InterceptorSpec],
 ) -> Result<Vec<Box<dyn Interceptor>>, ComponentError> {
-    specs.iter().map(super::interceptors::build_interceptor).collect()
+    specs
+        .iter()
+        .map(super::interceptors::build_interceptor)
+        .collect()
 }
 
 /// Shortest and longest pause before a finite source retries a batch its channels refused.

@@ -1,4 +1,7 @@
-//! Review tests for `tidegate repair` (branch review-tools).
+//! `tidegate repair` (and `verify`) on damage found in review: damaged Commit payloads and
+//! whole lost transactions are counted, a damaged checkpointed event costs only that event,
+//! a zeroed header inside a sealed segment is damage, a segment file cut to nothing, two data
+//! directories with repair interrupted at every sync, and a damaged backup checkpoint.
 
 mod common;
 
@@ -37,7 +40,7 @@ fn flip(path: &Path, offset: u64, mask: u8) {
 /// transaction's five Put records are undamaged and its commit had returned. Repair drops all
 /// five, and its report says nothing committed was lost (exit code 0 in the CLI).
 #[test]
-fn a_damaged_commit_payload_drops_a_whole_acknowledged_transaction_uncounted() {
+fn a_damaged_commit_payload_counts_its_transaction_as_lost() {
     let root = tempfile::tempdir().expect("tempdir");
     let ch = FileChannel::open(cfg(root.path())).expect("open");
     put_range(&ch, 0..5); // acknowledged
@@ -76,7 +79,7 @@ fn big(id: u64, size: usize) -> Event {
 /// a restart), so the full replay drops an undamaged, acknowledged event whose Commit record
 /// was collected. Repair writes that loss into its checkpoint.
 #[test]
-fn a_damaged_header_of_a_checkpointed_event_makes_repair_lose_an_undamaged_event() {
+fn a_damaged_header_of_a_checkpointed_event_loses_only_that_event() {
     let root = tempfile::tempdir().expect("tempdir");
     let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(4000);
     let ch = FileChannel::open(small(root.path())).expect("open");
@@ -130,7 +133,7 @@ fn a_damaged_header_of_a_checkpointed_event_makes_repair_lose_an_undamaged_event
 /// record starts) in a sealed segment reads as the end marker: `verify` stops walking that
 /// segment there and reports nothing, although valid, committed records follow it.
 #[test]
-fn verify_reports_a_zeroed_record_header_in_a_sealed_segment() {
+fn verify_reports_a_zeroed_record_header_in_a_sealed_segment_as_damage() {
     let root = tempfile::tempdir().expect("tempdir");
     let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(1024);
     let ch = FileChannel::open(small(root.path())).expect("open");
