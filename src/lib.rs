@@ -32,6 +32,8 @@
 //! DESIGN.md in the repository is the normative description of the on-disk format and of the
 //! commit, checkpoint and replay protocols.
 
+#[cfg(feature = "cli")]
+pub mod bench;
 pub mod channel;
 mod checkpoint;
 #[cfg(feature = "cli")]

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{Event, FileChannel, FileChannelConfig, FsyncPolicy, RecoveryMode};
 
+pub mod bench;
+
 /// tidegate: a durable event channel (a write-ahead log with checkpoints).
 #[derive(Debug, Parser)]
 #[command(name = "tidegate", version, about)]
@@ -47,6 +49,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks a storage backend through a real channel, against the raw disk in the same run.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// How offline commands name a channel (Flume's tool takes `-l dataDirs`).
@@ -80,6 +84,7 @@ pub fn main() -> ExitCode {
             event_size,
         } => demo(dir, events, batch, event_size),
         Command::Inspect { channel, json } => inspect(channel, json),
+        Command::Bench(args) => return bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
