@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::baseline::RawFile;
 
 /// The shared `disk-regime` script, found at `TIDEGATE_DISK_REGIME`, `/work/shared/tools/`, or
-/// `../shared/tools/` from the current directory.
+/// `../shared/tools/` from the current directory. `TIDEGATE_DISK_REGIME=none` turns it off.
 #[derive(Debug, Clone)]
 pub struct DiskRegimeTool {
     path: PathBuf,
@@ -22,6 +22,9 @@ pub struct DiskRegimeTool {
 impl DiskRegimeTool {
     /// The script, if one of the places above has it.
     pub fn find() -> Option<DiskRegimeTool> {
+        if std::env::var_os("TIDEGATE_DISK_REGIME").is_some_and(|v| v == "none") {
+            return None;
+        }
         let candidates = std::env::var_os("TIDEGATE_DISK_REGIME")
             .map(PathBuf::from)
             .into_iter()
