@@ -19,9 +19,10 @@
 //! Two parts. The criterion groups `peers/put_commit` and `peers/take_commit` (one batch per
 //! iteration; criterion runs them one after another). Then, because this disk's flush latency
 //! drifts 10-30x between regimes, an interleaved comparison: rounds of `TIDEGATE_PEERS_EVENTS`
-//! (default 200,000) events through each system in turn, A B C D E, A B C D E, ..., reporting
-//! per-round ratios (median [min-max]) over `TIDEGATE_PEERS_ROUNDS` rounds (default 7). The
-//! ratio tidegate / okaywal is the goal's figure (at least 1.3).
+//! (default 50,000) events through each system in turn, A B C D E, A B C D E, ..., each round
+//! bracketed by a 50-sync regime probe, reporting per-round ratios (median [min-max]) over
+//! `TIDEGATE_PEERS_ROUNDS` rounds (default 15), over all rounds and over the rounds of each
+//! regime. The ratio tidegate / okaywal is the goal's figure (at least 1.3).
 //!
 //! Run with `cargo bench --bench peers` (`-- --skip-criterion` for the interleaved part only).
 #![expect(
@@ -350,10 +351,16 @@ fn interleaved(rounds: u64, events: u64) {
     let mut all = systems(dir.path());
     let names: Vec<&str> = all.iter().map(|p| p.name()).collect();
     println!("disk regime before: {}", common::disk_regime(dir.path()));
+    let mut probe = common::QuickProbe::new(dir.path());
     round(&mut all, events / 4); // warm-up, not recorded
     let mut results: Vec<Round> = Vec::new();
+    let mut regimes: Vec<&'static str> = Vec::new();
     for r in 0..rounds {
+        let before = probe.p50_us();
         let res = round(&mut all, events);
+        let after = probe.p50_us();
+        let regime = tidegate::bench::regime::QuickProbe::round_label(before, after);
+        regimes.push(regime);
         let cells: Vec<String> = names
             .iter()
             .zip(&res)
@@ -362,7 +369,10 @@ fn interleaved(rounds: u64, events: u64) {
                 None => format!("{n} {p:.0}/-"),
             })
             .collect();
-        println!("round {r} (put/take events/s): {}", cells.join(", "));
+        println!(
+            "round {r} [{regime}, probe p50 {before:.0}/{after:.0} us] (put/take events/s): {}",
+            cells.join(", ")
+        );
         results.push(res);
     }
     println!("disk regime after: {}", common::disk_regime(dir.path()));
@@ -387,11 +397,13 @@ fn interleaved(rounds: u64, events: u64) {
         };
         println!("  {n:>8}: put {m:.0} [{lo:.0}-{hi:.0}] events/s; {take}");
     }
-    let ratio = |a: &str, b: &str, take: bool| {
+    let ratio = |a: &str, b: &str, take: bool, only: Option<&str>| {
         let (ia, ib) = (idx(a), idx(b));
         let xs: Vec<f64> = results
             .iter()
-            .filter_map(|r| {
+            .zip(&regimes)
+            .filter(|(_, g)| only.is_none_or(|o| o == **g))
+            .filter_map(|(r, _)| {
                 if take {
                     Some(r[ia].1? / r[ib].1?)
                 } else {
@@ -405,19 +417,30 @@ fn interleaved(rounds: u64, events: u64) {
             spread(xs)
         }
     };
-    for (a, b) in [
+    let pairs = [
         ("tidegate", "okaywal"),
         ("tidegate", "yaque"),
         ("tidegate", "raw"),
         ("okaywal", "raw"),
         ("yaque", "raw"),
         ("memory", "tidegate"),
-    ] {
-        println!(
-            "  put  {a}/{b}: {}; take {a}/{b}: {}",
-            ratio(a, b, false),
-            ratio(a, b, true)
-        );
+    ];
+    let mut subsets = vec![(None, rounds as usize)];
+    for g in ["fast", "throttled", "mixed"] {
+        let n = regimes.iter().filter(|r| **r == g).count();
+        if n > 0 {
+            subsets.push((Some(g), n));
+        }
+    }
+    for (only, n) in subsets {
+        println!("  ratios over {} rounds ({n}):", only.unwrap_or("all"));
+        for (a, b) in pairs {
+            println!(
+                "    put  {a}/{b}: {}; take {a}/{b}: {}",
+                ratio(a, b, false, only),
+                ratio(a, b, true, only)
+            );
+        }
     }
 }
 
@@ -441,8 +464,8 @@ fn main() {
         interleaved(1, 1_000);
     } else {
         interleaved(
-            env_u64("TIDEGATE_PEERS_ROUNDS", 7),
-            env_u64("TIDEGATE_PEERS_EVENTS", 200_000) / BATCH as u64 * BATCH as u64,
+            env_u64("TIDEGATE_PEERS_ROUNDS", 15),
+            env_u64("TIDEGATE_PEERS_EVENTS", 50_000) / BATCH as u64 * BATCH as u64,
         );
     }
 }
