@@ -183,7 +183,15 @@ fn draw(
         .enumerate()
         .filter_map(|(i, c)| Some((row(i), c.ratio_spread?)))
         .collect();
-    let rmax = ratios.iter().map(|(_, s)| s.max).fold(1.2, f64::max) * 1.12;
+    // The axis follows the medians: one wild round (a regime change inside it) must not squeeze
+    // every bar into a sliver. Whiskers that go beyond it are cut at the edge and their maximum
+    // printed.
+    let median_top = ratios.iter().map(|(_, s)| s.median).fold(1.2, f64::max);
+    let rmax = ratios
+        .iter()
+        .map(|(_, s)| s.max)
+        .fold(1.2, f64::max)
+        .min(median_top * 1.6);
     let mut chart = ChartBuilder::on(&right)
         .margin(12)
         .x_label_area_size(44)
@@ -215,12 +223,22 @@ fn draw(
             .iter()
             .map(|(y, s)| Rectangle::new([(0.0, y - 0.2), (s.median, y + 0.2)], RATIO.filled())),
     )?;
-    chart.draw_series(ratios.iter().map(|(y, s)| whisker(s.min, s.max, *y, 0.12)))?;
+    chart.draw_series(
+        ratios
+            .iter()
+            .map(|(y, s)| whisker(s.min.min(rmax), s.max.min(rmax), *y, 0.12)),
+    )?;
+    // Each bar's median above its left end, where it is never cut off.
     for (y, s) in &ratios {
-        let (px, py) = chart.backend_coord(&(s.max, *y));
+        let (px, py) = chart.backend_coord(&(0.0, *y));
+        let text = if s.max > rmax {
+            format!("{:.2} (max {:.1})", s.median, s.max)
+        } else {
+            format!("{:.2}", s.median)
+        };
         root.draw(&Text::new(
-            format!("{:.2}", s.median),
-            (px + 6, py - 8),
+            text,
+            (px + 4, py - 26),
             ("sans-serif", 13).into_font(),
         ))?;
     }
