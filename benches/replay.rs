@@ -19,6 +19,20 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// CPU time of the calling thread. Replay runs on the thread that opens the channel, so on a
+/// shared machine this is what the open costs, whatever else is waiting for the cores.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Wall time of the open (as the fixture reports it) and CPU time of the open and close.
+fn cpu_of(f: impl FnOnce() -> Duration) -> (Duration, Duration) {
+    let c = thread_cpu();
+    let wall = f();
+    (wall, thread_cpu() - c)
+}
+
 fn ms(d: f64) -> String {
     format!("{:.1} ms", d * 1e3)
 }
@@ -70,31 +84,41 @@ fn main() {
     without.raw_read(log_bytes);
 
     let (mut ck, mut full, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ck_cpu, mut full_cpu, mut raw_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
-        let a: Duration = with_ckpt.time_open();
-        let b = without.time_open();
-        let c = without.raw_read(log_bytes);
+        let (a, a_cpu) = cpu_of(|| with_ckpt.time_open());
+        let (b, b_cpu) = cpu_of(|| without.time_open());
+        let (c, c_cpu) = cpu_of(|| without.raw_read(log_bytes));
         println!(
-            "round {r}: open with checkpoint {}, full replay {}, raw read {}",
+            "round {r}: open with checkpoint {} (cpu {}), full replay {} (cpu {}), raw read {} (cpu {})",
             ms(a.as_secs_f64()),
+            ms(a_cpu.as_secs_f64()),
             ms(b.as_secs_f64()),
-            ms(c.as_secs_f64())
+            ms(b_cpu.as_secs_f64()),
+            ms(c.as_secs_f64()),
+            ms(c_cpu.as_secs_f64()),
         );
         ck.push(a.as_secs_f64());
         full.push(b.as_secs_f64());
         raw.push(c.as_secs_f64());
+        ck_cpu.push(a_cpu.as_secs_f64());
+        full_cpu.push(b_cpu.as_secs_f64());
+        raw_cpu.push(c_cpu.as_secs_f64());
     }
     regime("after");
     println!(
         "== summary: {n} queued x 512 B, median [min-max] over {rounds} interleaved rounds =="
     );
-    for (name, xs) in [
-        ("open with checkpoint", &ck),
-        ("open, full replay", &full),
-        ("raw sequential read of the log", &raw),
+    for (name, xs, base) in [
+        ("open with checkpoint", &ck, &raw),
+        ("open, full replay", &full, &raw),
+        ("raw sequential read of the log", &raw, &raw),
+        ("CPU: open with checkpoint (and close)", &ck_cpu, &raw_cpu),
+        ("CPU: open, full replay (and close)", &full_cpu, &raw_cpu),
+        ("CPU: raw sequential read", &raw_cpu, &raw_cpu),
     ] {
         let (m, lo, hi) = median_min_max(xs);
-        let ratios: Vec<f64> = xs.iter().zip(&raw).map(|(x, r)| x / r).collect();
+        let ratios: Vec<f64> = xs.iter().zip(base).map(|(x, r)| x / r).collect();
         let (rm, rlo, rhi) = median_min_max(&ratios);
         println!(
             "{name}: {} [{}-{}], {:.2} M events/s, time / raw read = {rm:.2} [{rlo:.2}-{rhi:.2}]",

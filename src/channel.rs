@@ -65,12 +65,23 @@ impl Transaction {
     }
 
     /// Takes the event at the head of the queue, or returns `None` at once when it is empty.
+    ///
+    /// # Damaged events
+    /// A file channel checks each event's CRC as it reads it. A damaged one (bit rot in a
+    /// segment replay did not check in full) makes the take return [`Error::Corrupt`] naming the
+    /// segment and offset. With `recovery_mode = strict` the damaged event stays taken by this
+    /// transaction and the events behind it stay queued: **commit** to drop it for good; a
+    /// rollback (or dropping the transaction) puts it back at the head, where the next take
+    /// finds it again. With `recovery_mode = skip` the take skips it instead.
+    ///
+    /// [`Error::Corrupt`]: crate::Error::Corrupt
     pub fn take(&mut self) -> Result<Option<Event>> {
         Ok(self.ops.take(1, None)?.pop())
     }
 
     /// Takes up to `max` events, waiting up to `timeout` for the first one; returns an empty
-    /// vector when none arrived in time.
+    /// vector when none arrived in time. A damaged event ends the batch with an error, as
+    /// [`take`](Transaction::take) describes.
     pub fn take_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<Event>> {
         self.ops.take(max, Some(timeout))
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::at_rest::{Compression, DEFAULT_COMPRESSION_THRESHOLD, EncryptionConfig};
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, StdFs};
 use crate::replay::ReplayProgress;
@@ -64,6 +65,9 @@ pub struct FileChannelConfig {
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) file_system: Arc<dyn FileSystem>,
     pub(crate) replay_progress: Option<ProgressCallback>,
+    pub(crate) encryption: Option<EncryptionConfig>,
+    pub(crate) compression: Compression,
+    pub(crate) compression_threshold: u64,
 }
 
 impl fmt::Debug for FileChannelConfig {
@@ -83,6 +87,9 @@ impl fmt::Debug for FileChannelConfig {
             .field("fsync", &self.fsync)
             .field("recovery_mode", &self.recovery_mode)
             .field("file_system", &self.file_system)
+            .field("encryption", &self.encryption)
+            .field("compression", &self.compression)
+            .field("compression_threshold", &self.compression_threshold)
             .finish_non_exhaustive()
     }
 }
@@ -128,6 +135,9 @@ impl FileChannelConfig {
             recovery_mode: RecoveryMode::Strict,
             file_system: Arc::new(StdFs),
             replay_progress: None,
+            encryption: None,
+            compression: Compression::None,
+            compression_threshold: DEFAULT_COMPRESSION_THRESHOLD,
         }
     }
 
@@ -216,6 +226,31 @@ impl FileChannelConfig {
         self
     }
 
+    /// Encrypt event data in the log with AES-256-GCM under the configured keys (see
+    /// [`EncryptionConfig`] and docs/security.md). Default: no encryption. Events written
+    /// before encryption was turned on stay readable; once it is on, every key that a queued
+    /// event was written with must stay listed until the event is taken (replay refuses to open
+    /// otherwise, naming the key id and segment).
+    #[must_use]
+    pub fn encryption(mut self, enc: EncryptionConfig) -> Self {
+        self.encryption = Some(enc);
+        self
+    }
+    /// How event payloads are compressed in the log. Default [`Compression::None`]; `Zstd` needs
+    /// the `zstd` cargo feature. Reading handles every codec regardless of this setting.
+    #[must_use]
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+    /// Payloads (an event's body and headers) smaller than this are never compressed. Default
+    /// 256 bytes. A payload is stored compressed only when that saves at least 10% of it.
+    #[must_use]
+    pub fn compression_threshold(mut self, bytes: u64) -> Self {
+        self.compression_threshold = bytes;
+        self
+    }
+
     /// The checkpoint directory.
     pub fn checkpoint_dir(&self) -> &Path {
         &self.checkpoint_dir
@@ -229,6 +264,15 @@ impl FileChannelConfig {
     pub(crate) fn segment_room(&self) -> u64 {
         self.max_segment_size
             .saturating_sub(crate::format::segment_header::LEN as u64)
+    }
+
+    /// Bytes encryption adds to each stored event (its nonce and tag), 0 without encryption.
+    pub(crate) fn encryption_overhead(&self) -> u64 {
+        if self.encryption.is_some() {
+            crate::at_rest::ENCRYPTION_OVERHEAD as u64
+        } else {
+            0
+        }
     }
 
     /// Checks every limit; the error names the key.
@@ -271,16 +315,16 @@ impl FileChannelConfig {
                 format!("{} must be between 1 and 4 GiB", self.max_event_size),
             );
         }
-        let needed = self.max_event_size + crate::format::record::HEADER_LEN as u64;
+        let overhead = crate::format::record::HEADER_LEN as u64 + self.encryption_overhead();
+        let needed = self.max_event_size + overhead;
         if needed > self.segment_room() {
             return bad(
                 "max_segment_size",
                 format!(
-                    "{} leaves {} bytes for records, too little for one event of max_event_size {} plus its {}-byte header",
+                    "{} leaves {} bytes for records, too little for one event of max_event_size {} plus its {overhead}-byte header (and nonce and tag, if encrypted)",
                     self.max_segment_size,
                     self.segment_room(),
                     self.max_event_size,
-                    crate::format::record::HEADER_LEN
                 ),
             );
         }
@@ -298,6 +342,19 @@ impl FileChannelConfig {
                 "checkpoint_interval",
                 format!("{:?} is below the minimum of 1s", self.checkpoint_interval),
             );
+        }
+        if !self.compression.is_available() {
+            return bad(
+                "compression",
+                format!(
+                    "{} is not built in: build tidegate with the `{}` cargo feature",
+                    self.compression.name(),
+                    self.compression.name()
+                ),
+            );
+        }
+        if let Some(enc) = &self.encryption {
+            enc.validate()?;
         }
         if let FsyncPolicy::Interval(d) = self.fsync
             && d.is_zero()

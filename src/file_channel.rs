@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::at_rest::{Keyring, PayloadCodec};
 use crate::channel::{Channel, Transaction, TxnOps};
 use crate::checkpoint::{self, Checkpointer};
 use crate::config::{FileChannelConfig, FsyncPolicy, RecoveryMode};
@@ -44,7 +45,7 @@ use crate::log::{DirLog, LogShared};
 use crate::poison::Poison;
 use crate::queue::QueueState;
 use crate::replay::{self, RecoveryReport};
-use crate::segment::{self, SegmentTable};
+use crate::segment::{self, Segment, SegmentTable};
 use crate::stats::{ChannelStats, Counters};
 
 /// A put transaction writes its buffered records to the log early once they reach this size
@@ -70,6 +71,8 @@ struct Shutdown {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) cfg: FileChannelConfig,
+    /// How Put payloads are stored (compression, encryption) and read back.
+    codec: Arc<PayloadCodec>,
     pub(crate) shared: Arc<LogShared>,
     pub(crate) logs: Vec<DirLog>,
     pub(crate) segments: Arc<SegmentTable>,
@@ -99,6 +102,15 @@ impl FileChannel {
     /// previous checkpoint, then to a full replay, and says so in the [`RecoveryReport`].
     pub fn open(cfg: FileChannelConfig) -> Result<FileChannel> {
         cfg.validate()?;
+        let keyring = match &cfg.encryption {
+            Some(enc) => Some(Arc::new(Keyring::load(enc)?)),
+            None => None,
+        };
+        let codec = Arc::new(PayloadCodec::new(
+            cfg.compression,
+            cfg.compression_threshold,
+            keyring,
+        )?);
         let (rec, ckpt_lock) = replay::recover(&cfg)?;
         let poison = Arc::new(Poison::default());
         let segments = Arc::new(SegmentTable::default());
@@ -114,6 +126,7 @@ impl FileChannel {
             seq: AtomicU64::new(rec.last_seq),
             next_segment: AtomicU32::new(rec.next_segment),
             segment_size: cfg.max_segment_size,
+            codec: codec.clone(),
         });
         let mut locks = vec![ckpt_lock];
         let mut logs = Vec::with_capacity(rec.dirs.len());
@@ -136,7 +149,9 @@ impl FileChannel {
             logs.push(DirLog::new(i, dir.path, shared.clone(), active, tail));
             locks.push(dir.lock);
         }
+        check_keys(&codec, &segments, &rec.key_samples, cfg.max_event_size)?;
         let inner = Arc::new(Inner {
+            codec,
             checkpointer: Mutex::new(Checkpointer {
                 next_generation: rec.next_generation,
                 previous: rec.used,
@@ -215,6 +230,11 @@ impl FileChannel {
             open: !i.closed.load(Ordering::Acquire),
             poisoned: i.poison.cause(),
             replay: Some(i.report.clone()),
+            compression_input_bytes: Counters::get(&i.codec.counters.compress_in),
+            compression_output_bytes: Counters::get(&i.codec.counters.compress_out),
+            events_compressed: Counters::get(&i.codec.counters.compressed_events),
+            compression_cpu: Duration::from_nanos(Counters::get(&i.codec.counters.compress_ns)),
+            events_encrypted: Counters::get(&i.codec.counters.encrypted_events),
         }
     }
 
@@ -261,6 +281,73 @@ impl FileChannel {
     pub fn config(&self) -> &FileChannelConfig {
         &self.inner.cfg
     }
+}
+
+/// How many queued events per key id `open` tries to decrypt before it calls the key wrong.
+pub(crate) const KEY_SAMPLES: usize = 4;
+
+/// Checks, before the channel opens, that every key the queued events were encrypted with is
+/// configured and is the right key. `samples` holds, per key id, the first few queued events
+/// encrypted with it. A missing key fails the open naming the key id and the segment. For each
+/// key, one sample must decrypt: a sample whose payload CRC holds but whose tag fails means the
+/// key is wrong, unless another sample decrypts (then that one record was altered, and the take
+/// that reaches it reports it as corruption). Samples with a damaged payload are skipped.
+fn check_keys(
+    codec: &PayloadCodec,
+    segments: &SegmentTable,
+    samples: &std::collections::BTreeMap<u16, Vec<RecordPtr>>,
+    max_event_size: u64,
+) -> Result<()> {
+    for (&key_id, ptrs) in samples {
+        let Some(first) = ptrs.first() else { continue };
+        let seg_path = |ptr: &RecordPtr| {
+            segments.get(ptr.segment).map_or_else(
+                || format!("segment {}", ptr.segment),
+                |s| s.path.display().to_string(),
+            )
+        };
+        let keyring = codec.keyring().filter(|k| k.contains(key_id));
+        let Some(keyring) = keyring else {
+            return Err(Error::Config {
+                key: "encryption",
+                message: format!(
+                    "key {key_id} is not configured, but queued events are encrypted with it (first in {} at offset {}); list the key file under id {key_id} (docs/security.md)",
+                    seg_path(first),
+                    first.offset
+                ),
+            });
+        };
+        let mut failed_tag: Option<RecordPtr> = None;
+        let mut good = false;
+        for ptr in ptrs {
+            let Some(seg) = segments.get(ptr.segment) else {
+                continue;
+            };
+            let out = decode_event_at(&seg, ptr.offset, codec, max_event_size).ok();
+            match out {
+                Some(Ok(_)) => {
+                    good = true;
+                    break;
+                }
+                Some(Err(DecodeError::Authentication { .. })) => {
+                    failed_tag.get_or_insert(*ptr);
+                }
+                _ => {}
+            }
+        }
+        if let (false, Some(bad)) = (good, failed_tag) {
+            return Err(Error::Config {
+                key: "encryption",
+                message: format!(
+                    "key {key_id} ({}) does not decrypt the events encrypted with key {key_id} (first in {} at offset {}): it is not the key they were written with",
+                    keyring.describe(key_id),
+                    seg_path(&bad),
+                    bad.offset
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Channel for FileChannel {
@@ -390,7 +477,9 @@ impl Inner {
             .map_or(0, |h| h.len)
     }
 
-    /// Reads the event a Put record holds, checking its CRC. Returns it and its payload length.
+    /// Reads the event a Put record holds, checking its CRC and, if it is encrypted, its
+    /// authentication tag, and decompressing it if it is compressed. Returns the event and its
+    /// stored payload length.
     fn read_event(&self, ptr: RecordPtr) -> Result<(Event, u32)> {
         let Some(seg) = self.segments.get(ptr.segment) else {
             return Err(Error::Corrupt {
@@ -402,25 +491,40 @@ impl Inner {
                 },
             });
         };
-        let corrupt = |source| Error::Corrupt {
+        let decoded = decode_event_at(&seg, ptr.offset, &self.codec, self.cfg.max_event_size)
+            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
+        decoded.map_err(|source| Error::Corrupt {
             path: seg.path.clone(),
             offset: ptr.offset,
             source,
-        };
-        let h = seg.put_header(ptr.offset).map_err(corrupt)?;
-        let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
-        let mut out = Err(DecodeError::Truncated {
-            needed: h.record_len(),
-            available: 0,
-        });
-        seg.map
-            .visit(ptr.offset, len, &mut |bytes| {
-                out = record::verify(&h, bytes)
-                    .and_then(|()| record::decode_put(&bytes[HEADER_LEN..]));
-            })
-            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
-        Ok((out.map_err(corrupt)?, h.len))
+        })
     }
+}
+
+/// Reads the event of the Put record at `offset` in `seg`: header, payload CRC and, as the
+/// header says, authentication tag and bounded decompression. Returns it with its stored payload
+/// length. The outer error is an I/O failure reading the map; the inner one, a damaged record.
+fn decode_event_at(
+    seg: &Segment,
+    offset: u64,
+    codec: &PayloadCodec,
+    max_event_size: u64,
+) -> std::io::Result<std::result::Result<(Event, u32), DecodeError>> {
+    let h = match seg.put_header(offset) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
+    let mut out = Err(DecodeError::Truncated {
+        needed: h.record_len(),
+        available: 0,
+    });
+    seg.map.visit(offset, len, &mut |bytes| {
+        out = record::verify(&h, bytes).and_then(|()| {
+            record::decode_put_stored(&h, &bytes[HEADER_LEN..], codec, max_event_size)
+        });
+    })?;
+    Ok(out.map(|ev| (ev, h.len)))
 }
 
 impl Drop for Inner {
@@ -448,8 +552,10 @@ struct PutState {
     dir: usize,
     buf: Vec<u8>,
     records: Vec<Unsealed>,
-    /// Payload length of every put, in order.
+    /// Stored payload length of every put, in order.
     lens: Vec<u32>,
+    /// Reused by compression.
+    scratch: Vec<u8>,
     /// Where records already spilled to the log start.
     spilled: Vec<RecordPtr>,
     reserved_bytes: u64,
@@ -568,6 +674,7 @@ impl FileTxn {
                 buf: Vec::new(),
                 records: Vec::new(),
                 lens: Vec::new(),
+                scratch: Vec::new(),
                 spilled: Vec::new(),
                 reserved_bytes: 0,
             });
@@ -586,14 +693,25 @@ impl FileTxn {
         {
             self.spill()?;
         }
-        self.reserve(size)?;
+        // Encode (and compress) first: capacity counts the payload as stored, which is what
+        // replay reads back from the record headers.
         let Mode::Put(p) = &mut self.mode else {
             return Ok(());
         };
-        let u = record::encode_put(&mut p.buf, self.id, event);
+        let u = record::encode_put_with(&mut p.buf, self.id, event, &ch.codec, &mut p.scratch);
+        let stored = (u.end - u.start - HEADER_LEN) as u64;
+        if let Err(e) = self.reserve(stored) {
+            if let Mode::Put(p) = &mut self.mode {
+                p.buf.truncate(u.start);
+            }
+            return Err(e);
+        }
+        let Mode::Put(p) = &mut self.mode else {
+            return Ok(());
+        };
         p.records.push(u);
-        p.lens.push(size as u32);
-        p.reserved_bytes += size;
+        p.lens.push(stored as u32);
+        p.reserved_bytes += stored;
         self.ops += 1;
         Ok(())
     }

@@ -33,12 +33,16 @@
 //! commit, checkpoint and replay protocols.
 
 #[cfg(feature = "cli")]
+pub mod agent;
+pub mod at_rest;
+#[cfg(feature = "cli")]
 pub mod bench;
 pub mod channel;
 mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
+pub mod crashtest;
 pub mod error;
 pub mod event;
 pub mod file_channel;
@@ -48,6 +52,7 @@ pub mod ids;
 pub mod io;
 mod log;
 pub mod memory_channel;
+pub mod offline;
 mod poison;
 mod queue;
 pub mod replay;

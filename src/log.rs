@@ -3,8 +3,9 @@
 //!
 //! # Append protocol
 //! Under the append lock: give each record of the batch the next sequence numbers and seal it
-//! (CRC), roll first if the batch does not fit, `pwrite` it at the tail, advance the tail, and
-//! run the caller's hook (which registers a committing transaction with the queue state, so a
+//! (header CRC; an encrypted Put is encrypted here, since its nonce holds its sequence number),
+//! roll first if the batch does not fit, `pwrite` it at the tail, advance the tail, and run the
+//! caller's hook (which registers a committing transaction with the queue state, so a
 //! checkpoint snapshot, which takes every append lock, sees the commit either applied or listed).
 //! Appends go through `pwrite` into preallocated segments; DESIGN.md ("Append path") records the
 //! measurement behind that choice.
@@ -22,6 +23,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use crate::at_rest::PayloadCodec;
 use crate::error::{Error, Result};
 use crate::format::record::{self, Unsealed};
 use crate::format::segment_header;
@@ -51,6 +53,8 @@ pub(crate) struct LogShared {
     /// The next segment id (global, ids are unique across directories).
     pub(crate) next_segment: AtomicU32,
     pub(crate) segment_size: u64,
+    /// Encrypts Put payloads as they are sealed (their nonce includes the sequence number).
+    pub(crate) codec: Arc<PayloadCodec>,
 }
 
 struct Writer {
@@ -154,7 +158,8 @@ impl DirLog {
                 };
                 return Err(self.shared.poison.poison(&e));
             }
-            record::seal(buf, r, seq);
+            // Nothing is written yet: a failure here is an ordinary error.
+            record::seal_with(buf, r, seq, &self.shared.codec)?;
         }
         let mut out = Appended {
             ptrs: Vec::with_capacity(records.len()),
@@ -174,6 +179,17 @@ impl DirLog {
                     break;
                 }
                 j += 1;
+            }
+            // A batch that does not fit the room left but fits a fresh segment rolls before it
+            // writes anything: if the roll fails (no space for a new segment), the append fails
+            // cleanly instead of leaving part of the batch in the log and poisoning.
+            let whole = (buf.len() - start) as u64;
+            if i == 0
+                && j < records.len()
+                && w.tail > segment_header::LEN as u64
+                && segment_header::LEN as u64 + whole <= self.shared.segment_size
+            {
+                j = i;
             }
             if j == i {
                 if w.tail == segment_header::LEN as u64 && room >= self.shared.segment_size {

@@ -4,7 +4,9 @@
 //! Everything here is guarded by one mutex (`FileChannel`'s state lock). Lock order: a log's
 //! append lock, then this one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
 

@@ -21,7 +21,9 @@
 //!    had not committed (their records are written only at commit) stay in the queue, so they
 //!    are delivered again, in order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,6 +128,8 @@ pub(crate) struct OpenedDir {
 #[derive(Debug)]
 pub(crate) struct Recovered {
     pub(crate) state: QueueState,
+    /// Per key id, the first few queued events encrypted with it (checked at open).
+    pub(crate) key_samples: BTreeMap<u16, Vec<RecordPtr>>,
     pub(crate) report: RecoveryReport,
     pub(crate) last_seq: u64,
     pub(crate) next_txn: u64,
@@ -151,7 +155,8 @@ pub(crate) enum Payload {
 }
 
 enum Effect {
-    Puts(Vec<(RecordPtr, u32)>),
+    /// Each Put's position, stored payload length and key id (0: not encrypted).
+    Puts(Vec<(RecordPtr, u32, u16)>),
     Takes(Vec<RecordPtr>),
 }
 
@@ -162,7 +167,7 @@ struct CommitEvent {
 
 #[derive(Default)]
 struct PendingTxn {
-    puts: Vec<(RecordPtr, u32)>,
+    puts: Vec<(RecordPtr, u32, u16)>,
     takes: Vec<RecordPtr>,
 }
 
@@ -260,6 +265,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     };
     let Built {
         state,
+        key_samples,
         scans,
         last_seq,
         next_txn,
@@ -311,6 +317,17 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
                     bytes = n,
                     "bytes beyond the end of the log (a write that reached the disk out of order at a crash): zeroed"
                 );
+            }
+        }
+        // The previous session may have left unsynced bytes (a process crash keeps the page
+        // cache) in its newest non-empty segment. Appends may continue in a newer (spare)
+        // segment, and nothing else would ever sync this one: sync it now, so that every
+        // segment older than the newest non-empty one is durable (§4.3, §7.1).
+        if let Some(first) = first_unsealed(&dirs[i].segments) {
+            for seg in dirs[i].segments.iter().filter(|s| s.id >= first) {
+                seg.file
+                    .sync_data()
+                    .map_err(|e| Error::io("syncing segment after replay", &seg.path, e))?;
             }
         }
         tails.push(tail);
@@ -368,6 +385,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     Ok((
         Recovered {
             state,
+            key_samples,
             report,
             // The gap puts every new sequence number and transaction id above anything a crash
             // may have left past the end of the log (a later unsynced write that reached the
@@ -573,6 +591,7 @@ pub(crate) fn read_file(fs: &dyn FileSystem, path: &Path) -> std::io::Result<Vec
 
 struct Built {
     state: QueueState,
+    key_samples: BTreeMap<u16, Vec<RecordPtr>>,
     scans: Vec<DirScan>,
     last_seq: u64,
     next_txn: u64,
@@ -692,8 +711,8 @@ fn try_checkpoint(
     let mut commits: Vec<&CommitEvent> = scans.iter().flat_map(|s| s.commits.iter()).collect();
     commits.sort_by_key(|c| c.seq);
     let mut queued_bytes = ck.map_or(0, |c| c.queued_bytes);
-    let mut added: Vec<(RecordPtr, u32)> = Vec::new();
-    let mut removed: HashSet<RecordPtr> = HashSet::new();
+    let mut added: Vec<(RecordPtr, u32, u16)> = Vec::new();
+    let mut removed: HashSet<RecordPtr> = HashSet::default();
     for c in commits {
         match &c.effect {
             Effect::Puts(p) => added.extend_from_slice(p),
@@ -705,19 +724,37 @@ fn try_checkpoint(
     let mut state = QueueState::default();
     let mut queue = VecDeque::with_capacity(base.len() + added.len());
     let mut inflight_redelivered = 0u64;
+    // Consecutive queue entries nearly always share a segment: look it up once per run.
+    let mut current: Option<&Arc<Segment>> = None;
+    let mut key_samples = BTreeMap::new();
     for (i, ptr) in base.iter().enumerate() {
-        let Some(seg) = all_segments.get(&ptr.segment) else {
-            return Ok(Err(format!(
-                "its queue refers to segment {}, which is missing",
-                ptr.segment
-            )));
+        let seg = match current {
+            Some(seg) if seg.id == ptr.segment => seg,
+            _ => {
+                let Some(seg) = all_segments.get(&ptr.segment) else {
+                    return Ok(Err(format!(
+                        "its queue refers to segment {}, which is missing",
+                        ptr.segment
+                    )));
+                };
+                current = Some(seg);
+                seg
+            }
         };
-        if let Err(e) = check_put_header(seg, ptr.offset) {
-            return Ok(Err(format!(
-                "its queue refers to {ptr}, which is not an event in the log: {e}"
-            )));
+        if let Some(ahead) = base.get(i + READ_AHEAD_RECORDS as usize)
+            && ahead.segment == seg.id
+        {
+            seg.map.prefetch(ahead.offset, HEADER_LEN as u64);
         }
-        if removed.remove(ptr) {
+        let key_id = match check_put_header(seg, ptr.offset) {
+            Ok(key_id) => key_id,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "its queue refers to {ptr}, which is not an event in the log: {e}"
+                )));
+            }
+        };
+        if !removed.is_empty() && removed.remove(ptr) {
             match read_put_len(seg, ptr.offset) {
                 Ok(len) => queued_bytes = queued_bytes.saturating_sub(u64::from(len)),
                 Err(e) => {
@@ -731,13 +768,15 @@ fn try_checkpoint(
         if i < inflight {
             inflight_redelivered += 1;
         }
+        sample_key(&mut key_samples, key_id, *ptr);
         queue.push_back(*ptr);
     }
-    for (ptr, len) in added {
+    for (ptr, len, key_id) in added {
         if removed.remove(&ptr) {
             continue;
         }
         queued_bytes += u64::from(len);
+        sample_key(&mut key_samples, key_id, ptr);
         queue.push_back(ptr);
     }
     if ck.is_some() && !removed.is_empty() {
@@ -769,6 +808,7 @@ fn try_checkpoint(
     let _ = report;
     Ok(Ok(Built {
         state,
+        key_samples,
         scans,
         last_seq,
         next_txn,
@@ -800,23 +840,57 @@ impl Progress<'_> {
 }
 
 /// Checks, from its header alone (no body read), that a Put record starts at `offset`: a
-/// checkpoint whose queue points at bytes that are not there is not used.
-fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(), DecodeError> {
-    seg.put_header(offset).map(|_| ())
+/// checkpoint whose queue points at bytes that are not there is not used. Returns its key id.
+fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<u16, DecodeError> {
+    seg.put_header(offset).map(|h| h.key_id)
+}
+
+/// Remembers the first few queued events encrypted with each key, for the key check at open.
+fn sample_key(samples: &mut BTreeMap<u16, Vec<RecordPtr>>, key_id: u16, ptr: RecordPtr) {
+    if key_id == 0 {
+        return;
+    }
+    let v = samples.entry(key_id).or_default();
+    if v.len() < crate::file_channel::KEY_SAMPLES {
+        v.push(ptr);
+    }
 }
 
 fn read_put_len(seg: &Segment, offset: u64) -> std::result::Result<u32, DecodeError> {
     seg.put_header(offset).map(|h| h.len)
 }
 
-/// Reads and checks the record at `offset`: header, bounds, CRC, and `seq > after_seq`.
-/// Returns the header and what its payload says that replay needs.
+/// How much of a record replay checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyCheck {
+    /// Header CRC, bounds and `seq` only for Put records (their payload CRC is checked when the
+    /// event is read). For segments that were synced before the log moved past them: a crash
+    /// cannot have torn them (DESIGN.md §7.3).
+    HeaderOnly,
+    /// Every payload CRC too: for the newest segment of a directory, where an unfinished write
+    /// may have left a header whose payload never reached the disk.
+    Full,
+}
+
+/// Reads and checks the record at `offset`: header CRC, bounds, payload CRC (except a Put's
+/// under [`BodyCheck::HeaderOnly`]), and `seq > after_seq`. Returns the header and what its
+/// payload says that replay needs.
 pub(crate) fn read_record(
     seg: &Segment,
     offset: u64,
     after_seq: u64,
+    check: BodyCheck,
 ) -> std::result::Result<(RecordHeader, Payload), DecodeError> {
     let h = seg.record_header(offset)?;
+    if h.seq <= after_seq {
+        return Err(DecodeError::Invalid {
+            field: "sequence number (not increasing)",
+            value: h.seq,
+        });
+    }
+    if h.kind == Kind::Put && check == BodyCheck::HeaderOnly {
+        return Ok((h, Payload::Put));
+    }
     let end = offset.saturating_add(h.record_len());
     let mut result = Ok(Payload::Put);
     let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
@@ -837,40 +911,46 @@ pub(crate) fn read_record(
             needed: end,
             available: seg.map.len(),
         })?;
-    let target = result?;
-    if h.seq <= after_seq {
-        return Err(DecodeError::Invalid {
-            field: "sequence number (not increasing)",
-            value: h.seq,
-        });
-    }
-    Ok((h, target))
+    Ok((h, result?))
+}
+
+/// The first segment of a directory whose records replay checks in full: the newest one that
+/// holds any record. Every older segment was synced before the log wrote past it (§4.3).
+fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
+    segments.iter().rev().find_map(|seg| {
+        let mut hb = [0u8; HEADER_LEN];
+        let first = segment_header::LEN as u64;
+        match seg.map.read_into(first, &mut hb) {
+            Ok(()) if record::is_end_marker(&hb) => None,
+            _ => Some(seg.id),
+        }
+    })
 }
 
 /// Finds the next offset after `from` in `seg` where a valid record with `seq > after_seq`
 /// starts. Skips runs of zeros quickly (segments are preallocated with zeros).
-fn resync(seg: &Segment, from: u64, after_seq: u64) -> Option<u64> {
+pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck) -> Option<u64> {
     let len = seg.map.len();
     let mut pos = from;
     while pos.saturating_add(HEADER_LEN as u64) <= len {
-        // Jump to the next byte that could be a record kind (1..=4) at header offset 24.
+        // Jump to the next byte that could be a record kind (1..=4) at header offset 12.
         let mut next = None;
         let window = (len - pos).min(1 << 20) as usize;
         let _ = seg.map.visit(pos, window, &mut |bytes| {
             next = bytes
                 .iter()
-                .skip(24)
+                .skip(KIND_OFFSET)
                 .position(|b| (1..=4).contains(b))
                 .map(|i| i as u64);
         });
         match next {
             None => {
-                pos += (window as u64).saturating_sub(24).max(1);
+                pos += (window as u64).saturating_sub(KIND_OFFSET as u64).max(1);
                 continue;
             }
             Some(i) => {
                 let candidate = pos + i;
-                if read_record(seg, candidate, after_seq).is_ok() {
+                if read_record(seg, candidate, after_seq, check).is_ok() {
                     return Some(candidate);
                 }
                 pos = candidate + 1;
@@ -880,6 +960,18 @@ fn resync(seg: &Segment, from: u64, after_seq: u64) -> Option<u64> {
     None
 }
 
+/// How far ahead of the record it is reading replay asks the map to load bytes (see
+/// [`MappedRegion::prefetch`]). Replay reads one header, which says where the next one is: a
+/// chain of dependent loads that waits on memory at every record when payloads are not hashed.
+/// Records are often of similar size, so the bytes a few records further along, at the current
+/// record's length, are a good guess; a wrong guess costs only the hint.
+///
+/// [`MappedRegion::prefetch`]: crate::io::MappedRegion::prefetch
+const READ_AHEAD_RECORDS: u64 = 8;
+
+/// Offset of the kind byte in a record header.
+const KIND_OFFSET: usize = 12;
+
 fn scan_dir(
     mode: RecoveryMode,
     segments: &[Arc<Segment>],
@@ -888,10 +980,15 @@ fn scan_dir(
     progress: &mut Progress<'_>,
 ) -> Result<DirScan> {
     let mut scan = DirScan::default();
-    let mut pending: HashMap<u64, PendingTxn> = HashMap::new();
+    let mut pending: HashMap<u64, PendingTxn> = HashMap::default();
     let mut last_seq = 0u64;
     let mut bad: Option<BadRecord> = None;
+    let full_from = first_unsealed(segments);
     for seg in segments.iter().filter(|s| s.id >= plan.start.segment) {
+        let check = match full_from {
+            Some(id) if seg.id >= id => BodyCheck::Full,
+            _ => BodyCheck::HeaderOnly,
+        };
         let mut off = if seg.id == plan.start.segment {
             plan.start.offset.max(segment_header::LEN as u64)
         } else {
@@ -913,7 +1010,7 @@ fn scan_dir(
             } else {
                 last_seq
             };
-            match read_record(seg, off, floor) {
+            match read_record(seg, off, floor, check) {
                 Ok((h, payload)) => {
                     if let Some(b) = bad.take() {
                         corruption(mode, &b, &mut scan)?;
@@ -922,6 +1019,11 @@ fn scan_dir(
                         segment: seg.id,
                         offset: off,
                     };
+                    if check == BodyCheck::HeaderOnly {
+                        let len = h.record_len();
+                        seg.map
+                            .prefetch(off.saturating_add(len * READ_AHEAD_RECORDS), len);
+                    }
                     apply_record(&h, ptr, payload, plan, committing, &mut pending, &mut scan);
                     last_seq = h.seq;
                     scan.max_seq = scan.max_seq.max(h.seq);
@@ -929,7 +1031,7 @@ fn scan_dir(
                     scan.records += 1;
                     off += h.record_len();
                 }
-                Err(error) => match resync(seg, off + 1, floor) {
+                Err(error) => match resync(seg, off + 1, floor, check) {
                     Some(next) => {
                         let b = BadRecord {
                             seg: seg.clone(),
@@ -987,7 +1089,11 @@ fn apply_record(
     scan: &mut DirScan,
 ) {
     match h.kind {
-        Kind::Put => pending.entry(h.txn).or_default().puts.push((ptr, h.len)),
+        Kind::Put => pending
+            .entry(h.txn)
+            .or_default()
+            .puts
+            .push((ptr, h.len, h.key_id)),
         Kind::Take => {
             if let Payload::Take(t) = payload {
                 pending.entry(h.txn).or_default().takes.push(t);
@@ -1023,26 +1129,7 @@ fn apply_record(
 /// Zeroes a torn tail from its offset to the last non-zero byte of the segment, then syncs.
 fn zero_tail(torn: &BadRecord) -> Result<u64> {
     let seg = &torn.seg;
-    let len = seg.map.len();
-    let mut last_nonzero = torn.offset;
-    let mut pos = torn.offset;
-    while pos < len {
-        let window = (len - pos).min(1 << 20) as usize;
-        let _ = seg.map.visit(pos, window, &mut |bytes| {
-            // OR-folding 4 KiB blocks vectorises; only a block with a set bit is searched.
-            let nonzero = bytes
-                .chunks(4096)
-                .rposition(|c| c.iter().fold(0u8, |a, b| a | b) != 0);
-            if let Some(block) = nonzero {
-                let start = block * 4096;
-                let end = (start + 4096).min(bytes.len());
-                if let Some(i) = bytes[start..end].iter().rposition(|b| *b != 0) {
-                    last_nonzero = pos + (start + i) as u64 + 1;
-                }
-            }
-        });
-        pos += window as u64;
-    }
+    let last_nonzero = seg.last_nonzero(torn.offset);
     let n = last_nonzero.saturating_sub(torn.offset);
     if n == 0 {
         return Ok(0);

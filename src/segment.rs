@@ -111,7 +111,8 @@ pub(crate) fn open(
 
 impl Segment {
     /// Reads and decodes the record header at `offset` and checks that the whole record lies
-    /// inside the segment, after the segment header. The CRC is not checked (it needs the body).
+    /// inside the segment, after the segment header. The header CRC is checked; the payload CRC
+    /// is not (that needs the payload: [`record::verify`]).
     pub(crate) fn record_header(
         &self,
         offset: u64,
@@ -139,6 +140,32 @@ impl Segment {
             });
         }
         Ok(h)
+    }
+
+    /// The offset just past the last non-zero byte at or after `from` (`from` when there is
+    /// none): where a torn tail or leftover bytes end.
+    pub(crate) fn last_nonzero(&self, from: u64) -> u64 {
+        let len = self.map.len();
+        let mut last_nonzero = from;
+        let mut pos = from;
+        while pos < len {
+            let window = (len - pos).min(1 << 20) as usize;
+            let _ = self.map.visit(pos, window, &mut |bytes| {
+                // OR-folding 4 KiB blocks vectorises; only a block with a set bit is searched.
+                let nonzero = bytes
+                    .chunks(4096)
+                    .rposition(|c| c.iter().fold(0u8, |a, b| a | b) != 0);
+                if let Some(block) = nonzero {
+                    let start = block * 4096;
+                    let end = (start + 4096).min(bytes.len());
+                    if let Some(i) = bytes[start..end].iter().rposition(|b| *b != 0) {
+                        last_nonzero = pos + (start + i) as u64 + 1;
+                    }
+                }
+            });
+            pos += window as u64;
+        }
+        last_nonzero
     }
 
     /// Like [`Segment::record_header`], and the record must be a Put.

@@ -88,4 +88,17 @@ pub struct ChannelStats {
     pub poisoned: Option<String>,
     /// What replay found at open.
     pub replay: Option<RecoveryReport>,
+    /// Payload bytes (body and headers) of the events offered to compression since open: those
+    /// at or above `compression_threshold`. The compression ratio is
+    /// `compression_output_bytes / compression_input_bytes`.
+    pub compression_input_bytes: u64,
+    /// What those payloads take in the log: compressed, or as they were when compressing them
+    /// did not save at least 10%.
+    pub compression_output_bytes: u64,
+    /// Events stored compressed since open.
+    pub events_compressed: u64,
+    /// CPU time spent compressing (puts) and decompressing (takes) since open.
+    pub compression_cpu: Duration,
+    /// Events stored encrypted since open.
+    pub events_encrypted: u64,
 }

@@ -143,24 +143,41 @@ fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
     truncated.pop();
     let mut lying = Vec::new();
     let mut w = Writer::new(&mut lying);
-    w.u32(0); // crc, set below
+    w.u32(0); // hcrc, set below
+    w.u32(0); // pcrc, set below
     w.u32(8); // len
+    w.u8(Kind::Put as u8);
+    w.bytes(&[0; 3]); // flags, key id
     w.u64(1); // seq
     w.u64(1); // txn
-    w.u8(Kind::Put as u8);
-    w.bytes(&[0; 7]); // flags, reserved, key id
     w.u32(0); // body_len
     w.u32(u32::MAX); // header count
-    let crc = crc32(&lying[4..]);
-    lying[..4].copy_from_slice(&crc.to_le_bytes());
+    record::reseal(&mut lying);
     let mut flagged = sealed(|b| record::encode_marker(b, Kind::Commit, 1, 0), 1);
-    flagged[25] = 2;
-    let crc = crc32(&flagged[4..]);
-    flagged[..4].copy_from_slice(&crc.to_le_bytes());
+    flagged[13] = 2;
+    record::reseal(&mut flagged);
     let mut huge = put.clone();
-    huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    huge[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    let hcrc = crc32(&huge[4..record::HEADER_LEN]);
+    huge[..4].copy_from_slice(&hcrc.to_le_bytes());
+    let lz4 = tidegate::at_rest::PayloadCodec::new(tidegate::at_rest::Compression::Lz4, 0, None)
+        .expect("codec");
+    let compressible =
+        Event::new(b"GET /index.html HTTP/1.1 200 ".repeat(20)).with_header("h", "v");
+    let put_lz4 = {
+        let mut b = Vec::new();
+        let u = record::encode_put_with(&mut b, 7, &compressible, &lz4, &mut Vec::new());
+        record::seal_with(&mut b, &u, 43, &lz4).expect("seal");
+        b
+    };
+    let mut lying_lz4 = put_lz4.clone();
+    lying_lz4[record::HEADER_LEN + 1..record::HEADER_LEN + 5]
+        .copy_from_slice(&u32::MAX.to_le_bytes()); // raw_len
+    record::reseal(&mut lying_lz4);
     vec![
         ("valid-put", put),
+        ("valid-put-lz4", put_lz4),
+        ("lz4-lying-raw-len", lying_lz4),
         (
             "valid-put-empty",
             sealed(|b| record::encode_put(b, 1, &Event::new(Vec::new())), 1),
@@ -420,7 +437,7 @@ fn open_dir_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut flagged = log_only.clone();
     flagged[0] |= FIX_CRCS;
     let first_record = harness::IMAGE_HEADER_LEN + segment_header::LEN;
-    flagged[first_record + 25] = 1;
+    flagged[first_record + 13] = 1;
     seeds.push(("damaged-record-crc-fixed", flagged));
     let mut renamed = log_only.clone();
     renamed[1] = 7;

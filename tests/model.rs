@@ -10,9 +10,10 @@
 //! and crashes, which lose the open transaction), and `stats()` counts what the model holds.
 //! Each case ends by draining the channel and checking that disk usage follows the backlog.
 //!
-//! The model runs twice: on the real file system (where a "crash" drops every handle without
+//! The model runs on the real file system (where a "crash" drops every handle without
 //! `close()`, as a killed process does), and on `MemFs`, where `PowerLoss` keeps only the bytes
-//! and directory entries that were synced, plus a torn 4 KiB tail, before reopening.
+//! and directory entries that were synced, plus a torn 4 KiB tail, before reopening; the `MemFs`
+//! run is repeated with encryption and LZ4 compression on.
 //!
 //! Each case runs 1 to 59 operations. `PROPTEST_CASES` overrides the number of cases (256 by
 //! default, a few seconds in debug builds); `PROPTEST_RNG_SEED` fixes the generator. Failures
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
+use tidegate::at_rest::{Compression, EncryptionConfig, generate_key_file};
 use tidegate::io::{Cut, FileSystem, MemFs, TornTail};
 use tidegate::{Event, FileChannel, FileChannelConfig, Transaction};
 
@@ -181,8 +183,8 @@ fn id_of(e: &Event) -> u64 {
     id
 }
 
-fn config(root: &Path, mem: Option<&MemFs>) -> FileChannelConfig {
-    let cfg = FileChannelConfig::new(
+fn config(root: &Path, mem: Option<&MemFs>, at_rest: bool) -> FileChannelConfig {
+    let mut cfg = FileChannelConfig::new(
         root.join("ckpt"),
         vec![root.join("data1"), root.join("data2")],
     )
@@ -192,6 +194,17 @@ fn config(root: &Path, mem: Option<&MemFs>) -> FileChannelConfig {
     .keep_alive(Duration::from_millis(10))
     .capacity(CAPACITY)
     .transaction_capacity(TXN_CAPACITY);
+    if at_rest {
+        // The key file lives on the real disk even when the channel runs on MemFs.
+        let key = root.join("k1.key");
+        if !key.exists() {
+            generate_key_file(&key).expect("key file");
+        }
+        cfg = cfg
+            .compression(Compression::Lz4)
+            .compression_threshold(64)
+            .encryption(EncryptionConfig::new(1).key(1, key));
+    }
     match mem {
         Some(fs) => cfg.file_system(Arc::new(fs.clone())),
         None => cfg,
@@ -224,6 +237,8 @@ struct Harness {
     root: tempfile::TempDir,
     /// When set, the channel runs on this in-memory file system instead of `root`'s disk.
     mem: Option<MemFs>,
+    /// Encryption and compression on.
+    at_rest: bool,
     ch: Option<FileChannel>,
     tx: Option<Transaction>,
     model: Model,
@@ -232,12 +247,14 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(mem: Option<MemFs>) -> Self {
+    fn new(mem: Option<MemFs>, at_rest: bool) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
-        let ch = FileChannel::open(config(root.path(), mem.as_ref())).expect("open a new channel");
+        let ch = FileChannel::open(config(root.path(), mem.as_ref(), at_rest))
+            .expect("open a new channel");
         Harness {
             root,
             mem,
+            at_rest,
             ch: Some(ch),
             tx: None,
             model: Model::default(),
@@ -352,7 +369,8 @@ impl Harness {
     }
 
     fn reopen(&mut self) {
-        let ch = FileChannel::open(config(self.root.path(), self.mem.as_ref())).expect("reopen");
+        let ch = FileChannel::open(config(self.root.path(), self.mem.as_ref(), self.at_rest))
+            .expect("reopen");
         assert_eq!(
             ch.recovery_report().events_restored,
             self.model.queue.len() as u64,
@@ -557,7 +575,7 @@ proptest! {
 
     #[test]
     fn file_channel_matches_the_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let mut h = Harness::new(None);
+        let mut h = Harness::new(None, false);
         for op in &ops {
             h.apply(op);
         }
@@ -569,7 +587,19 @@ proptest! {
     fn file_channel_on_memfs_matches_the_model_across_power_losses(
         ops in prop::collection::vec(op_strategy(), 1..60)
     ) {
-        let mut h = Harness::new(Some(MemFs::new()));
+        let mut h = Harness::new(Some(MemFs::new()), false);
+        for op in &ops {
+            h.apply(op);
+        }
+        h.finish();
+    }
+
+    /// The `MemFs` model with encryption and LZ4 compression on.
+    #[test]
+    fn encrypted_compressed_channel_on_memfs_matches_the_model_across_power_losses(
+        ops in prop::collection::vec(op_strategy(), 1..60)
+    ) {
+        let mut h = Harness::new(Some(MemFs::new()), true);
         for op in &ops {
             h.apply(op);
         }

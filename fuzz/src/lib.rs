@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tidegate::at_rest::{Compression, PayloadCodec};
 use tidegate::format::record::{self, Kind, RecordHeader};
 use tidegate::format::{checkpoint, crc32, file_name, segment_header};
 use tidegate::io::{FileSystem, MemFs, StdFs};
@@ -34,6 +35,7 @@ pub fn decode_record(data: &[u8]) -> bool {
     };
     assert_eq!(payload.len() as u64, u64::from(header.len));
     match header.kind {
+        Kind::Put if header.flags != 0 => decode_transformed_put(&header, payload),
         Kind::Put => match record::decode_put(payload) {
             Ok(event) => {
                 let mut buf = Vec::new();
@@ -74,6 +76,30 @@ pub fn decode_record(data: &[u8]) -> bool {
             true
         }
     }
+}
+
+/// A compressed (or encrypted) Put: decoded without keys (so an encrypted one fails cleanly with
+/// the key missing), decompressed within a bound; a decoded event re-encodes compressed to a
+/// record that decodes to the same event.
+fn decode_transformed_put(header: &RecordHeader, payload: &[u8]) -> bool {
+    static CODEC: std::sync::OnceLock<Option<PayloadCodec>> = std::sync::OnceLock::new();
+    let Some(codec) = CODEC.get_or_init(|| PayloadCodec::new(Compression::Lz4, 0, None).ok())
+    else {
+        return false;
+    };
+    let Ok(event) = record::decode_put_stored(header, payload, codec, 1 << 20) else {
+        return false;
+    };
+    let mut buf = Vec::new();
+    let u = record::encode_put_with(&mut buf, header.txn, &event, codec, &mut Vec::new());
+    record::seal_with(&mut buf, &u, header.seq, codec).expect("no key needed");
+    let (again, p) = record::decode(&buf).expect("a re-encoded Put decodes");
+    same_header(header, &again);
+    assert_eq!(
+        record::decode_put_stored(&again, p, codec, 1 << 20).expect("re-encoded Put payload"),
+        event
+    );
+    true
 }
 
 fn same_header(a: &RecordHeader, b: &RecordHeader) {
@@ -265,20 +291,14 @@ fn fix_segment_crcs(seg: &mut [u8]) {
     let crc = crc32(&seg[..60]);
     seg[60..64].copy_from_slice(&crc.to_le_bytes());
     let mut off = segment_header::LEN;
-    while let Some(h) = seg
-        .get(off..off + record::HEADER_LEN)
-        .and_then(|b| record::decode_header(b).ok())
-    {
-        let Some(end) = usize::try_from(h.record_len())
-            .ok()
-            .and_then(|n| off.checked_add(n))
-            .filter(|&end| end <= seg.len())
-        else {
+    while let Some(rest) = seg.get_mut(off..) {
+        if rest.len() < record::HEADER_LEN || record::is_end_marker(&rest[..record::HEADER_LEN]) {
             break;
-        };
-        let crc = crc32(&seg[off + 4..end]);
-        seg[off..off + 4].copy_from_slice(&crc.to_le_bytes());
-        off = end;
+        }
+        match record::reseal(rest) {
+            Some(len) => off += len,
+            None => break,
+        }
     }
 }
 

@@ -7,9 +7,18 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::{Event, FileChannel, FileChannelConfig, FsyncPolicy, RecoveryMode};
-
+pub mod agent;
 pub mod bench;
+pub mod convert;
+pub mod validate;
+
+use crate::{Event, FileChannel, FileChannelConfig, FsyncPolicy};
+
+mod channel_args;
+mod crashtest;
+mod inspect;
+mod repair;
+mod verify;
 
 /// tidegate: a durable event channel (a write-ahead log with checkpoints).
 #[derive(Debug, Parser)]
@@ -18,6 +27,9 @@ pub struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `tidegate=debug`.
     #[arg(long, global = true, default_value = "info", env = "TIDEGATE_LOG")]
     pub log: String,
+    /// Log format: `text` (human) or `json` (one object per line).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,31 +52,27 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         event_size: usize,
     },
-    /// Opens a channel (replaying it), prints what replay found and the channel's state, and
-    /// closes it again. Refuses to run while another process has the channel open.
-    Inspect {
-        #[command(flatten)]
-        channel: ChannelArgs,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Prints the tidegate TOML equivalent of a Flume agent's properties file.
+    Convert(convert::ConvertArgs),
+    /// A summary of a channel that is not open (read-only).
+    Inspect(inspect::InspectArgs),
+    /// Offline integrity check of a channel that is not open.
+    Verify(verify::VerifyArgs),
+    /// Saves every undamaged event of a damaged channel (damaged bytes go to quarantine files).
+    Repair(repair::RepairArgs),
+    /// Kills a process writing a channel on your storage, again and again, and checks that
+    /// nothing acknowledged is lost.
+    Crashtest(crashtest::CrashtestArgs),
+    /// The child process of `crashtest`.
+    #[command(hide = true)]
+    CrashtestChild(crashtest::CrashtestChildArgs),
+    /// Runs an agent: sources put events into channels, sinks drain them.
+    Agent(agent::AgentArgs),
+    /// Checks an agent config without running it; prints the resolved topology, or every
+    /// problem with its key and line (exit code 78).
+    Validate(validate::ValidateArgs),
     /// Benchmarks a storage backend through a real channel, against the raw disk in the same run.
     Bench(Box<bench::BenchArgs>),
-}
-
-/// How offline commands name a channel (Flume's tool takes `-l dataDirs`).
-#[derive(Debug, clap::Args)]
-struct ChannelArgs {
-    /// The checkpoint directory.
-    #[arg(long)]
-    checkpoint_dir: PathBuf,
-    /// The data directories, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    data_dirs: Vec<PathBuf>,
-    /// Open even if records are damaged (skip them).
-    #[arg(long)]
-    skip_corrupt: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -72,10 +80,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
         Command::Demo {
             dir,
@@ -83,7 +96,14 @@ pub fn main() -> ExitCode {
             batch,
             event_size,
         } => demo(dir, events, batch, event_size),
-        Command::Inspect { channel, json } => inspect(channel, json),
+        Command::Inspect(a) => return inspect::run(a),
+        Command::Verify(a) => return verify::run(a),
+        Command::Repair(a) => return repair::run(a),
+        Command::Crashtest(a) => return crashtest::run(a),
+        Command::CrashtestChild(a) => return crashtest::run_child(a),
+        Command::Convert(args) => return convert::run(args),
+        Command::Agent(args) => return agent::run(args),
+        Command::Validate(args) => return validate::run(args),
         Command::Bench(args) => return bench::run(*args),
     };
     match result {
@@ -186,69 +206,4 @@ fn demo(dir: PathBuf, events: u64, batch: usize, event_size: usize) -> crate::Re
         dir.display()
     );
     Ok(())
-}
-
-fn inspect(args: ChannelArgs, json: bool) -> crate::Result<()> {
-    let mut cfg =
-        FileChannelConfig::new(args.checkpoint_dir, args.data_dirs).minimum_required_space(1 << 20);
-    if args.skip_corrupt {
-        cfg = cfg.recovery_mode(RecoveryMode::Skip);
-    }
-    let ch = FileChannel::open(cfg)?;
-    let s = ch.stats();
-    let r = ch.recovery_report().clone();
-    if json {
-        let v = serde_json::json!({
-            "events_queued": s.size,
-            "bytes_queued": s.bytes,
-            "segments": s.segments,
-            "replay": {
-                "events_restored": r.events_restored,
-                "inflight_redelivered": r.inflight_redelivered,
-                "checkpoint_generation": r.checkpoint_generation,
-                "checkpoint_fallbacks": r.checkpoint_fallbacks,
-                "full_replay": r.full_replay,
-                "segments_scanned": r.segments_scanned,
-                "records_scanned": r.records_scanned,
-                "bytes_scanned": r.bytes_scanned,
-                "torn_tails": r.torn_tails,
-                "torn_bytes_truncated": r.torn_bytes_truncated,
-                "corrupt_records_skipped": r.corrupt_records_skipped,
-                "corrupt_segments_skipped": r.corrupt_segments_skipped,
-                "uncommitted_transactions_discarded": r.uncommitted_transactions_discarded,
-                "duration_ms": r.duration.as_secs_f64() * 1e3,
-            }
-        });
-        println!("{v}");
-    } else {
-        println!("events queued:        {}", s.size);
-        println!("bytes queued:         {}", s.bytes);
-        println!("segments:             {}", s.segments);
-        println!("checkpoint used:      {:?}", r.checkpoint_generation);
-        for f in &r.checkpoint_fallbacks {
-            println!("  not used: {f}");
-        }
-        println!("full replay:          {}", r.full_replay);
-        println!(
-            "records scanned:      {} ({} bytes, {} segments)",
-            r.records_scanned, r.bytes_scanned, r.segments_scanned
-        );
-        println!(
-            "torn tails truncated: {} ({} bytes)",
-            r.torn_tails, r.torn_bytes_truncated
-        );
-        println!(
-            "corrupt skipped:      {} records, {} segments",
-            r.corrupt_records_skipped, r.corrupt_segments_skipped
-        );
-        println!(
-            "uncommitted discarded:{}",
-            r.uncommitted_transactions_discarded
-        );
-        println!(
-            "replay took:          {:.1} ms",
-            r.duration.as_secs_f64() * 1e3
-        );
-    }
-    ch.close()
 }

@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 pub mod file_name;
+pub mod quarantine;
 pub mod record;
 pub mod segment_header;
 
@@ -68,6 +69,21 @@ pub enum DecodeError {
         field: &'static str,
         /// What it held.
         value: u64,
+    },
+    /// An encrypted payload failed its authentication tag: it was written with another key, or
+    /// its header, nonce, ciphertext or tag was changed after it was written.
+    #[error(
+        "authentication failed for a payload encrypted with key {key_id} (a wrong key, or the record was altered)"
+    )]
+    Authentication {
+        /// The key id the record header names.
+        key_id: u16,
+    },
+    /// An encrypted payload names a key that is not configured.
+    #[error("the payload is encrypted with key {key_id}, which is not configured")]
+    MissingKey {
+        /// The key id the record header names.
+        key_id: u16,
     },
     /// Text that is not UTF-8.
     #[error("{field} is not valid UTF-8")]

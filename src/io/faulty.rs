@@ -1,4 +1,6 @@
-//! A fault-injecting [`FileSystem`] wrapper for tests and for `tidegate crashtest`.
+//! A fault-injecting [`FileSystem`] wrapper for tests: failing writes and syncs, short writes,
+//! `ENOSPC` on file creation, a simulated free-space figure, failing renames, and a sync that
+//! waits for the test.
 
 use std::io;
 use std::path::Path;
@@ -18,6 +20,8 @@ pub struct Faults {
     fail_rename: AtomicBool,
     /// When set, creating a file fails with "no space left on device".
     fail_create: AtomicBool,
+    /// The next write's short-write fault, if armed: see [`Faults::short_write_next`].
+    short_write: parking_lot::Mutex<Option<ShortWrite>>,
     /// Free space to report instead of the real figure; `u64::MAX` = report the real figure.
     free_space: AtomicU64,
     /// Syncs seen so far (file and directory).
@@ -25,6 +29,17 @@ pub struct Faults {
     /// Holding a file sync: see [`Faults::hold_next_file_sync`].
     hold: parking_lot::Mutex<Hold>,
     hold_changed: parking_lot::Condvar,
+}
+
+/// How the next write is cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShortWrite {
+    /// The first `n` bytes reach the file (as if `pwrite` returned `n`), then the rest in a
+    /// second write, as `write_all_at` does after a short count: the call succeeds.
+    ThenRest(usize),
+    /// The first `n` bytes reach the file, then the write fails with "no space left on device",
+    /// as when the disk fills in the middle of a `write_all_at`.
+    ThenNoSpace(usize),
 }
 
 /// Where the sync hold stands.
@@ -43,6 +58,7 @@ impl Default for Faults {
             writes_before_failure: AtomicI64::new(-1),
             fail_rename: AtomicBool::new(false),
             fail_create: AtomicBool::new(false),
+            short_write: parking_lot::Mutex::new(None),
             free_space: AtomicU64::new(u64::MAX),
             syncs: AtomicU64::new(0),
             hold: parking_lot::Mutex::new(Hold::Off),
@@ -61,6 +77,10 @@ impl Faults {
     pub fn fail_writes_after(&self, n: u32) {
         self.writes_before_failure
             .store(i64::from(n), Ordering::SeqCst);
+    }
+    /// Cuts the next file write short (once).
+    pub fn short_write_next(&self, how: ShortWrite) {
+        *self.short_write.lock() = Some(how);
     }
     /// Makes renames fail (or succeed again).
     pub fn set_fail_rename(&self, fail: bool) {
@@ -120,6 +140,7 @@ impl Faults {
         self.set_fail_rename(false);
         self.set_fail_create(false);
         self.set_free_space(None);
+        *self.short_write.lock() = None;
         self.release_held_sync();
     }
 
@@ -228,7 +249,20 @@ impl StorageFile for FaultyFile {
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.faults.write()?;
-        self.inner.write_all_at(buf, offset)
+        let short = self.faults.short_write.lock().take();
+        match short {
+            None => self.inner.write_all_at(buf, offset),
+            Some(ShortWrite::ThenRest(n)) => {
+                let n = n.min(buf.len());
+                self.inner.write_all_at(&buf[..n], offset)?;
+                self.inner.write_all_at(&buf[n..], offset + n as u64)
+            }
+            Some(ShortWrite::ThenNoSpace(n)) => {
+                let n = n.min(buf.len());
+                self.inner.write_all_at(&buf[..n], offset)?;
+                Err(io::Error::from_raw_os_error(28)) // ENOSPC
+            }
+        }
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.inner.read_exact_at(buf, offset)

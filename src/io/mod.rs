@@ -7,7 +7,7 @@
 //! - [`StdFs`]: the real one, `std::fs` plus `memmap2` for reads. It holds the crate's only
 //!   `unsafe` code (see `UNSAFE.md`).
 //! - [`FaultyFs`]: wraps another file system and injects failures (a failing write or sync, a
-//!   failing rename, a simulated free-space figure), so tests can prove that the channel poisons
+//!   failing rename, a short write, a simulated free-space figure), so tests can prove that the channel poisons
 //!   itself and never acknowledges what did not reach the disk.
 //! - [`MemFs`]: an in-memory file system that models durability: live versus synced bytes per
 //!   file, live versus synced entries per directory, and [`MemFs::crash`] images that keep only
@@ -33,7 +33,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use faulty::{Faults, FaultyFs};
+pub use faulty::{Faults, FaultyFs, ShortWrite};
 pub use mem_fs::{Cut, MemFs, TornTail};
 pub use std_fs::StdFs;
 
@@ -97,6 +97,14 @@ pub trait MappedRegion: Send + Sync + fmt::Debug {
     /// Calls `f` with the bytes `offset..offset + len`; fails with `UnexpectedEof` if that range
     /// is not inside the region. The slice is valid only during the call.
     fn visit(&self, offset: u64, len: usize, f: &mut dyn FnMut(&[u8])) -> io::Result<()>;
+    /// A hint that `offset..offset + len` will be read soon: a memory map asks the CPU to start
+    /// loading those cache lines now, so the loads overlap with other work instead of stalling
+    /// a later read. Replay uses it to read ahead along the log, whose headers it otherwise
+    /// reaches one dependent load at a time. Bytes outside the region are ignored. Default:
+    /// nothing.
+    fn prefetch(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
 }
 
 impl dyn MappedRegion {

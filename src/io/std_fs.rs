@@ -144,4 +144,37 @@ impl MappedRegion for StdMap {
         f(&self.map[range]);
         Ok(())
     }
+
+    fn prefetch(&self, offset: u64, len: u64) {
+        let end = offset.saturating_add(len).min(self.map.len() as u64);
+        let mut line = offset & !63;
+        while line < end {
+            if let Some(b) = usize::try_from(line).ok().and_then(|o| self.map.get(o)) {
+                prefetch_line(b);
+            }
+            line += 64;
+        }
+    }
+}
+
+/// Asks the CPU to start loading the cache line that holds `byte`, without waiting for it.
+#[cfg(target_arch = "x86_64")]
+#[expect(
+    unsafe_code,
+    reason = "a cache prefetch hint on a byte we hold a reference to; see UNSAFE.md, U2"
+)]
+fn prefetch_line(byte: &u8) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY (U2 in UNSAFE.md): `_mm_prefetch` is `unsafe` only because it is an SSE
+    // intrinsic (`#[target_feature(enable = "sse")]`), and SSE is part of the x86_64 baseline,
+    // so every CPU this code runs on has it. A prefetch is a hint: it never faults, never
+    // changes memory and is not an access in the language's memory model; the pointer comes
+    // from a live `&u8` anyway.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast::<i8>()) }
+}
+
+/// Elsewhere there is no portable prefetch; the hint does nothing.
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch_line(byte: &u8) {
+    let _ = byte;
 }

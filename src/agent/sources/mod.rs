@@ -1,0 +1,191 @@
+//! Sources by type name: checking their config at load, building them at start.
+//!
+//! A source's table holds the keys every source has (`type`, `channels`, `selector`,
+//! `interceptors`, read by [`config`](super::config)) and its own keys, which its `<X>Config`
+//! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http` and
+//! `netcat` (their own modules).
+
+pub mod seq;
+pub mod stdin;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::component::{ComponentError, DeliverError, Interceptor, Source, SourceContext};
+use super::config::Checker;
+use crate::Event;
+
+/// Source type names this binary knows.
+pub const SOURCE_TYPES: &[&str] = &["seq", "stdin"];
+
+/// A source's type and its own (already checked) keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    kind: String,
+    params: toml::Table,
+    batch_size: Option<usize>,
+}
+
+impl SourceSpec {
+    /// The type name (`seq`, `stdin`, `http`, `netcat`).
+    pub fn type_name(&self) -> &str {
+        &self.kind
+    }
+    /// Events per put transaction, for the types that have a fixed batch size.
+    pub fn batch_size(&self) -> Option<usize> {
+        self.batch_size
+    }
+}
+
+/// One interceptor's table as written (checked at load). At merge this becomes
+/// `super::interceptors::InterceptorConfig`.
+pub type InterceptorSpec = toml::Value;
+
+/// Checks a source's own keys; records problems under `prefix`.
+pub(crate) fn parse_spec(
+    ck: &mut Checker<'_>,
+    prefix: &str,
+    kind: &str,
+    params: toml::Table,
+) -> Option<SourceSpec> {
+    let value = toml::Value::Table(params.clone());
+    // At merge: `"http" => { ck.parse::<http::HttpSourceConfig>(prefix, value)?; None }` and
+    // the same for `"netcat"` (`netcat::NetcatSourceConfig`), plus their names in SOURCE_TYPES.
+    let batch_size = match kind {
+        "seq" => Some(ck.parse::<seq::SeqConfig>(prefix, value)?.batch_size),
+        "stdin" => Some(ck.parse::<stdin::StdinConfig>(prefix, value)?.batch_size),
+        other => {
+            ck.error(
+                format!("{prefix}.type"),
+                format!(
+                    "unknown source type {other:?} (known: {})",
+                    SOURCE_TYPES.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    if batch_size == Some(0) {
+        ck.error(format!("{prefix}.batch_size"), "must be at least 1");
+        return None;
+    }
+    Some(SourceSpec {
+        kind: kind.to_string(),
+        params,
+        batch_size,
+    })
+}
+
+fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
+    T::deserialize(toml::Value::Table(spec.params.clone()))
+        .map_err(|e| ComponentError::Config(e.to_string()))
+}
+
+/// Builds a source from its checked spec. (At merge: `"http" => http::build(name, params(spec)?)`,
+/// and the same for `"netcat"`.)
+pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
+    match spec.kind.as_str() {
+        "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
+        "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
+        other => Err(ComponentError::Config(format!(
+            "unknown source type {other:?}"
+        ))),
+    }
+}
+
+/// Checks a source's `interceptors` array. (At merge the body becomes
+/// `ck.parse::<Vec<InterceptorConfig>>(key, value)`.)
+pub(crate) fn parse_interceptors(
+    ck: &mut Checker<'_>,
+    key: &str,
+    value: toml::Value,
+) -> Option<Vec<InterceptorSpec>> {
+    let toml::Value::Array(items) = value else {
+        ck.error(
+            key,
+            "must be an array of tables like [{ type = \"timestamp\" }]",
+        );
+        return None;
+    };
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let kind = item.get("type").and_then(toml::Value::as_str);
+        match kind {
+            None => {
+                ck.error(format!("{key}[{i}]"), "an interceptor needs a `type`");
+                ok = false;
+            }
+            Some(k) => {
+                ck.error(
+                    format!("{key}[{i}].type"),
+                    format!("interceptor type {k:?} is not built into this binary"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(items)
+}
+
+/// Builds a source's interceptor chain. (At merge the body becomes
+/// `specs.iter().map(super::interceptors::build_interceptor).collect()`.)
+pub fn build_interceptors(
+    specs: &[InterceptorSpec],
+) -> Result<Vec<Box<dyn Interceptor>>, ComponentError> {
+    match specs.first() {
+        None => Ok(Vec::new()),
+        Some(s) => Err(ComponentError::Config(format!(
+            "interceptor {s} is not built into this binary"
+        ))),
+    }
+}
+
+/// Shortest and longest pause before a finite source retries a batch its channels refused.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Why [`deliver_or_retry`] gave up.
+pub(crate) enum Stopped {
+    /// The source is stopping; the batch (handed back) was not committed.
+    Shutdown(Vec<Event>),
+}
+
+/// Hands `events` to the channels, retrying (with capped exponential back-off) while they are
+/// full or failing, until they are committed or the agent stops. Events no channel can ever
+/// take (too large) are counted as rejected and logged.
+pub(crate) async fn deliver_or_retry(
+    ctx: &SourceContext,
+    events: Vec<Event>,
+) -> Result<(), Stopped> {
+    let n = events.len() as u64;
+    ctx.counters.received.fetch_add(n, Ordering::Relaxed);
+    let mut pause = RETRY_MIN;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            return Err(Stopped::Shutdown(events));
+        }
+        match ctx.output.deliver(events.clone()).await {
+            Ok(()) => {
+                ctx.counters.accepted.fetch_add(n, Ordering::Relaxed);
+                ctx.counters.append_batches.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(DeliverError::ShuttingDown) => return Err(Stopped::Shutdown(events)),
+            Err(e @ DeliverError::TooLarge { .. }) => {
+                ctx.counters.rejected.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(source = %ctx.name, error = %e, events = n, "batch rejected");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(source = %ctx.name, error = %e, retry_in = ?pause, "delivery failed; retrying");
+                tokio::select! {
+                    () = ctx.shutdown.cancelled() => return Err(Stopped::Shutdown(events)),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
