@@ -294,6 +294,59 @@ fn comma_lists_run_the_cross_product() {
 }
 
 #[test]
+fn encryption_and_compression_are_benchmarked_as_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = dir.path().join("at_rest.json");
+    let o = bench(
+        dir.path(),
+        &[
+            "--events",
+            "300",
+            "--batch",
+            "10",
+            "--rounds",
+            "1",
+            "--encrypt",
+            "--compress",
+            "none,lz4",
+            "--json",
+            j.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(&o));
+    let r = json(&j);
+    let configs = r["configurations"].as_array().expect("configurations");
+    let codecs: Vec<&str> = configs
+        .iter()
+        .map(|c| c["compression"].as_str().expect("compression"))
+        .collect();
+    assert_eq!(codecs, ["none", "lz4"]);
+    for c in configs {
+        assert!(c["error"].is_null(), "{}", c["error"]);
+        assert_eq!(c["encrypt"], true);
+        assert_eq!(u(&c["take"], "events"), 300);
+    }
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "the key file went with the work directory"
+    );
+
+    let o = tidegate()
+        .args([
+            "bench",
+            "--channel",
+            "memory",
+            "--events",
+            "10",
+            "--encrypt",
+        ])
+        .output()
+        .expect("running tidegate bench");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("file channel only"), "{}", stderr(&o));
+}
+
+#[test]
 fn the_memory_channel_has_no_baseline_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let j = dir.path().join("mem.json");

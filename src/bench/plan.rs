@@ -17,6 +17,7 @@ use super::regime::DiskRegimeTool;
 use super::report::{BenchReport, ConfigReport, DirRegime};
 use super::workload::{self, Amount, ChannelKind, ConfigRun, RoundResult, Workload};
 use crate::FsyncPolicy;
+use crate::at_rest::Compression;
 use crate::config::MIN_SEGMENT_SIZE;
 
 /// Bytes the file channel writes per event beyond its body: a Put record's 40 bytes, a Take
@@ -57,6 +58,10 @@ pub struct BenchOptions {
     pub segment_size: u64,
     /// Run an unrecorded warm-up round first.
     pub warm_up: bool,
+    /// Encrypt the file channel's log.
+    pub encrypt: bool,
+    /// Compression codecs to sweep (file channel).
+    pub compression: Vec<Compression>,
 }
 
 /// One configuration of the plan and where it runs.
@@ -174,6 +179,16 @@ impl Plan {
         if options.fsync.is_empty() {
             return Err(invalid("--fsync: no value given"));
         }
+        if options.compression.is_empty() {
+            options.compression.push(Compression::None);
+        }
+        if options.channel == ChannelKind::Memory
+            && (options.encrypt || options.compression.iter().any(|c| *c != Compression::None))
+        {
+            return Err(invalid(
+                "--encrypt and --compress apply to the file channel only (--channel file)",
+            ));
+        }
         match options.amount {
             Amount::Events(0) => return Err(invalid("--events: 0 is not allowed")),
             Amount::Duration(d) if d.is_zero() => {
@@ -218,7 +233,11 @@ impl Plan {
             for &event_size in &options.event_sizes {
                 for &batch in &options.batches {
                     for &producers in &options.producers {
-                        for &fsync in &options.fsync {
+                        for (&fsync, &compression) in options
+                            .fsync
+                            .iter()
+                            .flat_map(|f| options.compression.iter().map(move |c| (f, c)))
+                        {
                             configs.push(PlannedConfig {
                                 dir: dir.clone(),
                                 workload: Workload {
@@ -232,6 +251,8 @@ impl Plan {
                                     max_events: u64::MAX,
                                     data_dirs_per_dir: options.data_dirs_per_dir,
                                     segment_size: options.segment_size,
+                                    encrypt: options.encrypt,
+                                    compression,
                                 },
                             });
                         }
@@ -492,6 +513,8 @@ mod tests {
             rounds: 1,
             segment_size: 1 << 20,
             warm_up: false,
+            encrypt: false,
+            compression: vec![Compression::None],
         }
     }
 

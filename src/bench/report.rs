@@ -12,7 +12,7 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `dir`, `channel`, `event_size`, `batch`, `producers`, `consumers`, `fsync`, `data_dirs_per_dir`, `segment_size` | the configuration |
+//! | `dir`, `channel`, `event_size`, `batch`, `producers`, `consumers`, `fsync`, `data_dirs_per_dir`, `segment_size`, `encrypt`, `compression` | the configuration |
 //! | `rounds_done` | recorded rounds |
 //! | `events_per_sec`, `mb_per_sec` | put+commit, median over the rounds (MB = 10^6 bytes of event bodies) |
 //! | `baseline_events_per_sec`, `baseline_mb_per_sec` | raw write + fdatasync of the same bytes in the same batches, median (`null` for the memory channel) |
@@ -188,6 +188,10 @@ pub struct ConfigReport {
     pub data_dirs_per_dir: usize,
     /// Segment size in bytes.
     pub segment_size: u64,
+    /// The log is encrypted.
+    pub encrypt: bool,
+    /// `none`, `lz4` or `zstd`.
+    pub compression: &'static str,
     /// Recorded rounds.
     pub rounds_done: usize,
     /// Put+commit events per second, median.
@@ -249,6 +253,8 @@ impl ConfigReport {
             fsync: workload::fsync_name(w.fsync),
             data_dirs_per_dir: w.data_dirs_per_dir,
             segment_size: w.segment_size,
+            encrypt: w.encrypt,
+            compression: w.compression.name(),
             rounds_done: 0,
             events_per_sec: None,
             mb_per_sec: None,
@@ -357,6 +363,12 @@ impl ConfigReport {
         );
         if self.channel == ChannelKind::Memory.name() {
             s.push_str(" mem");
+        }
+        if self.encrypt {
+            s.push_str(" aes");
+        }
+        if self.compression != "none" {
+            let _ = write!(s, " {}", self.compression);
         }
         if with_dir && let Some(d) = &self.dir {
             let _ = write!(s, " {}", d.display());

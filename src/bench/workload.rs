@@ -30,6 +30,7 @@ use hdrhistogram::Histogram;
 use super::BenchError;
 use super::baseline::{self, RawFile};
 use super::regime::QuickProbe;
+use crate::at_rest::{Compression, EncryptionConfig};
 use crate::{
     Channel, Event, FileChannel, FileChannelConfig, FsyncPolicy, MemoryChannel, MemoryChannelConfig,
 };
@@ -87,7 +88,14 @@ pub struct Workload {
     pub data_dirs_per_dir: usize,
     /// The file channel's segment size in bytes.
     pub segment_size: u64,
+    /// Encrypt the log (AES-256-GCM, a fresh random key in the work directory).
+    pub encrypt: bool,
+    /// How the file channel compresses payloads.
+    pub compression: Compression,
 }
+
+/// The key file an encrypting configuration generates in its work directory.
+pub const KEY_FILE: &str = "bench.key";
 
 /// `always`, `interval` or `never`.
 pub fn fsync_name(p: FsyncPolicy) -> &'static str {
@@ -124,13 +132,18 @@ const EVENT_SIZE_SLACK: u64 = 64;
 ///
 /// Everything else is the channel's default except what a benchmark needs: room for every
 /// event of a phase, transactions as large as a batch, and the smallest free-space floor (the
-/// benchmark checks the free space itself before it starts). This is the one function that
-/// maps benchmark options to channel options.
+/// benchmark checks the free space itself before it starts), and the at-rest options: with
+/// `encrypt`, key 1 from `root/bench.key` ([`KEY_FILE`], which [`ConfigRun::open`] generates).
+/// This is the one function that maps benchmark options to channel options.
 pub fn file_channel_config(root: &Path, w: &Workload) -> FileChannelConfig {
     let data: Vec<PathBuf> = (0..w.data_dirs_per_dir.max(1))
         .map(|i| root.join(format!("data-{i}")))
         .collect();
-    FileChannelConfig::new(root.join("checkpoint"), data)
+    let mut cfg = FileChannelConfig::new(root.join("checkpoint"), data);
+    if w.encrypt {
+        cfg = cfg.encryption(EncryptionConfig::new(1).key(1, root.join(KEY_FILE)));
+    }
+    cfg.compression(w.compression)
         .capacity(1 << 40)
         .transaction_capacity(w.batch.max(crate::config::DEFAULT_TRANSACTION_CAPACITY))
         .max_event_size(w.event_size as u64 + EVENT_SIZE_SLACK)
@@ -297,6 +310,10 @@ impl<'a> ConfigRun<'a> {
     ) -> Result<ConfigRun<'a>, BenchError> {
         let (channel, raw, probe): (Box<dyn Channel>, _, _) = match (w.channel, root) {
             (ChannelKind::File, Some(root)) => {
+                if w.encrypt {
+                    let key = root.join(KEY_FILE);
+                    crate::at_rest::generate_key_file(&key).map_err(BenchError::io(&key))?;
+                }
                 let ch = FileChannel::open(file_channel_config(root, w))?;
                 let raw_path = root.join("baseline.raw");
                 let ring = baseline::ring_size(w.events_target(), w.event_size, w.batch);
@@ -652,7 +669,27 @@ mod tests {
             max_events: u64::MAX,
             data_dirs_per_dir: 2,
             segment_size: 64 << 10,
+            encrypt: channel == ChannelKind::File,
+            compression: Compression::Lz4,
         }
+    }
+
+    #[test]
+    fn the_channel_configuration_carries_the_at_rest_options() {
+        let w = workload(ChannelKind::File, 1, 1);
+        let cfg = format!("{:?}", file_channel_config(Path::new("/x"), &w));
+        assert!(cfg.contains("compression: Lz4"), "{cfg}");
+        assert!(cfg.contains("bench.key"), "{cfg}");
+        let plain = Workload {
+            encrypt: false,
+            compression: Compression::None,
+            ..w
+        };
+        let cfg = format!("{:?}", file_channel_config(Path::new("/x"), &plain));
+        assert!(
+            cfg.contains("encryption: None") && cfg.contains("compression: None"),
+            "{cfg}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::FsyncPolicy;
+use crate::at_rest::Compression;
 use crate::bench::plan::parse_duration;
 use crate::bench::report::rate;
 use crate::bench::{Amount, BenchOptions, ChannelKind, Plan, Progress, chart};
@@ -84,6 +85,13 @@ pub struct BenchArgs {
     /// Skip the unrecorded warm-up round.
     #[arg(long)]
     pub no_warm_up: bool,
+    /// Encrypt the log (AES-256-GCM with a random key generated in the work directory).
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Payload compression (`none`, `lz4`, `zstd`), comma-separated to sweep. The benchmark's
+    /// bodies are a repeating byte pattern, so they compress far better than real data.
+    #[arg(long, value_delimiter = ',', value_parser = parse_compression, default_value = "none")]
+    pub compress: Vec<Compression>,
     /// Write the results as JSON (field names in docs/benchmarks.md).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -125,8 +133,14 @@ impl BenchArgs {
             rounds: self.rounds,
             segment_size: self.segment_size,
             warm_up: !self.no_warm_up,
+            encrypt: self.encrypt,
+            compression: self.compress.clone(),
         }
     }
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    Compression::from_name(s).ok_or_else(|| format!("{s:?}: use none, lz4 or zstd"))
 }
 
 /// Checks that each output file's directory exists, before the run.
