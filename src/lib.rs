@@ -35,6 +35,8 @@
 #[cfg(feature = "cli")]
 pub mod agent;
 pub mod at_rest;
+#[cfg(feature = "cli")]
+pub mod bench;
 pub mod channel;
 mod checkpoint;
 #[cfg(feature = "cli")]

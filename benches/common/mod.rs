@@ -1,5 +1,6 @@
 //! Helpers shared by the benchmark programs: where the data goes, channel setup, the raw
-//! write+fdatasync baseline, the disk-regime probe and small statistics.
+//! write+fdatasync baseline and the disk-regime probes (both from `tidegate::bench`, shared with
+//! `tidegate bench`) and small statistics.
 //!
 //! Each bench target includes this module with `mod common;` and uses a different part of it.
 #![allow(
@@ -7,12 +8,15 @@
     reason = "each bench target uses a different subset of these helpers"
 )]
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use tidegate::bench::regime::DiskRegimeTool;
+use tidegate::bench::report::Spread;
+use tidegate::bench::{baseline, regime};
 use tidegate::{Event, FileChannel, FileChannelConfig};
 
 /// Per-event overhead the engine writes for a Put record with no headers: 32-byte record
@@ -145,142 +149,83 @@ pub fn drain(ch: &FileChannel, batch: usize) -> u64 {
     }
 }
 
-/// A preallocated file (zero-filled, then synced) that the raw baseline overwrites in place,
-/// wrapping around at the end, one `fdatasync` per write: the best case for a durable log on
-/// this disk (disk-limits.md: preallocated overwrite roughly doubles the commit rate).
-pub struct RawFile {
-    file: File,
-    size: u64,
-    pos: u64,
-}
+/// The raw baseline's preallocated file ([`tidegate::bench::baseline::RawFile`], the one
+/// implementation `tidegate bench` uses too), with I/O errors turned into panics: a failed
+/// write is a failed benchmark run.
+pub struct RawFile(baseline::RawFile);
 
 impl RawFile {
     /// Creates `path` with `size` bytes of zeros and syncs it.
     pub fn create(path: &Path, size: u64) -> RawFile {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .expect("creating the raw baseline file");
-        let zeros = vec![0u8; 1 << 20];
-        let mut off = 0;
-        while off < size {
-            let n = (size - off).min(zeros.len() as u64) as usize;
-            file.write_all_at(&zeros[..n], off).expect("preallocating");
-            off += n as u64;
-        }
-        file.sync_all().expect("syncing the preallocated file");
-        RawFile { file, size, pos: 0 }
+        RawFile(baseline::RawFile::create(path, size).expect("creating the raw baseline file"))
     }
 
     /// Writes `buf` at the current position (wrapping to 0 when it does not fit) and
     /// `fdatasync`s it.
     pub fn write_sync(&mut self, buf: &[u8]) {
-        self.write(buf);
-        self.file.sync_data().expect("fdatasync");
+        self.0.write_sync(buf).expect("raw write + fdatasync");
     }
 
     /// Appends `buf` at the end of the file (which grows; no wrapping) and `fdatasync`s it.
     pub fn append_sync(&mut self, buf: &[u8]) {
-        self.file.write_all_at(buf, self.pos).expect("raw append");
-        self.pos += buf.len() as u64;
-        self.file.sync_data().expect("fdatasync");
+        self.0.append_sync(buf).expect("raw append + fdatasync");
     }
 
     /// Writes `buf` at the current position without syncing.
     pub fn write(&mut self, buf: &[u8]) {
-        if self.pos + buf.len() as u64 > self.size {
-            self.pos = 0;
-        }
-        self.file.write_all_at(buf, self.pos).expect("raw write");
-        self.pos += buf.len() as u64;
+        self.0.write(buf).expect("raw write");
     }
 
     /// Reads `buf.len()` bytes at the current read position `*pos` (wrapping likewise).
     pub fn read(&self, buf: &mut [u8], pos: &mut u64) {
-        if *pos + buf.len() as u64 > self.size {
-            *pos = 0;
-        }
-        self.file.read_exact_at(buf, *pos).expect("raw read");
-        *pos += buf.len() as u64;
+        self.0.read(buf, pos).expect("raw read");
     }
 
     /// `fdatasync`.
     pub fn sync(&self) {
-        self.file.sync_data().expect("fdatasync");
+        self.0.sync().expect("fdatasync");
     }
 
     /// The underlying file.
     pub fn file(&self) -> &File {
-        &self.file
+        self.0.file()
     }
 }
 
-/// Runs `../shared/tools/disk-regime DIR` (or `TIDEGATE_DISK_REGIME`) and returns its line.
+/// Runs the shared `disk-regime` script on `dir` (found as [`DiskRegimeTool::find`] says) and
+/// returns its line.
 pub fn disk_regime(dir: &Path) -> String {
-    let tool = std::env::var_os("TIDEGATE_DISK_REGIME").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/disk-regime"),
-        PathBuf::from,
-    );
-    match std::process::Command::new(&tool).arg(dir).output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        Ok(out) => format!(
-            "regime=unknown ({} failed: {})",
-            tool.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => format!("regime=unknown ({}: {e})", tool.display()),
+    match DiskRegimeTool::find() {
+        Some(tool) => tool.probe(dir),
+        None => "regime=unknown (no disk-regime script found)".into(),
     }
 }
 
-/// A quick in-process regime probe (50 x 4 KiB overwrite + `fdatasync` of a preallocated
-/// file, about 5 ms when fast, 200 ms when throttled). Returns the median latency in
-/// microseconds; disk-limits.md puts the fast regime near 100 us, the throttled one near 4 ms.
-pub struct QuickProbe {
-    file: RawFile,
-}
+/// The quick in-process regime probe ([`tidegate::bench::regime::QuickProbe`]: 50 x 4 KiB
+/// overwrite + `fdatasync`), panicking on I/O errors.
+pub struct QuickProbe(regime::QuickProbe);
 
 impl QuickProbe {
     /// Creates the probe's 1 MiB file in `dir`.
     pub fn new(dir: &Path) -> QuickProbe {
-        QuickProbe {
-            file: RawFile::create(&dir.join("regime-probe"), 1 << 20),
-        }
+        QuickProbe(regime::QuickProbe::new(&dir.join("regime-probe")).expect("creating the probe"))
     }
 
     /// Median `write + fdatasync` latency in microseconds.
     pub fn p50_us(&mut self) -> f64 {
-        let block = [0u8; 4096];
-        let mut lat: Vec<f64> = (0..50)
-            .map(|_| {
-                let t = Instant::now();
-                self.file.write_sync(&block);
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        lat.sort_by(f64::total_cmp);
-        lat[lat.len() / 2]
+        self.0.p50_us().expect("regime probe")
     }
 
     /// "fast" or "throttled", from a median latency.
     pub fn label(p50_us: f64) -> &'static str {
-        if p50_us < 1000.0 { "fast" } else { "throttled" }
+        regime::QuickProbe::label(p50_us)
     }
 }
 
 /// Median, minimum and maximum of `xs` (which must not be empty).
 pub fn median_min_max(xs: &[f64]) -> (f64, f64, f64) {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    (median, v[0], v[n - 1])
+    let s = Spread::of(xs).expect("no figures to summarise");
+    (s.median, s.min, s.max)
 }
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `RssAnon`, `RssFile`...).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 pub mod agent;
+pub mod bench;
 pub mod convert;
 pub mod validate;
 
@@ -70,6 +71,8 @@ enum Command {
     /// Checks an agent config without running it; prints the resolved topology, or every
     /// problem with its key and line (exit code 78).
     Validate(validate::ValidateArgs),
+    /// Benchmarks a storage backend through a real channel, against the raw disk in the same run.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Convert(args) => return convert::run(args),
         Command::Agent(args) => return agent::run(args),
         Command::Validate(args) => return validate::run(args),
+        Command::Bench(args) => return bench::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
