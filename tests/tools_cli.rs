@@ -11,13 +11,10 @@ use std::process::Command;
 use common::{cfg, data_dir, put_range, segments};
 use tidegate::FileChannel;
 
-fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
+/// Runs `tidegate ARGS` and returns its exit code, stdout and stderr.
+fn tidegate<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tidegate"))
         .args(args)
-        .arg("--checkpoint-dir")
-        .arg(root.join("ckpt"))
-        .arg("--data-dirs")
-        .arg(data_dir(root))
         .output()
         .expect("run tidegate");
     (
@@ -25,6 +22,43 @@ fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs `tidegate ARGS` on the channel under `root`, named by its directories.
+fn run(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    all.push("--checkpoint-dir".into());
+    all.push(root.join("ckpt").into());
+    all.push("--data-dirs".into());
+    all.push(data_dir(root).into());
+    tidegate(&all)
+}
+
+/// Runs `tidegate ARGS --config CONFIG --channel CHANNEL`.
+fn run_config(config: &Path, channel: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    all.push("--config".into());
+    all.push(config.into());
+    all.push("--channel".into());
+    all.push(channel.into());
+    tidegate(&all)
+}
+
+/// Flips one bit of the second event's body (of the six `put_range(0..6)` wrote).
+fn damage_second_event(root: &Path) {
+    let seg = segments(&data_dir(root))
+        .into_iter()
+        .next()
+        .expect("segment");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .expect("open");
+    let at = 64 + 57 + 40;
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).expect("read");
+    f.write_all_at(&[b[0] ^ 1], at).expect("write");
 }
 
 fn json(s: &str) -> serde_json::Value {
@@ -44,20 +78,7 @@ fn verify_repair_inspect_exit_codes_and_json() {
     assert_eq!(json(&out)["events_queued"], 6);
 
     // A flipped bit in the second event's body.
-    let seg = segments(&data_dir(root))
-        .into_iter()
-        .next()
-        .expect("segment");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&seg)
-        .expect("open");
-    let at = 64 + 57 + 40;
-    let mut b = [0u8];
-    f.read_exact_at(&mut b, at).expect("read");
-    f.write_all_at(&[b[0] ^ 1], at).expect("write");
-    drop(f);
+    damage_second_event(root);
 
     let (code, out, _) = run(root, &["verify", "--json"]);
     assert_eq!(code, 1, "damage exits 1: {out}");
@@ -104,4 +125,60 @@ fn verify_repair_inspect_exit_codes_and_json() {
         "{err}"
     );
     drop(ch);
+}
+
+#[test]
+fn config_and_channel_name_the_channel_with_its_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let ch = FileChannel::open(cfg(root)).expect("open");
+    put_range(&ch, 0..6);
+    drop(ch);
+    let config = root.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[channels.c1]\ntype = \"file\"\ncheckpoint_dir = {:?}\ndata_dirs = [{:?}]\n\
+             recovery_mode = \"skip\"\nmax_event_size = \"8KiB\"\n\n\
+             [channels.m1]\ntype = \"memory\"\n",
+            root.join("ckpt"),
+            data_dir(root)
+        ),
+    )
+    .expect("write config");
+
+    let (code, out, err) = run_config(&config, "c1", &["verify", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["events_queued"], 6);
+
+    // The channel's recovery_mode (skip) applies: inspect restores what skip mode would, where
+    // the same channel named by its directories (strict by default) does not open.
+    damage_second_event(root);
+    let (code, out, err) = run_config(&config, "c1", &["inspect", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(json(&out)["events_queued"], 5);
+    let (code, _, err) = run(root, &["inspect", "--json"]);
+    assert_eq!(code, 2, "strict by default: {err}");
+
+    let (code, _, err) = run_config(&config, "m1", &["verify"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("memory channel") && err.contains("agent.toml") && err.contains("m1"),
+        "{err}"
+    );
+    let (code, _, err) = run_config(&config, "nope", &["inspect"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no channel nope") && err.contains("agent.toml") && err.contains("c1, m1"),
+        "{err}"
+    );
+
+    let broken = root.join("broken.toml");
+    std::fs::write(&broken, "[channels.c1]\ntype = \"file\"\nbogus = 1\n").expect("write");
+    let (code, _, err) = run_config(&broken, "c1", &["repair"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("broken.toml:") && err.contains("bogus"),
+        "{err}"
+    );
 }
