@@ -343,7 +343,7 @@ fn at_rest_keys_open_an_encrypted_compressed_channel() {
             &path,
             format!(
                 "[channels.c1]\ntype = \"file\"\ncheckpoint_dir = {:?}\ndata_dirs = [{:?}]\n\
-                 minimum_required_space = \"1MiB\"\n{at_rest}",
+                 minimum_required_space = \"1MiB\"\nmax_segment_size = \"64KiB\"\nmax_event_size = \"8KiB\"\n{at_rest}",
                 root.join("ckpt"),
                 root.join("data")
             ),
