@@ -431,10 +431,15 @@ fn bad_at_rest_keys_name_their_key_and_line() {
         "channels.c1.compression_threshold",
         "",
     );
-    // Relative key paths are accepted as they are (relative to where the agent starts).
+    // Relative key paths are accepted as they are (relative to where the agent starts); the
+    // topology shows the settings.
     let (code, out, err) = validate(&format!(
         "{file}encryption = {{ active_key = 1, keys = {{ 1 = \"keys/k1.key\" }} }}\n\
          compression = \"lz4\"\n"
     ));
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("encrypted with key 1 (keys 1), compression lz4 above 256 bytes"),
+        "{out}"
+    );
 }

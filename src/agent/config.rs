@@ -313,7 +313,7 @@ impl AgentConfig {
                 ChannelKind::File(f) => {
                     let _ = writeln!(
                         s,
-                        "channel {name}: file, checkpoint {}, data {}, capacity {}, transaction_capacity {}, fsync {:?}",
+                        "channel {name}: file, checkpoint {}, data {}, capacity {}, transaction_capacity {}, fsync {:?}{}",
                         f.checkpoint_dir.display(),
                         f.data_dirs
                             .iter()
@@ -322,7 +322,8 @@ impl AgentConfig {
                             .join(", "),
                         f.capacity,
                         f.transaction_capacity,
-                        f.fsync
+                        f.fsync,
+                        at_rest_summary(f)
                     );
                 }
                 ChannelKind::Memory(m) => {
@@ -593,6 +594,27 @@ struct FileChannelToml {
     encryption: Option<EncryptionToml>,
     compression: Option<CompressionToml>,
     compression_threshold: Option<ByteSize>,
+}
+
+/// The at-rest settings of a file channel for the topology (empty when both are off).
+fn at_rest_summary(f: &FileChannelConfig) -> String {
+    let mut out = String::new();
+    if let Some(enc) = &f.encryption {
+        let ids: Vec<String> = enc.keys().map(|(id, _)| id.to_string()).collect();
+        out.push_str(&format!(
+            ", encrypted with key {} (keys {})",
+            enc.active_key(),
+            ids.join(", ")
+        ));
+    }
+    if f.compression != Compression::None {
+        out.push_str(&format!(
+            ", compression {} above {} bytes",
+            f.compression.name(),
+            f.compression_threshold
+        ));
+    }
+    out
 }
 
 /// `encryption = { active_key = 2, keys = { 1 = "k1.key", 2 = "k2.key" } }`.

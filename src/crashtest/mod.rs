@@ -15,6 +15,10 @@
 //! checkpoints and garbage collection under kills at arbitrary instructions, on the user's file
 //! system, whatever the fsync policy. It cannot show what a power cut takes (the test suite's
 //! `MemFs` crash images do that); docs/crash-testing.md says what each policy can lose then.
+//!
+//! With [`Options::encrypt`] and [`Options::compression`] the channel stores its events
+//! encrypted and compressed (the run generates the key file, [`key_file`]); the contract and the
+//! checks are the same, and every event read back is decrypted and compared with what was put.
 
 mod check;
 
