@@ -329,3 +329,117 @@ fn the_agent_refuses_to_start_on_a_bad_config_with_the_same_report() {
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("agent.toml:8: `sinks.k1.batch_size`"), "{err}");
 }
+
+#[test]
+fn at_rest_keys_open_an_encrypted_compressed_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for k in ["k1.key", "k2.key"] {
+        tidegate::at_rest::generate_key_file(&root.join(k)).expect("key file");
+    }
+    let write = |name: &str, at_rest: &str| {
+        let path = root.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[channels.c1]\ntype = \"file\"\ncheckpoint_dir = {:?}\ndata_dirs = [{:?}]\n\
+                 minimum_required_space = \"1MiB\"\nmax_segment_size = \"64KiB\"\nmax_event_size = \"8KiB\"\n{at_rest}",
+                root.join("ckpt"),
+                root.join("data")
+            ),
+        )
+        .expect("write config");
+        path
+    };
+    let keys = format!(
+        "encryption = {{ active_key = 2, keys = {{ 1 = {:?}, 2 = {:?} }} }}\n",
+        root.join("k1.key"),
+        root.join("k2.key")
+    );
+    let good = write(
+        "good.toml",
+        &format!("{keys}compression = \"lz4\"\ncompression_threshold = \"256B\"\n"),
+    );
+    let cfg = load_config_file(&good)
+        .expect("loads")
+        .file_channel("c1")
+        .expect("c1");
+    let body = "a log line that repeats itself, ".repeat(20);
+    let ch = tidegate::FileChannel::open(cfg.clone()).expect("open");
+    let mut tx = ch.transaction();
+    tx.put(tidegate::Event::new(body.clone().into_bytes()))
+        .expect("put");
+    tx.commit().expect("commit");
+    let stats = ch.stats();
+    assert_eq!((stats.events_encrypted, stats.events_compressed), (1, 1));
+    ch.close().expect("close");
+    let mut on_disk = Vec::new();
+    for e in std::fs::read_dir(root.join("data")).expect("data dir") {
+        on_disk.extend(std::fs::read(e.expect("entry").path()).expect("read"));
+    }
+    assert!(
+        !on_disk.windows(32).any(|w| w == &body.as_bytes()[..32]),
+        "plaintext found in the log"
+    );
+
+    // Without key 2 the channel refuses to open, naming the key.
+    let no_key = write(
+        "no_key.toml",
+        &format!(
+            "encryption = {{ active_key = 1, keys = {{ 1 = {:?} }} }}\n",
+            root.join("k1.key")
+        ),
+    );
+    let cfg2 = load_config_file(&no_key)
+        .expect("loads")
+        .file_channel("c1")
+        .expect("c1");
+    let e = tidegate::FileChannel::open(cfg2).expect_err("key 2 is missing");
+    assert!(e.to_string().contains("key 2"), "{e}");
+
+    let ch = tidegate::FileChannel::open(cfg).expect("reopen");
+    let mut tx = ch.transaction();
+    let got = tx.take().expect("take").expect("an event");
+    assert_eq!(got.body(), body.as_bytes());
+    tx.commit().expect("commit");
+}
+
+#[test]
+fn bad_at_rest_keys_name_their_key_and_line() {
+    let file = "[channels.c1]\ntype = \"file\"\ncheckpoint_dir = \"c\"\ndata_dirs = [\"d\"]\n";
+    assert_rejects(
+        &format!("{file}compression = \"gzip\"\n"),
+        5,
+        "channels.c1.compression",
+        "gzip",
+    );
+    assert_rejects(
+        &format!("{file}encryption = {{ active_key = 1, keys = {{ one = \"k1.key\" }} }}\n"),
+        5,
+        "channels.c1.encryption.keys.one",
+        "1 to 65535",
+    );
+    assert_rejects(
+        &format!("{file}encryption = {{ active_key = 3, keys = {{ 1 = \"k1.key\" }} }}\n"),
+        5,
+        "channels.c1.encryption",
+        "active_key 3",
+    );
+    assert_rejects(
+        &format!("{file}compression_threshold = \"lots\"\n"),
+        5,
+        "channels.c1.compression_threshold",
+        "",
+    );
+    // Relative key paths are accepted as they are (relative to where the agent starts); the
+    // topology shows the settings.
+    let (code, out, err) = validate(&format!(
+        "{file}encryption = {{ active_key = 1, keys = {{ 1 = \"keys/k1.key\" }} }}\n\
+         compression = \"lz4\"\n"
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("encrypted with key 1 (keys 1), compression lz4 above 256 bytes"),
+        "{out}"
+    );
+}

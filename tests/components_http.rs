@@ -430,6 +430,7 @@ fn sink(url: &str, format: Format) -> HttpSink {
             timeout: HumanDuration(Duration::from_secs(5)),
             auth_token: None,
             headers: Default::default(),
+            proxy: None,
         },
     )
     .expect("sink")
@@ -522,6 +523,7 @@ async fn sink_errors_on_refused_connections_and_timeouts() {
             timeout: HumanDuration(Duration::from_millis(300)),
             auth_token: None,
             headers: Default::default(),
+            proxy: None,
         },
     )
     .expect("sink");
@@ -545,6 +547,7 @@ async fn sink_errors_on_refused_connections_and_timeouts() {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                proxy: None,
             },
         )
         .err()
@@ -604,6 +607,7 @@ async fn sink_sends_its_token_and_headers() {
             timeout: HumanDuration(Duration::from_secs(5)),
             auth_token: Some("t0k".into()),
             headers: [("X-Env".to_string(), "prod".to_string())].into(),
+            proxy: None,
         },
     )
     .expect("sink");

@@ -739,7 +739,8 @@ fn encryption_keys_point_to_key_files() {
             "a.channels.c1.encryption.activeKey: Flume's encryption keys (encryption.activeKey, encryption.cipherProvider",
             "JCEKS keystores",
             "key file",
-            "active_key",
+            r#"`encryption = { active_key = 1, keys = { 1 = "/path/k1.key" } }`"#,
+            "docs/security.md, \"Flume users\"",
         ],
     );
     assert_eq!(e.errors.len(), 1, "one error for the group of keys: {e}");

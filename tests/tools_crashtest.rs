@@ -68,3 +68,26 @@ fn crashtest_with_several_producers_and_consumers_and_no_fsync() {
     );
     assert_eq!(v["fsync"], "never");
 }
+
+#[test]
+fn crashtest_on_an_encrypted_and_compressed_channel() {
+    let (v, code) = crashtest(&[
+        "--iterations",
+        "2",
+        "--encrypt",
+        "--compress",
+        "lz4",
+        "--event-size",
+        "512",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (v["iterations"].as_u64(), v["lost"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(
+        (&v["encrypt"], &v["compression"]),
+        (&true.into(), &"lz4".into())
+    );
+    assert!(v["acknowledged"].as_u64().is_some_and(|n| n > 0), "{v}");
+}

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use super::sinks::SinkSpec;
 use super::sources::{InterceptorSpec, SourceSpec};
 use super::units::{ByteSize, HumanDuration};
+use crate::at_rest::{Compression, EncryptionConfig};
 use crate::{FileChannelConfig, FsyncPolicy, MemoryChannelConfig, RecoveryMode};
 
 /// Default `agent.shutdown_timeout`.
@@ -312,7 +313,7 @@ impl AgentConfig {
                 ChannelKind::File(f) => {
                     let _ = writeln!(
                         s,
-                        "channel {name}: file, checkpoint {}, data {}, capacity {}, transaction_capacity {}, fsync {:?}",
+                        "channel {name}: file, checkpoint {}, data {}, capacity {}, transaction_capacity {}, fsync {:?}{}",
                         f.checkpoint_dir.display(),
                         f.data_dirs
                             .iter()
@@ -321,7 +322,8 @@ impl AgentConfig {
                             .join(", "),
                         f.capacity,
                         f.transaction_capacity,
-                        f.fsync
+                        f.fsync,
+                        at_rest_summary(f)
                     );
                 }
                 ChannelKind::Memory(m) => {
@@ -589,6 +591,80 @@ struct FileChannelToml {
     fsync: Option<FsyncToml>,
     fsync_interval: Option<HumanDuration>,
     recovery_mode: Option<RecoveryToml>,
+    encryption: Option<EncryptionToml>,
+    compression: Option<CompressionToml>,
+    compression_threshold: Option<ByteSize>,
+}
+
+/// The at-rest settings of a file channel for the topology (empty when both are off).
+fn at_rest_summary(f: &FileChannelConfig) -> String {
+    let mut out = String::new();
+    if let Some(enc) = &f.encryption {
+        let ids: Vec<String> = enc.keys().map(|(id, _)| id.to_string()).collect();
+        out.push_str(&format!(
+            ", encrypted with key {} (keys {})",
+            enc.active_key(),
+            ids.join(", ")
+        ));
+    }
+    if f.compression != Compression::None {
+        out.push_str(&format!(
+            ", compression {} above {} bytes",
+            f.compression.name(),
+            f.compression_threshold
+        ));
+    }
+    out
+}
+
+/// `encryption = { active_key = 2, keys = { 1 = "k1.key", 2 = "k2.key" } }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptionToml {
+    active_key: u16,
+    keys: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum CompressionToml {
+    None,
+    Lz4,
+    Zstd,
+}
+
+impl From<CompressionToml> for Compression {
+    fn from(c: CompressionToml) -> Self {
+        match c {
+            CompressionToml::None => Compression::None,
+            CompressionToml::Lz4 => Compression::Lz4,
+            CompressionToml::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// The key files of `encryption`, by numeric id; a key that is not a number from 1 to 65535 is
+/// an error naming it.
+fn encryption_config(
+    ck: &mut Checker<'_>,
+    prefix: &str,
+    e: EncryptionToml,
+) -> Option<EncryptionConfig> {
+    let mut enc = EncryptionConfig::new(e.active_key);
+    let mut ok = true;
+    for (id, path) in e.keys {
+        match id.parse::<u16>() {
+            Ok(n) if n > 0 => enc = enc.key(n, path),
+            _ => {
+                ck.error(
+                    format!("{prefix}.encryption.keys.{id}"),
+                    format!("key ids are numbers from 1 to 65535, not {id:?}"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(enc)
 }
 
 #[derive(Deserialize)]
@@ -867,6 +943,15 @@ fn file_channel_config(
     }
     if let Some(RecoveryToml::Skip) = f.recovery_mode {
         cfg = cfg.recovery_mode(RecoveryMode::Skip);
+    }
+    if let Some(e) = f.encryption {
+        cfg = cfg.encryption(encryption_config(ck, prefix, e)?);
+    }
+    if let Some(c) = f.compression {
+        cfg = cfg.compression(c.into());
+    }
+    if let Some(t) = f.compression_threshold {
+        cfg = cfg.compression_threshold(t.get());
     }
     match cfg.validate() {
         Ok(()) => Some(cfg),

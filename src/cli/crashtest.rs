@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::FsyncPolicy;
+use crate::at_rest::Compression;
 use crate::crashtest::{self, Options, Report};
 
 /// The fsync policy to test.
@@ -24,6 +25,24 @@ impl From<Fsync> for FsyncPolicy {
             Fsync::Always => FsyncPolicy::Always,
             Fsync::Interval => FsyncPolicy::Interval(crashtest::INTERVAL),
             Fsync::Never => FsyncPolicy::Never,
+        }
+    }
+}
+
+/// A compression codec to test.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Compress {
+    /// LZ4.
+    Lz4,
+    /// zstd (needs a build with the `zstd` feature).
+    Zstd,
+}
+
+impl From<Compress> for Compression {
+    fn from(c: Compress) -> Self {
+        match c {
+            Compress::Lz4 => Compression::Lz4,
+            Compress::Zstd => Compression::Zstd,
         }
     }
 }
@@ -56,6 +75,12 @@ pub struct WorkloadArgs {
     /// Mean microseconds between explicit checkpoints in the child (0: none).
     #[arg(long, default_value_t = 20_000, hide = true)]
     checkpoint_every_us: u64,
+    /// Encrypt events at rest (AES-256-GCM) with a key file generated in the work directory.
+    #[arg(long)]
+    encrypt: bool,
+    /// Compress events at rest.
+    #[arg(long, value_enum)]
+    compress: Option<Compress>,
 }
 
 impl WorkloadArgs {
@@ -70,6 +95,8 @@ impl WorkloadArgs {
         o.segment_size = self.segment_size;
         o.checkpoint_every =
             (self.checkpoint_every_us > 0).then(|| Duration::from_micros(self.checkpoint_every_us));
+        o.encrypt = self.encrypt;
+        o.compression = self.compress.map_or(Compression::None, Into::into);
         o
     }
 }
@@ -133,6 +160,8 @@ fn json(r: &Report, o: &Options, seed: u64) -> serde_json::Value {
         "producers": o.producers,
         "consumers": o.consumers,
         "dir": o.dir,
+        "encrypt": o.encrypt,
+        "compression": o.compression.name(),
     })
 }
 
@@ -166,13 +195,15 @@ pub fn run(args: CrashtestArgs) -> ExitCode {
         println!("{}", json(&r, &o, seed));
     } else {
         println!(
-            "crashtest on {} (fsync = {}, seed {seed}, {} B events, batches of {}, {} producers, {} consumers)",
+            "crashtest on {} (fsync = {}, seed {seed}, {} B events, batches of {}, {} producers, {} consumers, {}compression {})",
             o.dir.display(),
             crashtest::fsync_name(o.fsync),
             o.event_size,
             o.batch,
             o.producers,
-            o.consumers
+            o.consumers,
+            if o.encrypt { "encrypted, " } else { "" },
+            o.compression.name()
         );
         println!("iterations (SIGKILLs): {}", r.iterations);
         println!(

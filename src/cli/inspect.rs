@@ -19,7 +19,8 @@ pub struct InspectArgs {
     /// Print every record (headers, sizes, ids) instead of the summary.
     #[arg(long)]
     dump: bool,
-    /// Summarise what `recovery_mode = skip` would restore from a damaged channel.
+    /// Summarise what `recovery_mode = skip` would restore from a damaged channel (the default
+    /// is the channel's `recovery_mode` with `--config`, else `strict`).
     #[arg(long)]
     skip_corrupt: bool,
 }
@@ -171,7 +172,7 @@ pub fn run(args: InspectArgs) -> ExitCode {
     let mode = if args.skip_corrupt {
         RecoveryMode::Skip
     } else {
-        RecoveryMode::Strict
+        dirs.recovery_mode
     };
     match inspect::inspect(&dirs, mode) {
         Ok(r) if args.json => println!("{}", json(&r)),

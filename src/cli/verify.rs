@@ -30,6 +30,8 @@ fn json(r: &VerifyReport) -> serde_json::Value {
         "in_flight": r.in_flight,
         "bytes_queued": r.bytes_queued,
         "strict_open_error": r.strict_open_error,
+        "encrypted_records": r.encrypted_records,
+        "tags_checked": r.tags_checked,
         "problems": r.problems.iter().map(|p| serde_json::json!({
             "kind": p.kind.label(),
             "damage": p.is_damage(),
@@ -80,6 +82,14 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         match &r.strict_open_error {
             None => println!("strict open:    ok"),
             Some(e) => println!("strict open:    refused: {e}"),
+        }
+        if r.encrypted_records > 0 {
+            let how = if r.tags_checked {
+                "every tag checked"
+            } else {
+                "tags not checked: no key given (--key ID=PATH)"
+            };
+            println!("encrypted:      {} records, {how}", r.encrypted_records);
         }
         println!("problems:       {}", r.problems.len());
         for p in &r.problems {

@@ -3,7 +3,8 @@
 //! The summary comes from replay run on a read-only view of the directories (see
 //! the offline session's replay): it is exactly what an open would restore, and nothing on disk
 //! changes (an open would zero a torn tail; `inspect` only reports it). The dump walks every
-//! record with [`super::scan`].
+//! record with [`super::scan`]; it decodes encrypted events with the keys given (see
+//! [`ChannelDirs::encryption`]) and names the key of those it cannot.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +13,8 @@ use super::scan::{self, Problem};
 use super::{ChannelDirs, Session};
 use crate::config::RecoveryMode;
 use crate::error::Result;
-use crate::format::record::{self, HEADER_LEN, Kind};
+use crate::format::DecodeError;
+use crate::format::record::{FLAG_COMPRESSED, FLAG_ENCRYPTED, Kind, RecordHeader};
 use crate::format::{checkpoint, file_name};
 use crate::ids::RecordPtr;
 use crate::replay::{self, Payload, RecoveryReport};
@@ -175,6 +177,18 @@ fn kind_label(kind: Kind) -> &'static str {
     }
 }
 
+/// How a Put payload is stored, as a suffix of the dump's detail.
+fn stored_form(h: &RecordHeader) -> String {
+    let mut s = String::new();
+    if h.flags & FLAG_COMPRESSED != 0 {
+        s.push_str(", compressed");
+    }
+    if h.flags & FLAG_ENCRYPTED != 0 {
+        s.push_str(&format!(", encrypted with key {}", h.key_id));
+    }
+    s
+}
+
 /// Hands every valid record of the channel in `dirs` to `out`, in log order per directory, and
 /// returns the problems met on the way.
 pub fn dump(dirs: &ChannelDirs, out: &mut dyn FnMut(DumpRecord)) -> Result<Vec<Problem>> {
@@ -184,31 +198,26 @@ pub fn dump(dirs: &ChannelDirs, out: &mut dyn FnMut(DumpRecord)) -> Result<Vec<P
         let detail = match v.payload {
             Payload::Take(ptr) => format!("takes {ptr}"),
             Payload::Count(n) => format!("{n} records"),
-            Payload::Put => {
-                let mut d = String::new();
-                let len = v.header.len as usize;
-                let _ = v
-                    .segment
-                    .map
-                    .visit(v.offset + HEADER_LEN as u64, len, &mut |p| {
-                        d = match record::decode_put(p) {
-                            Ok(ev) => {
-                                let headers: Vec<String> = ev
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| format!("{k}={v}"))
-                                    .collect();
-                                format!(
-                                    "body {} B, headers {{{}}}",
-                                    ev.body().len(),
-                                    headers.join(", ")
-                                )
-                            }
-                            Err(e) => format!("payload does not decode: {e}"),
-                        };
-                    });
-                d
-            }
+            Payload::Put => match session.read_event(v.segment, v.offset, &v.header) {
+                Ok(ev) => {
+                    let headers: Vec<String> = ev
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    format!(
+                        "body {} B, headers {{{}}}{}",
+                        ev.body().len(),
+                        headers.join(", "),
+                        stored_form(&v.header)
+                    )
+                }
+                Err(DecodeError::MissingKey { key_id }) => format!(
+                    "encrypted with key {key_id}, which was not given (--key {key_id}=PATH, or \
+                     --config with the channel's encryption)"
+                ),
+                Err(e) => format!("payload does not decode: {e}"),
+            },
         };
         out(DumpRecord {
             path: v.segment.path.clone(),

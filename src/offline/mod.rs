@@ -18,8 +18,17 @@
 //! `repair` is the only tool that writes; its crash-safety argument is in [`mod@repair`] and in
 //! DESIGN.md ("Repair").
 //!
-//! The command line names a channel with `--checkpoint-dir DIR --data-dirs D1,D2`
-//! ([`ChannelDirs`]).
+//! The command line names a channel with `--checkpoint-dir DIR --data-dirs D1,D2`, or with
+//! `--config agent.toml --channel c1` ([`ChannelDirs`], [`ChannelDirs::of`]).
+//!
+//! # Encrypted channels
+//! Record headers, CRCs and the checkpoint are never encrypted, so every check of the log and
+//! everything replay restores needs no key: `verify`, `repair` and `inspect` run on an encrypted
+//! channel as they are. Only what decodes an event needs its key ([`ChannelDirs::encryption`]):
+//! `verify` given keys also authenticates every encrypted Put record (the GCM tag proves the event
+//! and its header are the ones written), and `inspect --dump` shows the event headers. Without a
+//! key, `verify` counts the encrypted records and says their tags were not checked, and the dump
+//! says which key a record needs.
 
 pub mod inspect;
 mod overlay;
@@ -35,10 +44,15 @@ pub use repair::{RepairReport, repair};
 pub use scan::{Problem, ProblemKind, SegmentInfo};
 pub use verify::{VerifyReport, verify};
 
-use crate::config::{FileChannelConfig, RecoveryMode};
+use crate::at_rest::{EncryptionConfig, Keyring, PayloadCodec};
+use crate::config::{DEFAULT_MAX_EVENT_SIZE, FileChannelConfig, RecoveryMode};
 use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::format::DecodeError;
+use crate::format::record::{self, HEADER_LEN, RecordHeader};
 use crate::io::{DirLock, FileSystem, StdFs};
 use crate::replay::{self, Recovered};
+use crate::segment::Segment;
 
 /// The directories of one channel, as the offline tools name it.
 #[derive(Debug, Clone)]
@@ -49,6 +63,12 @@ pub struct ChannelDirs {
     pub data_dirs: Vec<PathBuf>,
     /// The file system (the real one unless a test swaps it).
     pub file_system: Arc<dyn FileSystem>,
+    /// The channel's keys, to decode encrypted events (nothing else needs them).
+    pub encryption: Option<EncryptionConfig>,
+    /// The recovery mode the channel is configured with (`strict` unless set).
+    pub recovery_mode: RecoveryMode,
+    /// The channel's `max_event_size`: the most a compressed event may decompress to.
+    pub max_event_size: u64,
 }
 
 impl ChannelDirs {
@@ -58,7 +78,16 @@ impl ChannelDirs {
             checkpoint_dir: checkpoint_dir.into(),
             data_dirs: data_dirs.into_iter().map(Into::into).collect(),
             file_system: Arc::new(StdFs),
+            encryption: None,
+            recovery_mode: RecoveryMode::Strict,
+            max_event_size: DEFAULT_MAX_EVENT_SIZE,
         }
+    }
+
+    /// The keys that decode the channel's encrypted events.
+    pub fn encryption(mut self, enc: EncryptionConfig) -> Self {
+        self.encryption = Some(enc);
+        self
     }
 
     /// The same directories on another file system.
@@ -67,19 +96,25 @@ impl ChannelDirs {
         self
     }
 
-    /// The directories of a channel configuration.
+    /// The channel of a configuration: its directories, file system, keys, recovery mode and
+    /// `max_event_size`.
     pub fn of(cfg: &FileChannelConfig) -> Self {
         ChannelDirs {
             checkpoint_dir: cfg.checkpoint_dir.clone(),
             data_dirs: cfg.data_dirs.clone(),
             file_system: cfg.file_system.clone(),
+            encryption: cfg.encryption.clone(),
+            recovery_mode: cfg.recovery_mode,
+            max_event_size: cfg.max_event_size,
         }
     }
 }
 
-/// An offline session: the directories, locked.
+/// An offline session: the directories, locked, and the codec that decodes their events.
 pub(crate) struct Session {
     pub(crate) dirs: ChannelDirs,
+    /// Reads every stored form it has keys for (compressed payloads need none).
+    pub(crate) codec: PayloadCodec,
     _locks: Vec<DirLock>,
 }
 
@@ -113,10 +148,46 @@ impl Session {
                 }
             })?);
         }
+        let keyring = match &dirs.encryption {
+            Some(enc) => Some(Arc::new(Keyring::load(enc)?)),
+            None => None,
+        };
         Ok(Session {
             dirs: dirs.clone(),
+            codec: PayloadCodec::plain(keyring)?,
             _locks: locks,
         })
+    }
+
+    /// True when the session was given keys.
+    pub(crate) fn has_keys(&self) -> bool {
+        self.codec.keyring().is_some()
+    }
+
+    /// The event of the valid Put record `h` at `offset` of `seg` (its CRCs checked by the
+    /// scan), decrypted and decompressed as its header says.
+    pub(crate) fn read_event(
+        &self,
+        seg: &Segment,
+        offset: u64,
+        h: &RecordHeader,
+    ) -> std::result::Result<Event, DecodeError> {
+        let mut out = Err(DecodeError::Truncated {
+            needed: u64::from(h.len),
+            available: 0,
+        });
+        let visited = seg
+            .map
+            .visit(offset + HEADER_LEN as u64, h.len as usize, &mut |p| {
+                out = record::decode_put_stored(h, p, &self.codec, self.dirs.max_event_size);
+            });
+        if visited.is_err() {
+            return Err(DecodeError::Truncated {
+                needed: offset + h.record_len(),
+                available: seg.map.len(),
+            });
+        }
+        out
     }
 
     /// A configuration for these directories on `fs`.

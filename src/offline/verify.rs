@@ -5,14 +5,21 @@
 //! mode on a read-only view to say whether the channel opens and what it would hold. When
 //! strict mode refuses, the counts come from a `skip`-mode replay (what `recovery_mode = skip`,
 //! or `tidegate repair`, would keep). Nothing on disk changes.
+//!
+//! Given keys ([`ChannelDirs::encryption`]), it also decrypts every encrypted Put record: a key
+//! that is not given, or that decrypts none of its records, is an error naming the key and the
+//! first record; a single record that does not authenticate is a damaged record (its bytes were
+//! changed and its CRCs recomputed). Without keys the encrypted records are only counted.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use super::scan::{self, Problem, ProblemKind, SegmentInfo};
 use super::{ChannelDirs, Session};
 use crate::config::RecoveryMode;
-use crate::error::Result;
-use crate::format::{checkpoint, file_name};
+use crate::error::{Error, Result};
+use crate::format::record::{FLAG_ENCRYPTED, Kind};
+use crate::format::{DecodeError, checkpoint, file_name};
 use crate::replay;
 
 /// What `verify` found.
@@ -39,6 +46,11 @@ pub struct VerifyReport {
     pub strict_open_error: Option<String>,
     /// Every problem found, with its file and offset.
     pub problems: Vec<Problem>,
+    /// Valid Put records whose payload is encrypted.
+    pub encrypted_records: u64,
+    /// True when keys were given, so every encrypted record's tag was checked (an event that
+    /// does not authenticate is a damaged record); false when they were only counted.
+    pub tags_checked: bool,
 }
 
 impl VerifyReport {
@@ -54,8 +66,20 @@ impl VerifyReport {
 pub fn verify(dirs: &ChannelDirs) -> Result<VerifyReport> {
     let session = Session::open(dirs)?;
     let view = session.view();
-    let log = scan::scan(&*view, &dirs.data_dirs, &mut |_| {})?;
+    let mut keys = KeyCheck::default();
+    let log = scan::scan(&*view, &dirs.data_dirs, &mut |v| {
+        if v.header.kind != Kind::Put || v.header.flags & FLAG_ENCRYPTED == 0 {
+            return;
+        }
+        keys.encrypted += 1;
+        if session.has_keys() {
+            let outcome = session.read_event(v.segment, v.offset, &v.header);
+            keys.record(v.header.key_id, &v.segment.path, v.offset, outcome.err());
+        }
+    })?;
     let mut problems = log.problems;
+    let keys_counted = keys.encrypted;
+    problems.extend(keys.into_problems(&session)?);
 
     let (rec, strict_open_error) = match session.replay(RecoveryMode::Strict) {
         Ok(rec) => (rec, None),
@@ -134,5 +158,77 @@ pub fn verify(dirs: &ChannelDirs) -> Result<VerifyReport> {
         bytes_queued: rec.state.queued_bytes,
         strict_open_error,
         problems,
+        encrypted_records: keys_counted,
+        tags_checked: session.has_keys(),
     })
+}
+
+/// Where a key's first record is, and what authenticating its records found.
+#[derive(Default)]
+struct KeyOutcome {
+    first: Option<(PathBuf, u64)>,
+    good: u64,
+    failed: Vec<(PathBuf, u64, DecodeError)>,
+}
+
+/// The outcome of decrypting every encrypted Put record, per key id.
+#[derive(Default)]
+struct KeyCheck {
+    encrypted: u64,
+    per_key: BTreeMap<u16, KeyOutcome>,
+}
+
+impl KeyCheck {
+    fn record(&mut self, key_id: u16, path: &Path, offset: u64, error: Option<DecodeError>) {
+        let k = self.per_key.entry(key_id).or_default();
+        k.first.get_or_insert_with(|| (path.to_path_buf(), offset));
+        match error {
+            None => k.good += 1,
+            Some(e) => k.failed.push((path.to_path_buf(), offset, e)),
+        }
+    }
+
+    /// A key that was not given, or that decrypts none of its records (the wrong key), is an
+    /// error naming the key and its first record; single records that do not authenticate are
+    /// damaged records.
+    fn into_problems(self, session: &Session) -> Result<Vec<Problem>> {
+        let mut out = Vec::new();
+        for (key_id, k) in self.per_key {
+            let Some((path, offset)) = k.first else {
+                continue;
+            };
+            let keyring = session.codec.keyring();
+            if !keyring.is_some_and(|r| r.contains(key_id)) {
+                return Err(Error::Config {
+                    key: "encryption",
+                    message: format!(
+                        "key {key_id} was not given, but records are encrypted with it (first in {} at offset {offset}); give it with --key {key_id}=PATH (or --config with the channel's encryption)",
+                        path.display()
+                    ),
+                });
+            }
+            if k.good == 0 {
+                return Err(Error::Config {
+                    key: "encryption",
+                    message: format!(
+                        "key {key_id} ({}) decrypts none of the records encrypted with key {key_id} (first in {} at offset {offset}): it is not the key they were written with",
+                        keyring.map_or_else(String::new, |r| r.describe(key_id)),
+                        path.display()
+                    ),
+                });
+            }
+            for (path, offset, e) in k.failed {
+                out.push(Problem {
+                    kind: ProblemKind::DamagedRecords,
+                    path,
+                    offset,
+                    len: 0,
+                    detail: format!(
+                        "the event does not authenticate or decode with key {key_id}: {e} (its CRCs match: the record was changed and its CRCs recomputed)"
+                    ),
+                });
+            }
+        }
+        Ok(out)
+    }
 }

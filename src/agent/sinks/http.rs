@@ -10,6 +10,10 @@
 //!
 //! `https://` URLs are verified against the WebPKI roots (rustls, ring). `auth_token` sends
 //! `Authorization: Bearer <token>`; `headers` adds fixed request headers.
+//!
+//! The `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` / `NO_PROXY` environment variables are ignored:
+//! agent-to-agent traffic must not silently go through a proxy the environment happens to name.
+//! A sink that should use one says so with `proxy = "http://proxy:3128"`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,6 +47,10 @@ pub struct HttpSinkConfig {
     /// Extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Send every request through this proxy (`http://` or `https://`). Without it no proxy
+    /// is used, whatever `HTTP_PROXY` and the like say.
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 fn default_timeout() -> HumanDuration {
@@ -96,12 +104,25 @@ impl HttpSink {
             CONTENT_TYPE,
             HeaderValue::from_static(cfg.format.content_type()),
         );
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .default_headers(headers)
             .timeout(cfg.timeout.0)
             // A redirected POST may come back as a GET without the body, answered 200: the
             // batch would be committed and lost. A 3xx is an error like any other non-2xx.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        // Only the proxy the config names: the environment's proxy variables are ignored.
+        let builder = match &cfg.proxy {
+            None => builder.no_proxy(),
+            Some(p) => {
+                let bad = |why: String| config_err(format!("proxy {p:?}: {why}"));
+                let parsed = reqwest::Url::parse(p).map_err(|e| bad(e.to_string()))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(bad("the scheme must be http or https".into()));
+                }
+                builder.proxy(reqwest::Proxy::all(parsed).map_err(|e| bad(e.to_string()))?)
+            }
+        };
+        let client = builder
             .build()
             .map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpSink {
@@ -167,5 +188,135 @@ impl Sink for HttpSink {
             }
             self.post(batch).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Set in the child process of [`environment_proxy_is_ignored`].
+    const CHILD: &str = "TIDEGATE_HTTP_SINK_PROXY_CHILD";
+
+    /// A one-request HTTP server on loopback that answers 200; returns its URL.
+    fn answer_once() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        std::thread::spawn(move || {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then a body of Content-Length bytes.
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .and_then(|v| v.trim().parse().ok())
+                        })
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        });
+        format!("http://{addr}/")
+    }
+
+    /// A loopback port nothing listens on.
+    fn dead_address() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        format!("http://{addr}")
+    }
+
+    fn deliver(cfg: HttpSinkConfig) -> Result<(), SinkError> {
+        let mut sink = HttpSink::new("k1", cfg).expect("sink");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(sink.deliver(&[Event::new(b"hello".to_vec())]))
+    }
+
+    fn config(url: String, proxy: Option<String>) -> HttpSinkConfig {
+        HttpSinkConfig {
+            url,
+            format: Format::default(),
+            timeout: HumanDuration(Duration::from_secs(10)),
+            auth_token: None,
+            headers: BTreeMap::new(),
+            proxy,
+        }
+    }
+
+    /// Runs in a child process whose environment names a dead proxy (the parent's environment
+    /// is never changed, so no other test sees it).
+    #[test]
+    fn child_delivers_despite_a_dead_environment_proxy() {
+        if std::env::var_os(CHILD).is_none() {
+            return;
+        }
+        assert!(std::env::var_os("HTTP_PROXY").is_some());
+        deliver(config(answer_once(), None)).expect("delivered without the environment's proxy");
+    }
+
+    #[test]
+    fn environment_proxy_is_ignored() {
+        let dead = dead_address();
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "agent::sinks::http::tests::child_delivers_despite_a_dead_environment_proxy",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("HTTP_PROXY", &dead)
+            .env("http_proxy", &dead)
+            .env("ALL_PROXY", &dead)
+            .env("all_proxy", &dead)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("REQUEST_METHOD")
+            .output()
+            .expect("run the child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn a_configured_proxy_is_used() {
+        // The configured proxy is dead: delivery fails with a connection error, though the
+        // server itself answers.
+        let e = deliver(config(answer_once(), Some(dead_address()))).expect_err("via the proxy");
+        assert!(matches!(e, SinkError::Connection(_)), "{e:?}");
+        let e = HttpSink::new("k1", config(answer_once(), Some("socks5://x:1".into())))
+            .err()
+            .expect("a socks proxy is refused");
+        assert!(
+            e.to_string().contains("proxy") && e.to_string().contains("scheme"),
+            "{e}"
+        );
     }
 }

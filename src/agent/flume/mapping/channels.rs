@@ -274,9 +274,10 @@ impl Mapper<'_> {
             self.error(
                 first,
                 format!(
-                    "Flume's encryption keys ({}) use JCEKS keystores, which tidegate cannot read; export each key as a \
-                     32-byte key file and configure `encryption = {{ active_key = \"k1\", keys = {{ k1 = \"/path/k1.key\" }} }}` \
-                     on the channel (tidegate's encryption at rest, issue 7)",
+                    "Flume's encryption keys ({}) use JCEKS keystores, which tidegate cannot read; write one tidegate \
+                     key file per key (32 random bytes: `head -c 32 /dev/urandom > k1.key && chmod 600 k1.key`) and set \
+                     `encryption = {{ active_key = 1, keys = {{ 1 = \"/path/k1.key\" }} }}` on the channel in the TOML config \
+                     (numeric key ids; see docs/security.md, \"Flume users\")",
                     names.join(", ")
                 ),
             );
