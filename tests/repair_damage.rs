@@ -135,14 +135,7 @@ fn a_damaged_header_of_a_checkpointed_event_loses_only_that_event() {
 #[test]
 fn verify_reports_a_zeroed_record_header_in_a_sealed_segment_as_damage() {
     let root = tempfile::tempdir().expect("tempdir");
-    let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(1024);
-    let ch = FileChannel::open(small(root.path())).expect("open");
-    for b in 0..20 {
-        put_range(&ch, b * 10..b * 10 + 10);
-    }
-    drop(ch);
-    let segs = segments(&data_dir(root.path()));
-    assert!(segs.len() >= 3, "{segs:?}");
+    let segs = common::fill_small_segments(root.path());
     // The first record of the second transaction (events 10..20), in the first segment.
     let commit_len = HEADER_LEN as u64 + 4;
     let rec = SEGMENT_HEADER + (0..10).map(put_len).sum::<u64>() + commit_len;
@@ -151,7 +144,7 @@ fn verify_reports_a_zeroed_record_header_in_a_sealed_segment_as_damage() {
     f.sync_all().expect("sync");
     drop(f);
     let v = offline::verify(&dirs(root.path())).expect("verify");
-    let restored = FileChannel::open(small(root.path()))
+    let restored = FileChannel::open(common::small_segments(root.path()))
         .map(|ch| drain(&ch).len())
         .ok();
     assert!(
@@ -323,21 +316,15 @@ fn a_lost_event_of_a_one_event_transaction_is_counted() {
 #[test]
 fn a_segment_cut_to_zero_bytes_is_reported_and_repaired() {
     let root = tempfile::tempdir().expect("tempdir");
-    let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(1024);
-    let ch = FileChannel::open(small(root.path())).expect("open");
-    for b in 0..20 {
-        put_range(&ch, b * 10..b * 10 + 10);
-    }
-    drop(ch);
-    let segs = segments(&data_dir(root.path()));
+    let segs = common::fill_small_segments(root.path());
     let f = OpenOptions::new().write(true).open(&segs[1]).expect("open");
     f.set_len(0).expect("truncate");
     f.sync_all().expect("sync");
     drop(f);
-    let open = FileChannel::open(small(root.path())).map(|_| ());
+    let open = FileChannel::open(common::small_segments(root.path())).map(|_| ());
     let v = offline::verify(&dirs(root.path()));
     let r = offline::repair(&dirs(root.path()));
-    let after = FileChannel::open(small(root.path())).map(|ch| drain(&ch).len());
+    let after = FileChannel::open(common::small_segments(root.path())).map(|ch| drain(&ch).len());
     assert!(
         matches!(v, Ok(ref v) if v.is_damaged()) && r.is_ok() && after.is_ok(),
         "strict open: {open:?}\nverify: {:?}\nrepair: {:?}\nopen after repair: {after:?}",

@@ -544,14 +544,7 @@ fn a_damaged_body_in_a_sealed_segment_is_found_by_verify_and_dropped_by_repair()
     // Replay checks Put payloads only in the newest segment; the others are checked when their
     // events are taken. verify checks every payload now.
     let root = tempfile::tempdir().expect("tempdir");
-    let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(1024);
-    let ch = FileChannel::open(small(root.path())).expect("open");
-    for b in 0..20 {
-        put_range(&ch, b * 10..b * 10 + 10);
-    }
-    drop(ch);
-    let segs = segments(&data_dir(root.path()));
-    assert!(segs.len() >= 3, "{segs:?}");
+    let segs = common::fill_small_segments(root.path());
     let rec1 = SEGMENT_HEADER + put_len(0);
     let body = rec1 + HEADER_LEN as u64 + 4;
     let b = read_range(&segs[0], body, 1)[0];
@@ -567,7 +560,7 @@ fn a_damaged_body_in_a_sealed_segment_is_found_by_verify_and_dropped_by_repair()
     );
     let r = offline::repair(&dirs(root.path())).expect("repair");
     assert_eq!((r.events_lost, r.events_restored), (1, 199), "{r:?}");
-    let ch = FileChannel::open(small(root.path())).expect("open");
+    let ch = FileChannel::open(common::small_segments(root.path())).expect("open");
     let expected: Vec<u64> = (0..200).filter(|i| *i != 1).collect();
     assert_eq!(drain(&ch), expected, "no take meets the damaged event");
 }

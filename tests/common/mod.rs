@@ -85,3 +85,21 @@ pub fn checkpoints(dir: &Path) -> Vec<PathBuf> {
     v.reverse();
     v
 }
+
+/// [`cfg`] with 4 KiB segments, so that a few hundred small events span several segments.
+pub fn small_segments(root: &Path) -> FileChannelConfig {
+    cfg(root).max_segment_size(4096).max_event_size(1024)
+}
+
+/// Puts events 0..200 in transactions of 10 on a [`small_segments`] channel and drops it without
+/// a close (a crash): at least three segments, the older ones sealed. Returns the segments.
+pub fn fill_small_segments(root: &Path) -> Vec<PathBuf> {
+    let ch = FileChannel::open(small_segments(root)).expect("open");
+    for b in 0..20 {
+        put_range(&ch, b * 10..b * 10 + 10);
+    }
+    drop(ch);
+    let segs = segments(&data_dir(root));
+    assert!(segs.len() >= 3, "{segs:?}");
+    segs
+}
