@@ -94,6 +94,7 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
             inflight,
             dirs,
             committing: st.committing.keys().copied().collect(),
+            commit_pins: st.commit_pin_list(),
             queue,
         };
         let appended: Vec<u64> = tails.tails.iter().map(|t| t.appended).collect();

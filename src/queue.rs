@@ -82,6 +82,19 @@ impl QueueState {
         self.commit_pins.values().flatten().copied().collect()
     }
 
+    /// The commit pins of events still queued, as `(put_segment, commit_segment)` pairs, for a
+    /// checkpoint (so that they outlive a restart).
+    pub(crate) fn commit_pin_list(&self) -> Vec<(SegmentId, SegmentId)> {
+        let mut out: Vec<(SegmentId, SegmentId)> = self
+            .commit_pins
+            .iter()
+            .filter(|(put_segment, _)| self.live.contains_key(put_segment))
+            .flat_map(|(p, cs)| cs.iter().map(move |c| (*p, *c)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Forgets a deleted segment.
     pub(crate) fn forget_segment(&mut self, id: SegmentId) {
         self.commit_pins.remove(&id);

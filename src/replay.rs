@@ -162,6 +162,8 @@ enum Effect {
 
 struct CommitEvent {
     seq: u64,
+    /// The segment holding the Commit record.
+    segment: SegmentId,
     effect: Effect,
 }
 
@@ -715,9 +717,14 @@ fn try_checkpoint(
     let mut queued_bytes = 0u64;
     let mut added: Vec<(RecordPtr, u32, u16)> = Vec::new();
     let mut removed: HashSet<RecordPtr> = HashSet::default();
+    // Commit pins (§8): the checkpoint's, and those of the commits replayed after it.
+    let mut pins: Vec<(SegmentId, SegmentId)> = ck.map_or_else(Vec::new, |c| c.commit_pins.clone());
     for c in commits {
         match &c.effect {
-            Effect::Puts(p) => added.extend_from_slice(p),
+            Effect::Puts(p) => {
+                pins.extend(p.iter().map(|(ptr, ..)| (ptr.segment, c.segment)));
+                added.extend_from_slice(p);
+            }
             Effect::Takes(t) => removed.extend(t.iter().copied()),
         }
     }
@@ -803,6 +810,9 @@ fn try_checkpoint(
     }
     for ptr in &queue {
         state.add_live(*ptr);
+    }
+    for (put_segment, commit_segment) in pins {
+        state.pin_commit(put_segment, commit_segment);
     }
     state.queue = queue;
     state.queued_bytes = queued_bytes;
@@ -1154,7 +1164,11 @@ fn apply_record(
             } else {
                 Effect::Takes(txn.takes)
             };
-            scan.commits.push(CommitEvent { seq: h.seq, effect });
+            scan.commits.push(CommitEvent {
+                seq: h.seq,
+                segment: ptr.segment,
+                effect,
+            });
         }
     }
 }

@@ -18,7 +18,7 @@ use tidegate::agent::wire;
 use tidegate::format::checkpoint::{Checkpoint, DirCheckpoint};
 use tidegate::format::record::{self, Kind};
 use tidegate::format::{Writer, checkpoint, crc32, file_name, segment_header};
-use tidegate::ids::RecordPtr;
+use tidegate::ids::{RecordPtr, SegmentId};
 use tidegate::{Event, FileChannel, FileChannelConfig};
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -246,6 +246,7 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
         inflight: 0,
         dirs: Vec::new(),
         committing: Vec::new(),
+        commit_pins: Vec::new(),
         queue: Vec::new(),
     };
     let sample = Checkpoint {
@@ -266,6 +267,7 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
             },
         ],
         committing: vec![53],
+        commit_pins: vec![(SegmentId(3), SegmentId(4))],
         queue: vec![RecordPtr::new(3, 64), RecordPtr::new(4, 128)],
     };
     let bytes = checkpoint::encode(&sample);

@@ -73,19 +73,12 @@ fn big(id: u64, size: usize) -> Event {
     Event::new(vec![b'x'; body]).with_header("i", id.to_string())
 }
 
-/// One damaged record header of an event the checkpoint lists makes replay reject every
-/// checkpoint, so repair's skip-mode replay falls back to a full replay. Segments that only a
-/// full replay needed may have been collected (DESIGN §8: the commit pin is not rebuilt after
-/// a restart), so the full replay drops an undamaged, acknowledged event whose Commit record
-/// was collected. Repair writes that loss into its checkpoint.
-#[test]
-fn a_damaged_header_of_a_checkpointed_event_loses_only_that_event() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let small = |r: &Path| cfg(r).max_segment_size(4096).max_event_size(4000);
-    let ch = FileChannel::open(small(root.path())).expect("open");
+/// e0 (taken), then t1 (a Put of 4012 bytes whose Commit does not fit the same segment: the Put
+/// lands in segment 2, its Commit in segment 3) and b1 (segment 4), both acknowledged; then a
+/// restart and two checkpoints, so collection runs after the restart. Returns segment 4's path.
+fn split_transaction_then_restart(root: &Path) -> std::path::PathBuf {
+    let ch = FileChannel::open(split_cfg(root)).expect("open");
     put_range(&ch, 0..1); // e0 in segment 1
-    // t1: a Put of 4012 bytes + Commit do not fit one segment: the batch splits, the Put in
-    // segment 2 and its Commit in segment 3.
     let mut tx = ch.transaction();
     tx.put(big(1000, 3980)).expect("put t1");
     tx.commit().expect("commit t1"); // acknowledged
@@ -95,25 +88,54 @@ fn a_damaged_header_of_a_checkpointed_event_loses_only_that_event() {
         .expect("take e0");
     assert_eq!(got.iter().map(common::id_of).collect::<Vec<_>>(), vec![0]);
     tx.commit().expect("commit take");
-    // b1: a fresh segment (segment 4).
     let mut tx = ch.transaction();
     tx.put(big(2000, 3900)).expect("put b1");
     tx.commit().expect("commit b1"); // acknowledged
     ch.close().expect("close");
-    // A restart, then two checkpoints: collection runs without the in-memory commit pin.
-    let ch = FileChannel::open(small(root.path())).expect("reopen");
+    let ch = FileChannel::open(split_cfg(root)).expect("reopen");
     ch.checkpoint().expect("checkpoint");
     ch.checkpoint().expect("checkpoint");
     ch.close().expect("close");
-    let after_gc = segments(&data_dir(root.path()));
-    // Undamaged, the channel holds t1 then b1.
-    let newest = data_dir(root.path()).join("segment-0000000004.log");
+    let after_gc = segments(&data_dir(root));
+    // Segment 3 holds only t1's Commit, but t1 is still queued in segment 2: the commit pin,
+    // kept in the checkpoint, outlives the restart, so collection keeps segment 3.
     assert!(
-        after_gc.contains(&newest)
-            && !after_gc
-                .iter()
-                .any(|p| p.ends_with("segment-0000000003.log"))
+        after_gc
+            .iter()
+            .any(|p| p.ends_with("segment-0000000003.log")),
+        "{after_gc:?}"
     );
+    let newest = data_dir(root).join("segment-0000000004.log");
+    assert!(after_gc.contains(&newest), "{after_gc:?}");
+    newest
+}
+
+fn split_cfg(root: &Path) -> tidegate::FileChannelConfig {
+    cfg(root).max_segment_size(4096).max_event_size(4000)
+}
+
+/// Both checkpoints lost after a restart and a collection: the full replay still finds the
+/// Commit record of a transaction split across segments (before commit pins were kept in the
+/// checkpoint, collection deleted it after a restart and the full replay dropped t1).
+#[test]
+fn a_commit_pin_survives_a_restart_so_a_full_replay_keeps_a_split_transaction() {
+    let root = tempfile::tempdir().expect("tempdir");
+    split_transaction_then_restart(root.path());
+    for c in common::checkpoints(&root.path().join("ckpt")) {
+        flip(&c, 20, 0xFF);
+    }
+    let ch = FileChannel::open(split_cfg(root.path())).expect("full replay");
+    assert!(ch.recovery_report().full_replay);
+    assert_eq!(drain(&ch), vec![1000, 2000]);
+}
+
+/// One damaged record header of an event the checkpoint lists: replay decides about that event
+/// (skip mode drops it) instead of rejecting the checkpoint, so repair keeps every other event.
+#[test]
+fn a_damaged_header_of_a_checkpointed_event_loses_only_that_event() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let small = split_cfg;
+    let newest = split_transaction_then_restart(root.path());
     flip(&newest, SEGMENT_HEADER + 4, 0x01); // b1's record header
     assert!(matches!(
         FileChannel::open(small(root.path())),

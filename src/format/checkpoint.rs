@@ -20,6 +20,9 @@
 //! ..      4          committing     C: transactions whose Commit record lies before `tail` but
 //!                                   whose effect is not in the snapshot
 //! ..      8*C        txn ids
+//! ..      4          pin_count      P: segments that must outlive the events they committed
+//! ..      8*P        commit_pins    put_segment u32 | commit_segment u32: `commit_segment` holds
+//!                                   the Commit record of events still queued in `put_segment`
 //! ..      8          queue_len      Q
 //! ..      12*Q       queue          segment u32 | offset u64 of each queued Put record, head first
 //! ..      4          crc            CRC-32 (IEEE) of every byte before it
@@ -28,7 +31,7 @@
 //! across directories). Do not reorder fields.
 
 use super::{DecodeError, FORMAT_VERSION, MAX_COUNTER, Reader, Writer, crc32};
-use crate::ids::{LogPosition, RecordPtr};
+use crate::ids::{LogPosition, RecordPtr, SegmentId};
 
 /// Magic number.
 pub const MAGIC: &[u8; 8] = b"TIDEGCKP";
@@ -63,6 +66,11 @@ pub struct Checkpoint {
     pub dirs: Vec<DirCheckpoint>,
     /// Transactions whose commit record is before the tail but not applied in the snapshot.
     pub committing: Vec<u64>,
+    /// `(put_segment, commit_segment)`: events queued in `put_segment` were committed by a
+    /// record in `commit_segment` (a spilled or split transaction). Garbage collection keeps
+    /// `commit_segment` while such events are queued, across restarts too, so that a full
+    /// replay still finds their Commit (DESIGN.md §8).
+    pub commit_pins: Vec<(SegmentId, SegmentId)>,
     /// The queue, head first.
     pub queue: Vec<RecordPtr>,
 }
@@ -99,6 +107,11 @@ pub fn encode(c: &Checkpoint) -> Vec<u8> {
     w.u32(c.committing.len() as u32);
     for t in &c.committing {
         w.u64(*t);
+    }
+    w.u32(c.commit_pins.len() as u32);
+    for (put, commit) in &c.commit_pins {
+        w.u32(put.0);
+        w.u32(commit.0);
     }
     w.u64(c.queue.len() as u64);
     for p in &c.queue {
@@ -176,6 +189,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
     for _ in 0..committing_count {
         committing.push(r.u64()?);
     }
+    let pin_count = r.count("commit pin count", 8)?;
+    let mut commit_pins = Vec::with_capacity(pin_count);
+    for _ in 0..pin_count {
+        commit_pins.push((SegmentId(r.u32()?), SegmentId(r.u32()?)));
+    }
     let queue_len = r.u64()?;
     if queue_len > (r.remaining() / 12) as u64 {
         return Err(DecodeError::Invalid {
@@ -208,6 +226,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
         inflight,
         dirs,
         committing,
+        commit_pins,
         queue,
     })
 }
@@ -229,6 +248,7 @@ mod tests {
                 scan_start: LogPosition::new(3, 64),
             }],
             committing: vec![53],
+            commit_pins: vec![(SegmentId(3), SegmentId(4))],
             queue: vec![RecordPtr::new(3, 64), RecordPtr::new(4, 128)],
         }
     }

@@ -432,6 +432,7 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
         inflight: 0,
         dirs: ck_dirs,
         committing: Vec::new(),
+        commit_pins: rec.state.commit_pin_list(),
         queue: queue.clone(),
     };
     write_durably(
