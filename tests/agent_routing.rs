@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent::{Agent, WAIT, free_port, request, wait_until};
+use agent::{Agent, WAIT, request, wait_until};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -163,22 +163,24 @@ impl Client {
     }
 }
 
-/// Writes `agent.toml` (monitoring on a free port, an http source on `c1` at a free port, plus
-/// `rest`) into a fresh directory, starts the agent, waits for /ready.
+/// Writes `agent.toml` (monitoring and an http source `http`, both on port 0, plus
+/// `source_extra` in the source's section and then `rest`) into a fresh directory, starts the
+/// agent, waits for /ready. Returns the directory, the agent, a client of the source and the
+/// monitoring address.
 fn run_agent(source_extra: &str, rest: &str) -> (TempDir, Agent, Client, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[monitoring]\nbind = \"127.0.0.1:0\"\n\n[sources.http]\ntype = \"http\"\nbind = \"127.0.0.1:{port}\"\n{source_extra}\n{rest}"
+            "[monitoring]\nbind = \"127.0.0.1:0\"\n\n[sources.http]\ntype = \"http\"\nbind = \"127.0.0.1:0\"\n{source_extra}\n{rest}"
         ),
     )
     .expect("write config");
     let agent = Agent::start(&config, dir.path());
     let mon = agent.wait_ready();
-    (dir, agent, Client::new(format!("127.0.0.1:{port}")), mon)
+    let client = Client::new(agent.http_source_addr("http"));
+    (dir, agent, client, mon)
 }
 
 fn file_channel(name: &str) -> String {

@@ -171,14 +171,28 @@ impl Agent {
             .collect()
     }
 
+    /// The `addr` field of the first log line containing `needle` (`Some(..)` unwrapped).
+    fn logged_addr(&self, needle: &str) -> String {
+        let line = self.wait_for_log(needle);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        let addr = v["fields"]["addr"].as_str().expect("addr field");
+        addr.strip_prefix("Some(")
+            .and_then(|a| a.strip_suffix(')'))
+            .unwrap_or(addr)
+            .to_string()
+    }
+
     /// The monitoring address the agent logged.
     pub fn monitoring_addr(&self) -> String {
-        let line = self.wait_for_log("monitoring on http://");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-        v["fields"]["addr"]
-            .as_str()
-            .expect("addr field")
-            .to_string()
+        self.logged_addr("monitoring on http://")
+    }
+
+    /// The address the `http` source `name` listens on (as logged; bind it to port 0 so that
+    /// no other test can take the port between picking and binding).
+    pub fn http_source_addr(&self, name: &str) -> String {
+        self.logged_addr(&format!(
+            "\"message\":\"http source listening\",\"source\":\"{name}\""
+        ))
     }
 
     /// Waits until `/ready` on the monitoring address answers 200; returns that address.
