@@ -10,7 +10,7 @@ mod agent;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agent::{Agent, WAIT, request, wait_until};
 use axum::body::Bytes;
@@ -195,12 +195,24 @@ fn http_sink(name: &str, channel: &str, url: &str, batch_size: u32) -> String {
     )
 }
 
-/// Waits until every id in `want` reached one of `receivers`.
+/// Waits until every id in `want` reached one of `receivers`; names the missing ones if not.
 fn wait_delivered(want: &BTreeSet<u64>, receivers: &[&Receiver]) {
-    wait_until("every acknowledged event is delivered", || {
+    let deadline = Instant::now() + WAIT;
+    loop {
         let seen: BTreeSet<u64> = receivers.iter().flat_map(|r| r.ids()).collect();
-        want.is_subset(&seen)
-    });
+        let missing: Vec<&u64> = want.difference(&seen).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} acknowledged events not delivered within {WAIT:?}: first {:?}",
+            missing.len(),
+            want.len(),
+            &missing[..missing.len().min(10)]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -235,7 +247,7 @@ fn failover_moves_to_the_backup_while_the_primary_refuses_and_back_after_its_pen
 
     // The primary is back: once its penalty is over it takes the batches again.
     a.answer(200);
-    let deadline = std::time::Instant::now() + WAIT;
+    let deadline = Instant::now() + WAIT;
     loop {
         let ids: BTreeSet<u64> = client.send_ok(1).into_iter().collect();
         wait_delivered(&ids, &[&a, &b]);
@@ -243,7 +255,7 @@ fn failover_moves_to_the_backup_while_the_primary_refuses_and_back_after_its_pen
             break;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "the primary never took over again"
         );
         std::thread::sleep(Duration::from_millis(100));
