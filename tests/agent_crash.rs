@@ -3,44 +3,15 @@
 //! the end every acknowledged event is in the output files (duplicates only from redelivery).
 //! Rounds: `TIDEGATE_AGENT_CRASH_ROUNDS` (default 4); seed: `TIDEGATE_AGENT_CRASH_SEED`.
 
+#[path = "common/agent.rs"]
+mod agent;
+
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tidegate");
-const WAIT: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// One HTTP/1.1 request on a fresh connection; returns the status, or None if the connection
-/// failed (the agent is down or was killed mid-request).
-fn request(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(WAIT)).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
+use agent::{Agent, free_port, request, wait_until};
 
 /// xorshift64*: reproducible randomness from a printed seed.
 struct Rng(u64);
@@ -53,26 +24,6 @@ impl Rng {
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-fn start(config: &Path, dir: &Path) -> Child {
-    Command::new(BIN)
-        .args(["agent", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the agent")
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -162,7 +113,7 @@ serializer = "text"
         })
     };
 
-    let mut agent = start(&config, dir.path());
+    let mut agent = Agent::start(&config, dir.path());
     for round in 0..rounds {
         let before = acked.lock().expect("lock").len();
         // Until this run acknowledged something, then a random while longer.
@@ -170,13 +121,12 @@ serializer = "text"
             acked.lock().expect("lock").len() > before
         });
         std::thread::sleep(Duration::from_millis(rng.below(400)));
-        agent.kill().expect("kill -9");
-        agent.wait().expect("reap");
+        agent.kill();
         eprintln!(
             "round {round}: killed with {} events acknowledged",
             acked.lock().expect("lock").len()
         );
-        agent = start(&config, dir.path());
+        agent = Agent::start(&config, dir.path());
     }
     let before = acked.lock().expect("lock").len();
     wait_until("acknowledged events after the last restart", || {
@@ -191,14 +141,7 @@ serializer = "text"
             .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
             .is_some_and(|v| v["CHANNEL.c1"]["ChannelSize"] == "0")
     });
-    let ok = Command::new("kill")
-        .args(["-TERM", &agent.id().to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
-    let status = agent.wait().expect("wait");
-    assert_eq!(status.code(), Some(0));
+    agent.stop();
 
     let mut seen = BTreeSet::new();
     for entry in std::fs::read_dir(dir.path().join("out")).expect("out dir") {

@@ -1,143 +1,17 @@
 //! The agent binary end to end: real processes, real signals, real sockets (loopback).
 //! Every wait is bounded by a generous timeout; nothing asserts on timing.
 
+#[path = "common/agent.rs"]
+mod agent;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent::{Agent, BIN, WAIT, http_get};
 use tidegate::agent::config::load_config_file;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tidegate");
-const WAIT: Duration = Duration::from_secs(60);
-
-/// A running agent whose stderr (JSON log lines) is collected.
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Agent {
-    fn start(config: &Path, dir: &Path) -> Agent {
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "agent", "--config"])
-            .arg(config)
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the agent");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Agent { child, log }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    /// Waits until a log line contains `needle`; returns that line.
-    fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
-                return l;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?} within {WAIT:?}; log:\n{}",
-                self.lines().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    fn wait_exit(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                // Let the reader thread take the last lines.
-                std::thread::sleep(Duration::from_millis(100));
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "agent did not exit within {WAIT:?}; log:\n{}",
-                    self.lines().join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Bodies the logger sink printed, in order.
-    fn logged_bodies(&self) -> Vec<String> {
-        self.lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["fields"]["message"] == "event")
-            .filter_map(|v| v["fields"]["body"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    /// The monitoring address the agent logged.
-    fn monitoring_addr(&self) -> String {
-        let line = self.wait_for_log("monitoring on http://");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
-        v["fields"]["addr"]
-            .as_str()
-            .expect("addr field")
-            .to_string()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// GET over HTTP/1.0 on loopback; returns (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to monitoring");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("send");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 fn file_channel_toml(name: &str) -> String {
     format!(
