@@ -461,3 +461,58 @@ mod tests {
         assert!(is_own_in_progress("events-x-17-1.inprogress", "events-x"));
     }
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> FileRollSinkConfig {
+        FileRollSinkConfig {
+            directory: dir.to_path_buf(),
+            roll_interval: HumanDuration(Duration::ZERO),
+            roll_size: ByteSize(0),
+            serializer: Serializer::Text,
+            file_prefix: "events".into(),
+        }
+    }
+
+    fn finished(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| !p.to_string_lossy().ends_with(IN_PROGRESS))
+            .map(|p| {
+                let b = std::fs::read(&p).unwrap_or_default();
+                (p, b)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Review: two file_roll sinks on one directory with the default prefix (say two members
+    /// of a load_balance group) load fine; the second one's start "repairs" the first one's
+    /// live `.inprogress` file, and the first then keeps writing into a finished file.
+    #[tokio::test]
+    async fn review_a_finished_file_is_never_written_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut a = FileRollSink::new("a", cfg(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        let mut b = FileRollSink::new("b", cfg(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        let ev = |s: &str| Event::new(s.as_bytes().to_vec());
+        assert!(a.deliver(&[ev("a1")]).await.is_ok());
+        assert!(b.deliver(&[ev("b1")]).await.is_ok());
+        let before = finished(dir.path());
+        assert!(a.deliver(&[ev("a2")]).await.is_ok());
+        let after = finished(dir.path());
+        for (path, bytes) in &before {
+            let now = after.iter().find(|(p, _)| p == path).map(|(_, b)| b);
+            assert_eq!(
+                now,
+                Some(bytes),
+                "finished file {} changed after it was finished",
+                path.display()
+            );
+        }
+    }
+}
