@@ -38,11 +38,13 @@ fn sink(
     .expect("sink")
 }
 
-/// (finished files, in-progress files), sorted by name.
+/// (finished files, in-progress files), sorted by name; hidden files (the sink's
+/// `.<prefix>.lock`) are not output.
 fn files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("list")
         .map(|e| e.expect("entry").path())
+        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
         .collect();
     all.sort();
     all.into_iter()

@@ -141,6 +141,7 @@ impl FileRollSink {
                 roll_interval: cfg.roll_interval.0,
                 roll_size: cfg.roll_size.0,
                 started: false,
+                lock: None,
                 poisoned: None,
                 current: None,
                 next_n: 1,
@@ -228,6 +229,9 @@ struct Roller {
     roll_interval: Duration,
     roll_size: u64,
     started: bool,
+    /// An exclusive lock on `<dir>/.<prefix>.lock`, held while the sink lives: two sinks (or
+    /// agents) writing one directory with one prefix would finish each other's files.
+    lock: Option<std::fs::File>,
     poisoned: Option<String>,
     current: Option<Current>,
     next_n: u64,
@@ -261,6 +265,28 @@ impl Roller {
                     .unwrap_or(Path::new(".")),
             )?;
         }
+        let lock_path = self.dir.join(format!(".{}.lock", self.prefix));
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io_err("create lock file", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SinkError::Delivery(format!(
+                    "directory {} with file_prefix {:?} is in use by another file_roll sink or agent; give each sink its own directory or file_prefix",
+                    self.dir.display(),
+                    self.prefix
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io_err("lock", &lock_path, e));
+            }
+        }
+        self.lock = Some(lock);
         sync_dir(&self.dir)?;
         for path in leftover_files(&self.dir, &self.prefix)? {
             let repaired = repair_in_progress(&path)?;
@@ -463,7 +489,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod review_tests {
+mod shared_directory_tests {
     use super::*;
 
     fn cfg(dir: &Path) -> FileRollSinkConfig {
@@ -491,17 +517,22 @@ mod review_tests {
         out
     }
 
-    /// Review: two file_roll sinks on one directory with the default prefix (say two members
-    /// of a load_balance group) load fine; the second one's start "repairs" the first one's
-    /// live `.inprogress` file, and the first then keeps writing into a finished file.
+    /// Two file_roll sinks on one directory with one prefix (say two members of a load_balance
+    /// group): the second must not start, or its start would "repair" the first one's live
+    /// `.inprogress` file and the first would keep writing into a finished file (found in
+    /// review). The second one's deliveries fail, naming the directory and the prefix.
     #[tokio::test]
-    async fn review_a_finished_file_is_never_written_again() {
+    async fn a_second_sink_on_the_same_directory_and_prefix_is_refused() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let mut a = FileRollSink::new("a", cfg(dir.path())).unwrap_or_else(|e| panic!("{e}"));
         let mut b = FileRollSink::new("b", cfg(dir.path())).unwrap_or_else(|e| panic!("{e}"));
         let ev = |s: &str| Event::new(s.as_bytes().to_vec());
         assert!(a.deliver(&[ev("a1")]).await.is_ok());
-        assert!(b.deliver(&[ev("b1")]).await.is_ok());
+        let refused = b.deliver(&[ev("b1")]).await;
+        assert!(
+            matches!(&refused, Err(SinkError::Delivery(m)) if m.contains("in use by another")),
+            "{refused:?}"
+        );
         let before = finished(dir.path());
         assert!(a.deliver(&[ev("a2")]).await.is_ok());
         let after = finished(dir.path());
