@@ -17,7 +17,7 @@
 //!    directory's active segment, it holds no queued or in-flight event, and it holds no Commit
 //!    record of an event still queued in an older segment; then the directory is synced.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::file_channel::Inner;
@@ -36,7 +36,6 @@ pub(crate) struct Checkpointer {
     /// The newest durable checkpoint (written, or used by replay): the backup once the next one
     /// is written.
     pub(crate) previous: Option<KeptCheckpoint>,
-    pub(crate) last: Option<(SystemTime, Duration)>,
 }
 
 /// The segments a queue points into. The queue runs through segments in order, so hashing one
@@ -135,7 +134,7 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
     ck.previous = Some(kept);
 
     let took = started.elapsed();
-    ck.last = Some((SystemTime::now(), took));
+    *inner.last_checkpoint.lock() = Some((SystemTime::now(), took));
     Counters::add(&inner.counters.checkpoints, 1);
     tracing::debug!(
         generation,

@@ -83,6 +83,10 @@ pub(crate) struct Inner {
     pub(crate) poison: Arc<Poison>,
     pub(crate) counters: Counters,
     pub(crate) checkpointer: Mutex<Checkpointer>,
+    /// When the last checkpoint finished and how long it took. Apart from `checkpointer`, which
+    /// a running checkpoint holds throughout (write and fsync included), so that `stats()`
+    /// never waits for a checkpoint.
+    pub(crate) last_checkpoint: Mutex<Option<(std::time::SystemTime, Duration)>>,
     closed: AtomicBool,
     space_low: AtomicBool,
     next_dir: AtomicUsize,
@@ -155,8 +159,8 @@ impl FileChannel {
             checkpointer: Mutex::new(Checkpointer {
                 next_generation: rec.next_generation,
                 previous: rec.used,
-                last: None,
             }),
+            last_checkpoint: Mutex::new(None),
             cfg,
             shared,
             logs,
@@ -202,7 +206,7 @@ impl FileChannel {
             st.reserved_events,
         );
         drop(st);
-        let last = i.checkpointer.lock().last;
+        let last = *i.last_checkpoint.lock();
         let c = &i.counters;
         ChannelStats {
             kind: "file",

@@ -44,7 +44,10 @@ fn files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("list")
         .map(|e| e.expect("entry").path())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     all.sort();
     all.into_iter()
