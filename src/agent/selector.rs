@@ -278,6 +278,47 @@ mod tests {
         assert_eq!(drain(&other), ["3", "5"]);
     }
 
+    /// Review: a multiplexing selector with `mapping` but no `default` acknowledges an event
+    /// whose header value is unmapped (or absent) and stores it nowhere.
+    #[tokio::test]
+    async fn review_an_unmapped_event_is_not_acknowledged_and_dropped() {
+        let eu = mem(100);
+        let r = router(
+            &[("eu", eu.clone())],
+            SelectorConfig::Multiplexing {
+                header: "region".into(),
+                mapping: [("eu".to_string(), vec!["eu".to_string()])].into(),
+                default: vec![],
+                optional: BTreeMap::new(),
+            },
+        );
+        let res = r.deliver(vec![ev("lost", "us")]).await;
+        let stored = drain(&eu);
+        assert!(
+            res.is_err() || !stored.is_empty(),
+            "the batch was acknowledged ({res:?}) but no channel holds it"
+        );
+    }
+
+    /// Review: a replicating selector whose every channel is optional acknowledges a batch
+    /// that every channel refused.
+    #[tokio::test]
+    async fn review_all_optional_channels_refusing_is_not_acknowledged() {
+        let a = mem(1);
+        let r = router(
+            &[("a", a.clone())],
+            SelectorConfig::Replicating {
+                optional: vec!["a".into()],
+            },
+        );
+        let res = r.deliver(vec![ev("1", "x"), ev("2", "x")]).await;
+        let stored = drain(&a);
+        assert!(
+            res.is_err() || stored.len() == 2,
+            "acknowledged ({res:?}) but the channel holds only {stored:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_stopping_router_refuses() {
         let a = mem(10);

@@ -174,3 +174,59 @@ pub(crate) async fn deliver_or_retry(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::agent::component::{SourceCounters, SourceOutput};
+    use crate::agent::config::SelectorConfig;
+    use crate::agent::monitoring::Heartbeat;
+    use crate::agent::selector::Router;
+    use crate::{Channel, MemoryChannel, MemoryChannelConfig};
+
+    /// Review: one event over `max_event_size` makes `deliver_or_retry` report the whole batch
+    /// delivered (stdin and seq move on) although none of its valid events was committed.
+    #[tokio::test]
+    async fn review_one_oversize_event_does_not_drop_its_valid_neighbours() {
+        let ch: Arc<dyn Channel> = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+            max_event_size: 100,
+            ..MemoryChannelConfig::default()
+        }));
+        let router = Router::new(
+            "in",
+            BTreeMap::from([("c1".to_string(), ch.clone())]),
+            SelectorConfig::Replicating { optional: vec![] },
+            Vec::new(),
+            CancellationToken::new(),
+            Arc::new(Heartbeat::default()),
+        );
+        let ctx = SourceContext {
+            name: "in".into(),
+            output: SourceOutput(Arc::new(router)),
+            shutdown: CancellationToken::new(),
+            counters: Arc::new(SourceCounters::default()),
+        };
+        let batch = vec![
+            Event::new(b"good-1".to_vec()),
+            Event::new(vec![b'x'; 1000]),
+            Event::new(b"good-2".to_vec()),
+        ];
+        let res = deliver_or_retry(&ctx, batch).await;
+        assert!(res.is_ok());
+        let mut tx = ch.transaction();
+        let got = tx
+            .take_batch(10, Duration::ZERO)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bodies: Vec<&[u8]> = got.iter().map(|e| e.body()).collect();
+        assert_eq!(
+            bodies,
+            [&b"good-1"[..], &b"good-2"[..]],
+            "the valid events of a batch with one oversize event were dropped"
+        );
+    }
+}
