@@ -319,6 +319,33 @@ mod tests {
         );
     }
 
+    /// Review: a client's oversize event (answered 413) marks the source as failing; with no
+    /// success after it, `/health` reports the source stalled although nothing is wrong with
+    /// the agent.
+    #[tokio::test]
+    async fn review_a_client_error_does_not_make_the_source_fail() {
+        let a: Arc<dyn Channel> = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+            max_event_size: 10,
+            ..MemoryChannelConfig::default()
+        }));
+        let hb = Arc::new(Heartbeat::default());
+        let r = Router::new(
+            "r1",
+            [("a".to_string(), a)].into(),
+            SelectorConfig::Replicating { optional: vec![] },
+            Vec::new(),
+            CancellationToken::new(),
+            hb.clone(),
+        );
+        let res = r.deliver(vec![Event::new(vec![b'x'; 100])]).await;
+        assert!(matches!(res, Err(DeliverError::TooLarge { .. })), "{res:?}");
+        let snap = hb.snapshot();
+        assert!(
+            snap.failing_for.is_none(),
+            "a rejected client batch counts as a source failure: {snap:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_stopping_router_refuses() {
         let a = mem(10);
