@@ -284,6 +284,8 @@ fn c15_avro_and_custom_es_rejected_inactive_components_warned() {
         &[
             "source type `avro`",
             "line 67: gateway_agent.sinks.es-sink.type: sink type `com.frontier45.flume.sink.elasticsearch2.ElasticSearchSink` is not supported: it is not a Flume built-in type but a custom Java class",
+            // Flume discards unmapped events here (the file says so); tidegate refuses that.
+            "gateway_agent.sources.avro_source.selector.default: a multiplexing selector needs a non-empty default",
         ],
     );
     for ch in [
@@ -1165,4 +1167,49 @@ fn convert_command_prints_toml_or_every_problem() {
             .unwrap()
             .contains("bind = \"192.168.10.110:6667\"")
     );
+}
+
+#[test]
+fn a_multiplexing_selector_without_default_is_refused_naming_the_key() {
+    let text = "a.sources = r1\na.channels = c1\n\
+        a.sources.r1.type = seq\na.sources.r1.channels = c1\n\
+        a.sources.r1.selector.type = multiplexing\na.sources.r1.selector.header = region\n\
+        a.sources.r1.selector.mapping.eu = c1\n\
+        a.channels.c1.type = memory\n";
+    let e = reject_text(text, "a");
+    assert_errors(
+        &e,
+        &[
+            "line 5: a.sources.r1.selector.default: a multiplexing selector needs a non-empty default",
+        ],
+    );
+    let empty = text.replace(
+        "a.channels.c1.type",
+        "a.sources.r1.selector.default =\na.channels.c1.type",
+    );
+    let e = reject_text(&empty, "a");
+    assert_errors(
+        &e,
+        &[
+            "line 8: a.sources.r1.selector.default: has an empty value",
+            "line 5: a.sources.r1.selector.default: a multiplexing selector needs a non-empty default",
+        ],
+    );
+}
+
+#[test]
+fn a_replicating_selector_with_every_channel_optional_is_refused_naming_the_key() {
+    let text = "a.sources = r1\na.channels = c1 c2\n\
+        a.sources.r1.type = seq\na.sources.r1.channels = c1 c2\n\
+        a.sources.r1.selector.optional = c1 c2\n\
+        a.channels.c1.type = memory\na.channels.c2.type = memory\n";
+    let e = reject_text(text, "a");
+    assert_errors(
+        &e,
+        &["line 5: a.sources.r1.selector.optional: every channel of the source is optional"],
+    );
+    let one_required = text.replace("optional = c1 c2", "optional = c2");
+    let import = convert_text(&one_required, "a", &options());
+    let sel = &import.table["sources"]["r1"]["selector"];
+    assert_eq!(sel["optional"].as_array().map(Vec::len), Some(1), "{sel}");
 }

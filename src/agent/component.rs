@@ -15,8 +15,13 @@ use crate::Event;
 /// A boxed, sendable future (what the component traits return).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Why a batch handed to the channels was not accepted. Nothing of the batch was committed
-/// to any required channel... (partial optional-channel failures are not errors).
+/// Why a batch handed to the channels was not accepted (optional-channel failures are not
+/// errors).
+///
+/// The batch is put into every required channel's transaction first, and a refused put
+/// (full, too large, no channel) commits nothing anywhere. The commits then run one channel
+/// after the other: if a later channel's commit fails, the channels committed before it keep
+/// the batch, so a retry may duplicate it there (at-least-once, as in Flume).
 #[derive(Debug, thiserror::Error)]
 pub enum DeliverError {
     /// A required channel has no room (HTTP sources answer 503).
@@ -33,6 +38,13 @@ pub enum DeliverError {
         /// What the channel said.
         detail: String,
     },
+    /// The selector routes an event to no required channel (an unmapped header value and no
+    /// `default`); nothing was put anywhere. A client error, like [`Self::TooLarge`].
+    #[error("no required channel for an event: {detail}")]
+    NoChannel {
+        /// Which event, and why.
+        detail: String,
+    },
     /// The agent is stopping and accepts nothing more.
     #[error("the agent is shutting down")]
     ShuttingDown,
@@ -45,6 +57,21 @@ pub enum DeliverError {
         #[source]
         source: crate::Error,
     },
+}
+
+impl DeliverError {
+    /// True when the batch itself is at fault (an event too large, an event no channel takes):
+    /// retrying it unchanged fails again, and the agent is not unhealthy for it.
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            DeliverError::TooLarge { .. } | DeliverError::NoChannel { .. } => true,
+            DeliverError::Full { .. } | DeliverError::ShuttingDown => false,
+            DeliverError::Channel { source, .. } => matches!(
+                source,
+                crate::Error::EventTooLarge { .. } | crate::Error::TransactionFull { .. }
+            ),
+        }
+    }
 }
 
 /// How a source hands events to its channels: interceptors, then the selector, then one

@@ -6,8 +6,10 @@
 //! file it came from. Unknown keys are errors.
 //!
 //! Checks beyond the types: every channel a source or sink names exists; a selector routes only
-//! to the source's channels; a sink's `batch_size` is at most its channel's
-//! `transaction_capacity` (Flume's FLUME-3107 loop); a sink belongs to at most one sink group;
+//! to the source's channels, and routes every event to at least one required channel (a
+//! multiplexing selector has a non-empty `default`, a replicating one a non-optional channel);
+//! a sink's `batch_size` is at most its channel's `transaction_capacity` (Flume's FLUME-3107 loop);
+//! a sink belongs to at most one sink group;
 //! two file channels never share a directory; each file channel's options pass
 //! [`FileChannelConfig::validate`].
 
@@ -1029,6 +1031,12 @@ fn load_sources(
                             .iter()
                             .map(|c| ("selector.optional".to_string(), c)),
                     );
+                    if !chans.is_empty() && chans.iter().all(|c| optional.contains(c)) {
+                        ck.error(
+                            format!("{prefix}.selector.optional"),
+                            "every channel of the source is optional: a batch they all refuse would be stored nowhere; leave at least one channel required",
+                        );
+                    }
                 }
                 SelectorConfig::Multiplexing {
                     mapping,
@@ -1043,10 +1051,10 @@ fn load_sources(
                         routed.extend(cs.iter().map(|c| (format!("selector.optional.{v}"), c)));
                     }
                     routed.extend(default.iter().map(|c| ("selector.default".to_string(), c)));
-                    if default.is_empty() && mapping.is_empty() {
+                    if default.is_empty() {
                         ck.error(
-                            format!("{prefix}.selector"),
-                            "a multiplexing selector needs `mapping` or `default`",
+                            format!("{prefix}.selector.default"),
+                            "a multiplexing selector needs a non-empty `default`: an event whose header value has no `mapping` (or that lacks the header) would go to no channel; name the channel(s) for every other value",
                         );
                     }
                 }
@@ -1267,6 +1275,49 @@ fn load_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The problems loading `text` finds, as (key, line, message).
+    fn problems(text: &str) -> Vec<(String, Option<usize>, String)> {
+        let loaded = parse_toml(text, "agent.toml").and_then(|(t, o)| load_config_table(t, o));
+        match loaded {
+            Ok(_) => Vec::new(),
+            Err(ConfigErrors(errors)) => errors
+                .into_iter()
+                .map(|e| (e.key, e.line, e.message))
+                .collect(),
+        }
+    }
+
+    const TWO_CHANNELS: &str = "[channels.c1]\ntype = \"memory\"\n[channels.c2]\ntype = \"memory\"\n[sources.r1]\ntype = \"stdin\"\nchannels = [\"c1\", \"c2\"]\n";
+
+    #[test]
+    fn a_selector_that_routes_an_event_to_no_required_channel_is_refused() {
+        let mux = |rest: &str| {
+            format!(
+                "{TWO_CHANNELS}selector = {{ type = \"multiplexing\", header = \"h\", mapping = {{ a = [\"c1\"] }}{rest} }}\n"
+            )
+        };
+        for text in [mux(""), mux(", default = []")] {
+            let p = problems(&text);
+            assert!(
+                matches!(&p[..], [(key, Some(8), msg)] if key == "sources.r1.selector.default" && msg.contains("non-empty `default`")),
+                "{text}\n{p:?}"
+            );
+        }
+        assert_eq!(problems(&mux(", default = [\"c2\"]")), []);
+
+        let rep = |optional: &str| {
+            format!(
+                "{TWO_CHANNELS}selector = {{ type = \"replicating\", optional = {optional} }}\n"
+            )
+        };
+        let p = problems(&rep("[\"c2\", \"c1\"]"));
+        assert!(
+            matches!(&p[..], [(key, Some(8), msg)] if key == "sources.r1.selector.optional" && msg.contains("every channel of the source is optional")),
+            "{p:?}"
+        );
+        assert_eq!(problems(&rep("[\"c2\"]")), []);
+    }
 
     #[test]
     fn lines_are_found_for_keys_their_parents_and_either_array_form() {

@@ -7,6 +7,13 @@
 //! committed, the source is told the batch failed and its client retries: the earlier channel
 //! may then hold the batch twice (at-least-once, as in Flume). Optional channels are written
 //! after the required ones commit; their failures are logged and counted, never returned.
+//!
+//! An event the selector routes to no required channel (a multiplexing value without mapping
+//! and no `default`, a replicating selector whose channels are all optional) fails the whole
+//! batch with [`DeliverError::NoChannel`] before anything is put: an acknowledgement always
+//! means some required channel committed the event. The config check refuses such selectors at
+//! load; this is the runtime guard. Client errors ([`DeliverError::is_client_error`]) are not
+//! recorded as failures of the source's heartbeat: the agent is fine, the input was not.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -49,12 +56,18 @@ impl Router {
         }
     }
 
-    /// Splits a batch into (required, optional) events per channel, keeping order.
-    fn route(&self, events: Vec<Event>) -> (Batches, Batches) {
+    /// Splits a batch into (required, optional) events per channel, keeping order; fails if
+    /// an event would go to no required channel.
+    fn route(&self, events: Vec<Event>) -> Result<(Batches, Batches), DeliverError> {
         let mut required = Batches::new();
         let mut optional = Batches::new();
         match &self.selector {
             SelectorConfig::Replicating { optional: opt } => {
+                if self.channels.keys().all(|c| opt.contains(c)) {
+                    return Err(DeliverError::NoChannel {
+                        detail: "every channel of the replicating selector is optional".into(),
+                    });
+                }
                 for name in self.channels.keys() {
                     let target = if opt.contains(name) {
                         &mut optional
@@ -73,6 +86,18 @@ impl Router {
                 for e in events {
                     let value = e.headers().get(header);
                     let req = value.and_then(|v| mapping.get(v)).unwrap_or(default);
+                    if req.is_empty() {
+                        return Err(DeliverError::NoChannel {
+                            detail: match value {
+                                Some(v) => format!(
+                                    "header {header} = {v:?} has no mapping and the selector no default"
+                                ),
+                                None => format!(
+                                    "the event has no header {header} and the selector no default"
+                                ),
+                            },
+                        });
+                    }
                     let empty = Vec::new();
                     let opt = value.and_then(|v| opt.get(v)).unwrap_or(&empty);
                     for c in req {
@@ -84,7 +109,7 @@ impl Router {
                 }
             }
         }
-        (required, optional)
+        Ok((required, optional))
     }
 }
 
@@ -145,10 +170,11 @@ impl Deliver for Router {
             if events.is_empty() {
                 return Ok(());
             }
-            let (required, optional) = self.route(events);
             let channels = self.channels.clone();
             let source = self.source.clone();
+            let routed = self.route(events);
             let result = tokio::task::spawn_blocking(move || {
+                let (required, optional) = routed?;
                 put_all(&channels, required)?;
                 for (name, batch) in optional {
                     let mut one = Batches::new();
@@ -163,6 +189,7 @@ impl Deliver for Router {
             .unwrap_or(Err(DeliverError::ShuttingDown));
             match &result {
                 Ok(()) => self.heartbeat.success(),
+                Err(e) if e.is_client_error() => {}
                 Err(e) => self.heartbeat.failure(e),
             }
             result
@@ -276,6 +303,87 @@ mod tests {
         assert_eq!(drain(&eu), ["1", "4"]);
         assert_eq!(drain(&us), ["2"]);
         assert_eq!(drain(&other), ["3", "5"]);
+    }
+
+    /// A multiplexing selector with `mapping` but no `default` (the config check refuses it;
+    /// this is the runtime guard) refuses an event whose header value is unmapped instead of
+    /// acknowledging it and storing it nowhere; the whole batch is refused, nothing is put.
+    #[tokio::test]
+    async fn an_unmapped_event_without_default_refuses_the_batch() {
+        let eu = mem(100);
+        let r = router(
+            &[("eu", eu.clone())],
+            SelectorConfig::Multiplexing {
+                header: "region".into(),
+                mapping: [("eu".to_string(), vec!["eu".to_string()])].into(),
+                default: vec![],
+                optional: BTreeMap::new(),
+            },
+        );
+        let res = r.deliver(vec![ev("kept", "eu"), ev("lost", "us")]).await;
+        let stored = drain(&eu);
+        assert!(
+            matches!(&res, Err(DeliverError::NoChannel { detail }) if detail.contains("\"us\"")),
+            "the batch was acknowledged ({res:?}) but no channel holds all of it"
+        );
+        assert!(
+            stored.is_empty(),
+            "a refused batch was committed: {stored:?}"
+        );
+    }
+
+    /// A replicating selector whose every channel is optional (refused at load; this is the
+    /// runtime guard) refuses the batch rather than acknowledge what every channel refused.
+    #[tokio::test]
+    async fn a_replicating_selector_with_only_optional_channels_refuses_the_batch() {
+        let a = mem(1);
+        let r = router(
+            &[("a", a.clone())],
+            SelectorConfig::Replicating {
+                optional: vec!["a".into()],
+            },
+        );
+        let res = r.deliver(vec![ev("1", "x"), ev("2", "x")]).await;
+        let stored = drain(&a);
+        assert!(
+            matches!(res, Err(DeliverError::NoChannel { .. })),
+            "acknowledged ({res:?}) but the channel holds only {stored:?}"
+        );
+    }
+
+    /// A client's oversize event (answered 413) is not a failure of the source: `/health` must
+    /// not report it stalled when nothing is wrong with the agent. A full channel still is.
+    #[tokio::test]
+    async fn a_client_error_does_not_mark_the_source_failing() {
+        let a: Arc<dyn Channel> = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+            max_event_size: 10,
+            capacity: 1,
+            ..MemoryChannelConfig::default()
+        }));
+        let hb = Arc::new(Heartbeat::default());
+        let r = Router::new(
+            "r1",
+            [("a".to_string(), a)].into(),
+            SelectorConfig::Replicating { optional: vec![] },
+            Vec::new(),
+            CancellationToken::new(),
+            hb.clone(),
+        );
+        let res = r.deliver(vec![Event::new(vec![b'x'; 100])]).await;
+        assert!(matches!(res, Err(DeliverError::TooLarge { .. })), "{res:?}");
+        let snap = hb.snapshot();
+        assert!(
+            snap.failing_for.is_none(),
+            "a rejected client batch counts as a source failure: {snap:?}"
+        );
+        let res = r
+            .deliver(vec![Event::new(b"1".to_vec()), Event::new(b"2".to_vec())])
+            .await;
+        assert!(matches!(res, Err(DeliverError::Full { .. })), "{res:?}");
+        assert!(
+            hb.snapshot().failing_for.is_some(),
+            "a full channel is not recorded as a failure"
+        );
     }
 
     #[tokio::test]

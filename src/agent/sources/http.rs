@@ -6,16 +6,20 @@
 //! | status | when | committed |
 //! | --- | --- | --- |
 //! | 200 | every required channel committed the batch (durably, for a file channel with `fsync = always`) | all |
-//! | 400 | the body is not a well-formed batch; the body of the answer says why | nothing |
+//! | 400 | the body is not a well-formed batch, or an event routes to no required channel (a multiplexing value without mapping or default); the body of the answer says why | nothing |
 //! | 401 | `auth_token` is set and the request lacks `Authorization: Bearer <token>` | nothing |
 //! | 408 | the body stalled: no part of it for 30 s | nothing |
 //! | 413 | the body exceeds `max_body_size`, an event exceeds a channel's `max_event_size`, or the batch exceeds its `transaction_capacity` | nothing |
 //! | 415 | a `Content-Type` that is neither JSON nor binary | nothing |
 //! | 503 | a channel is full, or the agent is stopping; `Retry-After: 1` | nothing |
-//! | 500 | a channel failed (poisoned, closed, I/O) | nothing |
+//! | 500 | a channel failed (poisoned, closed, I/O) | nothing, or (a commit failed) the required channels that committed before it |
 //!
-//! So a client that retries everything that did not get a 200 loses nothing; it may duplicate
-//! a batch whose 200 was lost on the way back (at-least-once, like every hop of the agent).
+//! The batch is put into every required channel before any commits, so a refused put commits
+//! nothing; the commits then run one channel after the other, and a commit that fails after
+//! another channel committed leaves the batch in that earlier channel. So a client that retries
+//! everything that did not get a 200 loses nothing; it may duplicate a batch (in a channel that
+//! committed before a later commit failed, or whose 200 was lost on the way back):
+//! at-least-once, like every hop of the agent.
 //!
 //! With `tls = { cert, key }` the source speaks HTTPS only (rustls, PEM files read at start). On
 //! shutdown it stops accepting, lets requests in flight finish (their deliveries included), and
@@ -411,6 +415,7 @@ fn deliver_status(e: &DeliverError) -> StatusCode {
     match e {
         DeliverError::Full { .. } | DeliverError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         DeliverError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DeliverError::NoChannel { .. } => StatusCode::BAD_REQUEST,
         DeliverError::Channel { source, .. } => match source {
             crate::Error::ChannelFull { .. } | crate::Error::InsufficientSpace { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE

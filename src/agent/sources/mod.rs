@@ -138,14 +138,37 @@ pub(crate) enum Stopped {
 }
 
 /// Hands `events` to the channels, retrying (with capped exponential back-off) while they are
-/// full or failing, until they are committed or the agent stops. Events no channel can ever
-/// take (too large) are counted as rejected and logged.
+/// full or failing, until they are committed or the agent stops. A batch refused for a client
+/// error (an event too large, or routed to no channel; see
+/// [`DeliverError::is_client_error`]) is delivered again one event at a time, so only the
+/// events at fault are counted as rejected and logged; their neighbours are committed.
 pub(crate) async fn deliver_or_retry(
     ctx: &SourceContext,
     events: Vec<Event>,
 ) -> Result<(), Stopped> {
+    ctx.counters
+        .received
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    let Some(events) = deliver_batch(ctx, events).await? else {
+        return Ok(());
+    };
+    for (i, event) in events.iter().enumerate() {
+        if let Err(Stopped::Shutdown(mut rest)) = deliver_batch(ctx, vec![event.clone()]).await {
+            rest.extend_from_slice(&events[i + 1..]);
+            return Err(Stopped::Shutdown(rest));
+        }
+    }
+    Ok(())
+}
+
+/// One batch, retried while the channels are full or failing. `Ok(None)`: committed, or (a
+/// single event) rejected for a client error. `Ok(Some(events))`: a batch of several events was
+/// refused for a client error and is handed back to be split.
+async fn deliver_batch(
+    ctx: &SourceContext,
+    events: Vec<Event>,
+) -> Result<Option<Vec<Event>>, Stopped> {
     let n = events.len() as u64;
-    ctx.counters.received.fetch_add(n, Ordering::Relaxed);
     let mut pause = RETRY_MIN;
     loop {
         if ctx.shutdown.is_cancelled() {
@@ -155,13 +178,17 @@ pub(crate) async fn deliver_or_retry(
             Ok(()) => {
                 ctx.counters.accepted.fetch_add(n, Ordering::Relaxed);
                 ctx.counters.append_batches.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                return Ok(None);
             }
             Err(DeliverError::ShuttingDown) => return Err(Stopped::Shutdown(events)),
-            Err(e @ DeliverError::TooLarge { .. }) => {
+            Err(e) if e.is_client_error() => {
+                if n > 1 {
+                    tracing::info!(source = %ctx.name, error = %e, events = n, "batch refused; delivering its events one by one");
+                    return Ok(Some(events));
+                }
                 ctx.counters.rejected.fetch_add(n, Ordering::Relaxed);
-                tracing::error!(source = %ctx.name, error = %e, events = n, "batch rejected");
-                return Ok(());
+                tracing::error!(source = %ctx.name, error = %e, "event rejected");
+                return Ok(None);
             }
             Err(e) => {
                 tracing::warn!(source = %ctx.name, error = %e, retry_in = ?pause, "delivery failed; retrying");
@@ -172,5 +199,74 @@ pub(crate) async fn deliver_or_retry(
                 pause = (pause * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::agent::component::{SourceCounters, SourceOutput};
+    use crate::agent::config::SelectorConfig;
+    use crate::agent::monitoring::Heartbeat;
+    use crate::agent::selector::Router;
+    use crate::{Channel, MemoryChannel, MemoryChannelConfig};
+
+    /// One event over `max_event_size` is rejected alone: the batch is delivered again one
+    /// event at a time, so its valid neighbours are committed (stdin and seq move past the
+    /// batch once `deliver_or_retry` returns).
+    #[tokio::test]
+    async fn one_oversize_event_is_rejected_alone_and_its_neighbours_committed() {
+        let ch: Arc<dyn Channel> = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+            max_event_size: 100,
+            ..MemoryChannelConfig::default()
+        }));
+        let router = Router::new(
+            "in",
+            BTreeMap::from([("c1".to_string(), ch.clone())]),
+            SelectorConfig::Replicating { optional: vec![] },
+            Vec::new(),
+            CancellationToken::new(),
+            Arc::new(Heartbeat::default()),
+        );
+        let ctx = SourceContext {
+            name: "in".into(),
+            output: SourceOutput(Arc::new(router)),
+            shutdown: CancellationToken::new(),
+            counters: Arc::new(SourceCounters::default()),
+        };
+        let batch = vec![
+            Event::new(b"good-1".to_vec()),
+            Event::new(vec![b'x'; 1000]),
+            Event::new(b"good-2".to_vec()),
+        ];
+        let res = deliver_or_retry(&ctx, batch).await;
+        assert!(res.is_ok());
+        let mut tx = ch.transaction();
+        let got = tx
+            .take_batch(10, Duration::ZERO)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bodies: Vec<&[u8]> = got.iter().map(|e| e.body()).collect();
+        assert_eq!(
+            bodies,
+            [&b"good-1"[..], &b"good-2"[..]],
+            "the valid events of a batch with one oversize event were dropped"
+        );
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let counters = &ctx.counters;
+        assert_eq!(
+            [
+                count(&counters.received),
+                count(&counters.accepted),
+                count(&counters.rejected)
+            ],
+            [3, 2, 1],
+            "received, accepted, rejected"
+        );
     }
 }

@@ -188,6 +188,9 @@ impl Mapper<'_> {
             Some("replicating") => {
                 if let Some(v) = keys.get("selector.optional") {
                     let names = check(self, v);
+                    if !channels.is_empty() && channels.iter().all(|c| names.contains(c)) {
+                        self.error(v, "every channel of the source is optional: Flume acknowledges a batch they all refuse and stores it nowhere, tidegate refuses such a selector; leave at least one channel required".into());
+                    }
                     sel.put("type", "replicating", line);
                     sel.put("optional", strings(&names), v.line);
                     out.put_table("selector", sel, line);
@@ -210,9 +213,19 @@ impl Mapper<'_> {
                     mapping.put(value, strings(&names), v.line);
                 }
                 sel.put_table("mapping", mapping, line);
-                if let Some(v) = keys.get("selector.default") {
-                    let names = check(self, v);
-                    sel.put("default", strings(&names), v.line);
+                let default = keys.get("selector.default");
+                let default_names = default.map(|v| check(self, v)).unwrap_or_default();
+                if let Some(v) = default {
+                    sel.put("default", strings(&default_names), v.line);
+                }
+                if default_names.is_empty() {
+                    let key = format!("{}.selector.default", super::type_prefix(c));
+                    let at = default.cloned().unwrap_or_else(|| Value {
+                        key,
+                        text: String::new(),
+                        line,
+                    });
+                    self.error(&at, "a multiplexing selector needs a non-empty default: Flume silently drops an event whose header value has no mapping (or that lacks the header), tidegate refuses such a selector; name the channel(s) for every other value".into());
                 }
                 let optional = keys.with_prefix("selector.optional.");
                 if !optional.is_empty() {
