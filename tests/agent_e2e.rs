@@ -542,3 +542,45 @@ fn a_flume_properties_file_runs_and_its_problems_name_the_properties_line() {
         "{err}"
     );
 }
+
+/// Review: "SIGHUP: channels keep their data" -- a memory channel whose table changed is
+/// closed and a new, empty one made: the events its source acknowledged are gone.
+#[test]
+fn review_sighup_keeps_the_events_of_a_changed_memory_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = "[monitoring]\nbind = \"127.0.0.1:0\"\n\n[channels.m1]\ntype = \"memory\"\ncapacity = 1000\n\n[sources.in]\ntype = \"stdin\"\nchannels = [\"m1\"]\nbatch_size = 1\n".to_string();
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    let mut stdin = agent.child.stdin.take().expect("stdin");
+    for i in 0..10 {
+        writeln!(stdin, "kept-{i}").expect("write");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(&addr, "/metrics.json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["CHANNEL.m1"]["ChannelSize"] == "10" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events never reached the channel: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let changed = base.replace("capacity = 1000", "capacity = 2000");
+    std::fs::write(
+        &config,
+        format!("{changed}\n[sinks.log]\ntype = \"logger\"\nchannel = \"m1\"\nbatch_size = 5\n"),
+    )
+    .expect("rewrite config");
+    agent.signal("HUP");
+    agent.wait_for_log("reload done");
+    writeln!(stdin, "after-reload").expect("write");
+    agent.wait_for_log("\"body\":\"after-reload\"");
+    drop(stdin);
+    assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
+    let logged = agent.logged_bodies();
+    let mut want: Vec<String> = (0..10).map(|i| format!("kept-{i}")).collect();
+    want.push("after-reload".into());
+    assert_eq!(logged, want, "acknowledged events of the memory channel were lost on reload");
+}
