@@ -584,3 +584,32 @@ fn review_sighup_keeps_the_events_of_a_changed_memory_channel() {
     want.push("after-reload".into());
     assert_eq!(logged, want, "acknowledged events of the memory channel were lost on reload");
 }
+
+/// Review: `/ready` is a flag set once at start; a channel that a reload closed and could not
+/// reopen (or is still replaying) leaves `/ready` at 200 while `/health` says it is not open.
+#[test]
+fn review_ready_is_503_while_a_reloaded_channel_is_not_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = format!(
+        "[monitoring]\nbind = \"127.0.0.1:0\"\n{}\n[sources.in]\ntype = \"stdin\"\nchannels = [\"c1\"]\nbatch_size = 1\n",
+        file_channel_toml("c1")
+    );
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    agent.wait_for_log("source started");
+    assert_eq!(http_get(&addr, "/ready").0, 200);
+    // The new data directory cannot be created: the channel does not reopen.
+    let broken = base.replace("data/c1/data", "/proc/tidegate-review/data");
+    std::fs::write(&config, broken).expect("rewrite config");
+    agent.signal("HUP");
+    agent.wait_for_log("reload done");
+    let (health, body) = http_get(&addr, "/health");
+    assert_eq!(health, 503, "{body}");
+    assert!(body.contains("channel c1 did not open"), "{body}");
+    let (ready, body) = http_get(&addr, "/ready");
+    agent.signal("TERM");
+    let _ = agent.wait_exit();
+    assert_eq!(ready, 503, "/ready says ready while channel c1 is not open: {body}");
+}
