@@ -613,3 +613,64 @@ fn review_ready_is_503_while_a_reloaded_channel_is_not_open() {
     let _ = agent.wait_exit();
     assert_eq!(ready, 503, "/ready says ready while channel c1 is not open: {body}");
 }
+
+/// Review: a reload awaits the old sources without a deadline, inside the signal loop. An HTTP
+/// client that drips its body keeps the old http source (and so the reload) alive, and a
+/// SIGTERM sent meanwhile is not even read: `shutdown_timeout` does not bound the exit.
+#[test]
+fn review_sigterm_during_a_stuck_reload_still_exits_within_the_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = "[agent]\nname = \"a1\"\nshutdown_timeout = \"1s\"\n\n[channels.m1]\ntype = \"memory\"\n\n[sources.web]\ntype = \"http\"\nchannels = [\"m1\"]\nbind = \"127.0.0.1:0\"\n\n[sinks.k]\ntype = \"null\"\nchannel = \"m1\"\n".to_string();
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let line = agent.wait_for_log("http source listening");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let addr = v["fields"]["addr"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')'))
+        .expect("addr")
+        .to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dripping = {
+        let stop = stop.clone();
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n["
+        )
+        .expect("send");
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                if s.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&config, base.replace("127.0.0.1:0\"", "127.0.0.1:0\"\nmax_body_size = \"1MiB\""))
+        .expect("rewrite config");
+    agent.signal("HUP");
+    agent.wait_for_log("reload: restarting what changed");
+    agent.signal("TERM");
+    // Generous: 20 times the shutdown_timeout, and well before the client stops dripping.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut exited = false;
+    while Instant::now() < deadline {
+        if agent.child.try_wait().expect("try_wait").is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = dripping.join();
+    assert!(
+        exited,
+        "SIGTERM during a reload did not stop the agent within 20 s (shutdown_timeout 1 s); log:\n{}",
+        agent.lines().join("\n")
+    );
+}
