@@ -18,7 +18,7 @@
 //! changes. Otherwise sources and sink units whose table changed (or that use a changed
 //! channel) restart; a file channel whose table changed is closed and reopened (its data
 //! stays); a memory channel is kept as it runs (a new one would be empty; the change waits for
-//! the next start); removed components stop, new ones start; the rest run on undisturbed.
+//! the next start) unless its type changes; removed components stop, new ones start; the rest run on undisturbed.
 //! Stopping tasks get `shutdown_timeout` each group, then are aborted; a stop signal during a
 //! reload interrupts it and shuts down as above. `/ready` is 503 while a channel is not open.
 
@@ -621,20 +621,35 @@ impl Agent {
         Err(AgentError::ShutdownTimeout(limit))
     }
 
-    /// A memory channel is not replaced by a reload: a new one would start empty and lose the
-    /// events the running one holds. Its changed table (`new`) is set back to the running one,
-    /// with a warning; the change takes effect at the next start.
+    /// A memory channel is not replaced by a reload while it stays a memory channel: a new one
+    /// would start empty and lose the events the running one holds. Its changed table (`new`)
+    /// is set back to the running one, with a warning; the change takes effect at the next
+    /// start. A memory channel that becomes a file channel is replaced (the operator asked for
+    /// another kind of channel); the events it still holds are lost, and a warning says how many.
     fn keep_memory_channels(&self, new: &mut AgentConfig) {
         for (name, running) in &self.config.channels {
             let Some(wanted) = new.channels.get_mut(name) else {
                 continue;
             };
-            if matches!(running.kind, ChannelKind::Memory(_)) && wanted.raw != running.raw {
+            if !matches!(running.kind, ChannelKind::Memory(_)) || wanted.raw == running.raw {
+                continue;
+            }
+            if matches!(wanted.kind, ChannelKind::Memory(_)) {
                 tracing::warn!(
                     channel = %name,
                     "memory channel changes take effect at the next start; it keeps running as it is, with its events"
                 );
                 *wanted = running.clone();
+            } else {
+                let held = self
+                    .channels
+                    .get(name)
+                    .map_or(0, |c| c.channel.stats().size);
+                tracing::warn!(
+                    channel = %name,
+                    events_lost = held,
+                    "memory channel replaced by another type; the events it holds are dropped"
+                );
             }
         }
     }
