@@ -6,8 +6,10 @@ mod agent;
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::{Agent, BIN, WAIT, http_get};
@@ -540,5 +542,149 @@ fn a_flume_properties_file_runs_and_its_problems_name_the_properties_line() {
     assert!(
         err.contains("flume.properties:16: `a1.sinks.k1.batchSize`"),
         "{err}"
+    );
+}
+
+/// SIGHUP with a changed memory channel table keeps the running channel and its events (the
+/// change waits for the next start): a new, empty channel would lose what the source
+/// acknowledged.
+#[test]
+fn sighup_on_a_changed_memory_channel_keeps_its_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = "[monitoring]\nbind = \"127.0.0.1:0\"\n\n[channels.m1]\ntype = \"memory\"\ncapacity = 1000\n\n[sources.in]\ntype = \"stdin\"\nchannels = [\"m1\"]\nbatch_size = 1\n".to_string();
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    let mut stdin = agent.child.stdin.take().expect("stdin");
+    for i in 0..10 {
+        writeln!(stdin, "kept-{i}").expect("write");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(&addr, "/metrics.json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["CHANNEL.m1"]["ChannelSize"] == "10" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events never reached the channel: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let changed = base.replace("capacity = 1000", "capacity = 2000");
+    std::fs::write(
+        &config,
+        format!("{changed}\n[sinks.log]\ntype = \"logger\"\nchannel = \"m1\"\nbatch_size = 5\n"),
+    )
+    .expect("rewrite config");
+    agent.signal("HUP");
+    agent.wait_for_log("reload done");
+    writeln!(stdin, "after-reload").expect("write");
+    agent.wait_for_log("\"body\":\"after-reload\"");
+    drop(stdin);
+    assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
+    let logged = agent.logged_bodies();
+    let mut want: Vec<String> = (0..10).map(|i| format!("kept-{i}")).collect();
+    want.push("after-reload".into());
+    assert_eq!(
+        logged, want,
+        "acknowledged events of the memory channel were lost on reload"
+    );
+}
+
+/// `/ready` follows the channels, not just the start: a channel that a reload closed and could
+/// not reopen makes `/ready` answer 503, as `/health` does.
+#[test]
+fn ready_is_503_while_a_reloaded_channel_is_not_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = format!(
+        "[monitoring]\nbind = \"127.0.0.1:0\"\n{}\n[sources.in]\ntype = \"stdin\"\nchannels = [\"c1\"]\nbatch_size = 1\n",
+        file_channel_toml("c1")
+    );
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let addr = agent.monitoring_addr();
+    agent.wait_for_log("source started");
+    assert_eq!(http_get(&addr, "/ready").0, 200);
+    // The new data directory cannot be created: the channel does not reopen.
+    let broken = base.replace("data/c1/data", "/proc/tidegate-review/data");
+    std::fs::write(&config, broken).expect("rewrite config");
+    agent.signal("HUP");
+    agent.wait_for_log("reload done");
+    let (health, body) = http_get(&addr, "/health");
+    assert_eq!(health, 503, "{body}");
+    assert!(body.contains("channel c1 did not open"), "{body}");
+    let (ready, body) = http_get(&addr, "/ready");
+    agent.signal("TERM");
+    let _ = agent.wait_exit();
+    assert_eq!(
+        ready, 503,
+        "/ready says ready while channel c1 is not open: {body}"
+    );
+}
+
+/// A SIGTERM during a reload that is stuck (an HTTP client dripping its body keeps the old http
+/// source from stopping) is still obeyed: `shutdown_timeout` bounds the exit.
+#[test]
+fn sigterm_during_a_reload_stuck_on_a_source_exits_within_the_shutdown_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    let base = "[agent]\nname = \"a1\"\nshutdown_timeout = \"1s\"\n\n[channels.m1]\ntype = \"memory\"\n\n[sources.web]\ntype = \"http\"\nchannels = [\"m1\"]\nbind = \"127.0.0.1:0\"\n\n[sinks.k]\ntype = \"null\"\nchannel = \"m1\"\n".to_string();
+    std::fs::write(&config, &base).expect("write config");
+    let mut agent = Agent::start(&config, dir.path());
+    let line = agent.wait_for_log("http source listening");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let addr = v["fields"]["addr"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')'))
+        .expect("addr")
+        .to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dripping = {
+        let stop = stop.clone();
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n["
+        )
+        .expect("send");
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                if s.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(
+        &config,
+        base.replace("127.0.0.1:0\"", "127.0.0.1:0\"\nmax_body_size = \"1MiB\""),
+    )
+    .expect("rewrite config");
+    agent.signal("HUP");
+    agent.wait_for_log("reload: restarting what changed");
+    agent.signal("TERM");
+    // Generous: 20 times the shutdown_timeout, and well before the client stops dripping.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut exited = false;
+    while Instant::now() < deadline {
+        if agent.child.try_wait().expect("try_wait").is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = dripping.join();
+    assert!(
+        exited,
+        "SIGTERM during a reload did not stop the agent within 20 s (shutdown_timeout 1 s); log:\n{}",
+        agent.lines().join("\n")
     );
 }

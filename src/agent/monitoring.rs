@@ -11,7 +11,8 @@
 //!   when a channel is poisoned, a sink has failed for longer than `unhealthy_after` while its
 //!   channel holds events, a source has failed to deliver for longer than that, or a component
 //!   is not running (yet).
-//! - `GET /ready`: 503 until every channel has finished replay, then 200.
+//! - `GET /ready`: 503 until every channel has finished replay, and whenever a channel is not
+//!   open (a reload is reopening it, or it did not reopen), else 200.
 //!
 //! | Flume name | Prometheus metric (label `channel`) |
 //! |---|---|
@@ -224,8 +225,9 @@ pub struct Registry {
     pub sources: RwLock<BTreeMap<String, SourceEntry>>,
     /// Sinks by name.
     pub sinks: RwLock<BTreeMap<String, SinkEntry>>,
-    /// Every channel has finished replay.
-    pub ready: AtomicBool,
+    /// The first opening of the channels has finished (set once at start). Readiness also
+    /// needs every channel to be open now: see [`Registry::is_ready`].
+    pub started: AtomicBool,
     /// How long a failure may last before `/health` reports it.
     pub unhealthy_after: Duration,
 }
@@ -237,9 +239,16 @@ impl Registry {
             channels: RwLock::new(BTreeMap::new()),
             sources: RwLock::new(BTreeMap::new()),
             sinks: RwLock::new(BTreeMap::new()),
-            ready: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             unhealthy_after,
         }
+    }
+
+    /// Ready: the channels were opened at start and every channel is open now (none replaying,
+    /// none that a reload closed and could not reopen).
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+            && self.channels.read().values().all(|c| c.channel.is_some())
     }
 
     /// Why the agent is unhealthy; empty when it is healthy.
@@ -485,7 +494,7 @@ impl Registry {
             "tidegate_ready",
             "1 once every channel has finished replay.",
             &[],
-            f64::from(u8::from(self.ready.load(Ordering::Relaxed))),
+            f64::from(u8::from(self.is_ready())),
         );
         m.finish()
     }
@@ -683,22 +692,31 @@ pub async fn serve(
         }
     }
     async fn ready(State(r): Shared) -> (StatusCode, axum::Json<serde_json::Value>) {
-        if r.ready.load(Ordering::Relaxed) {
+        if r.is_ready() {
             (
                 StatusCode::OK,
                 axum::Json(serde_json::json!({"status": "ready"})),
             )
         } else {
-            let replaying: Vec<String> = r
+            let (mut replaying, mut failed) = (Vec::new(), Vec::new());
+            for (n, c) in r
                 .channels
                 .read()
                 .iter()
-                .filter(|(_, c)| c.channel.is_none() && c.error.is_none())
-                .map(|(n, _)| n.clone())
-                .collect();
+                .filter(|(_, c)| c.channel.is_none())
+            {
+                match c.error {
+                    None => replaying.push(n.clone()),
+                    Some(_) => failed.push(n.clone()),
+                }
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({"status": "replaying", "channels": replaying})),
+                axum::Json(serde_json::json!({
+                    "status": "replaying",
+                    "channels": replaying,
+                    "failed": failed,
+                })),
             )
         }
     }

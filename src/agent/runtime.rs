@@ -16,20 +16,23 @@
 //!
 //! Reload (SIGHUP): the config is read again; if it has errors they are logged and nothing
 //! changes. Otherwise sources and sink units whose table changed (or that use a changed
-//! channel) restart; a channel whose table changed is closed and reopened (its data stays);
-//! removed components stop, new ones start; the rest run on undisturbed.
+//! channel) restart; a file channel whose table changed is closed and reopened (its data
+//! stays); a memory channel is kept as it runs (a new one would be empty; the change waits for
+//! the next start) unless its type changes; removed components stop, new ones start; the rest run on undisturbed.
+//! Stopping tasks get `shutdown_timeout` each group, then are aborted; a stop signal during a
+//! reload interrupts it and shuts down as above. `/ready` is 503 while a channel is not open.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use super::channels::{self, AgentChannel};
 use super::component::{SourceContext, SourceCounters, SourceOutput};
-use super::config::{AgentConfig, ConfigErrors, SourceConfig};
+use super::config::{AgentConfig, ChannelKind, ConfigErrors, SourceConfig};
 use super::monitoring::{
     self, ChannelEntry, ComponentState, Heartbeat, Registry, SinkEntry, SourceEntry,
 };
@@ -134,6 +137,8 @@ struct Agent {
     channels: BTreeMap<String, AgentChannel>,
     sources: BTreeMap<String, Task>,
     units: BTreeMap<String, Task>,
+    /// Tasks asked to stop and not yet finished: a shutdown that runs out of time aborts them.
+    stopping: Vec<(String, AbortHandle)>,
     finished_tx: mpsc::UnboundedSender<String>,
     draining: bool,
 }
@@ -170,6 +175,7 @@ pub async fn run(config: AgentConfig, reload: ConfigLoader) -> Result<(), AgentE
         channels: BTreeMap::new(),
         sources: BTreeMap::new(),
         units: BTreeMap::new(),
+        stopping: Vec::new(),
         finished_tx,
         draining: false,
     };
@@ -211,7 +217,14 @@ pub async fn run(config: AgentConfig, reload: ConfigLoader) -> Result<(), AgentE
                 Request::Reload => match reload() {
                     Ok(new) => {
                         tracing::info!("reloading the config");
-                        agent.reload(new).await;
+                        let stop = tokio::select! {
+                            () = agent.reload(new) => false,
+                            () = stop_requested(&mut signals) => true,
+                        };
+                        if stop {
+                            tracing::info!("stop requested during the reload; shutting down");
+                            break agent.shutdown_within().await;
+                        }
                     }
                     Err(errors) => {
                         for e in &errors.0 {
@@ -291,7 +304,7 @@ impl Agent {
             Some(e) => Err(e),
             None => {
                 self.registry
-                    .ready
+                    .started
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
@@ -513,29 +526,54 @@ impl Agent {
         }
     }
 
-    /// Stops the named tasks (sources first, then units) and waits for them.
-    async fn stop_tasks(&mut self, sources: &[String], units: &[String]) {
+    /// Stops the named tasks (sources first, then units) and waits for them: without end
+    /// (`limit` None; the shutdown bounds it as a whole), or up to `limit` for each group, after
+    /// which the tasks still running are aborted (a reload must not hang on a stuck source).
+    async fn stop_tasks(&mut self, sources: &[String], units: &[String], limit: Option<Duration>) {
         let mut waiting = Vec::new();
         for n in sources {
             if let Some(t) = self.sources.remove(n) {
-                t.stop.cancel();
-                waiting.push((format!("source {n}"), t.handle));
+                waiting.push(self.stopping(format!("source {n}"), t));
             }
             self.registry.sources.write().remove(n);
         }
-        for (what, h) in waiting.drain(..) {
-            if let Err(e) = h.await {
-                tracing::error!(component = %what, error = %e, "task ended abnormally");
-            }
-        }
+        Self::wait_stopped(std::mem::take(&mut waiting), limit).await;
         for k in units {
             if let Some(t) = self.units.remove(k) {
-                t.stop.cancel();
-                waiting.push((k.clone(), t.handle));
+                waiting.push(self.stopping(k.clone(), t));
             }
         }
-        for (what, h) in waiting {
-            if let Err(e) = h.await {
+        Self::wait_stopped(waiting, limit).await;
+        self.stopping.retain(|(_, h)| !h.is_finished());
+    }
+
+    /// Asks a task to stop and remembers it (to abort it if the shutdown runs out of time).
+    fn stopping(&mut self, what: String, task: Task) -> (String, JoinHandle<()>) {
+        task.stop.cancel();
+        self.stopping
+            .push((what.clone(), task.handle.abort_handle()));
+        (what, task.handle)
+    }
+
+    async fn wait_stopped(tasks: Vec<(String, JoinHandle<()>)>, limit: Option<Duration>) {
+        let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+        for (what, mut h) in tasks {
+            let joined = match deadline {
+                None => (&mut h).await,
+                Some(d) => match tokio::time::timeout_at(d, &mut h).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::error!(
+                            component = %what,
+                            timeout = ?limit,
+                            "did not stop in time; aborted"
+                        );
+                        h.abort();
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = joined {
                 tracing::error!(component = %what, error = %e, "task ended abnormally");
             }
         }
@@ -543,17 +581,21 @@ impl Agent {
 
     async fn close_channels(&mut self, names: &[String]) {
         for n in names {
-            self.registry.channels.write().remove(n);
+            // Not open (so not ready) from here on, until it is reopened or gone.
+            if let Some(entry) = self.registry.channels.write().get_mut(n) {
+                entry.channel = None;
+            }
             if let Some(ch) = self.channels.remove(n) {
                 let _ = tokio::task::spawn_blocking(move || channels::close(&ch)).await;
             }
+            self.registry.channels.write().remove(n);
         }
     }
 
     async fn shutdown(&mut self) {
         let sources: Vec<String> = self.sources.keys().cloned().collect();
         let units: Vec<String> = self.units.keys().cloned().collect();
-        self.stop_tasks(&sources, &units).await;
+        self.stop_tasks(&sources, &units, None).await;
         let names: Vec<String> = self.channels.keys().cloned().collect();
         self.close_channels(&names).await;
     }
@@ -568,12 +610,52 @@ impl Agent {
         for t in self.sources.values().chain(self.units.values()) {
             t.handle.abort();
         }
+        for (what, h) in self.stopping.drain(..) {
+            if !h.is_finished() {
+                tracing::error!(component = %what, "did not stop in time; aborted");
+                h.abort();
+            }
+        }
         let names: Vec<String> = self.channels.keys().cloned().collect();
         self.close_channels(&names).await;
         Err(AgentError::ShutdownTimeout(limit))
     }
 
-    async fn reload(&mut self, new: AgentConfig) {
+    /// A memory channel is not replaced by a reload while it stays a memory channel: a new one
+    /// would start empty and lose the events the running one holds. Its changed table (`new`)
+    /// is set back to the running one, with a warning; the change takes effect at the next
+    /// start. A memory channel that becomes a file channel is replaced (the operator asked for
+    /// another kind of channel); the events it still holds are lost, and a warning says how many.
+    fn keep_memory_channels(&self, new: &mut AgentConfig) {
+        for (name, running) in &self.config.channels {
+            let Some(wanted) = new.channels.get_mut(name) else {
+                continue;
+            };
+            if !matches!(running.kind, ChannelKind::Memory(_)) || wanted.raw == running.raw {
+                continue;
+            }
+            if matches!(wanted.kind, ChannelKind::Memory(_)) {
+                tracing::warn!(
+                    channel = %name,
+                    "memory channel changes take effect at the next start; it keeps running as it is, with its events"
+                );
+                *wanted = running.clone();
+            } else {
+                let held = self
+                    .channels
+                    .get(name)
+                    .map_or(0, |c| c.channel.stats().size);
+                tracing::warn!(
+                    channel = %name,
+                    events_lost = held,
+                    "memory channel replaced by another type; the events it holds are dropped"
+                );
+            }
+        }
+    }
+
+    async fn reload(&mut self, mut new: AgentConfig) {
+        self.keep_memory_channels(&mut new);
         let old = &self.config;
         let changed_channels: BTreeSet<String> = old
             .channels
@@ -610,7 +692,8 @@ impl Agent {
         if old.monitoring != new.monitoring {
             tracing::warn!("[monitoring] changes take effect at the next start");
         }
-        self.stop_tasks(&sources, &units).await;
+        let limit = self.config.agent.shutdown_timeout;
+        self.stop_tasks(&sources, &units, Some(limit)).await;
         {
             let mut reg = self.registry.sinks.write();
             let keep: BTreeSet<&String> = new.sinks.keys().collect();
@@ -628,6 +711,18 @@ impl Agent {
         }
         let _ = self.start_missing(false);
         tracing::info!("reload done");
+    }
+}
+
+/// Waits for a stop signal (SIGTERM/SIGINT); a SIGHUP meanwhile (during a reload) is ignored.
+async fn stop_requested(signals: &mut Signals) {
+    loop {
+        match signals.recv().await {
+            Request::Stop => return,
+            Request::Reload => tracing::warn!(
+                "SIGHUP during a reload ignored; send it again after \"reload done\""
+            ),
+        }
     }
 }
 
