@@ -292,24 +292,8 @@ fn sighup_reopens_a_changed_channel_with_its_data_and_starts_a_new_sink() {
     // No sink yet: the events stay in the channel.
     std::fs::write(&config, &base).expect("write config");
     let mut agent = Agent::start(&config, dir.path());
+    let mut stdin = queue_ten_lines(&mut agent, "c1");
     let addr = agent.monitoring_addr();
-    let mut stdin = agent.child.stdin.take().expect("stdin");
-    for i in 0..10 {
-        writeln!(stdin, "kept-{i}").expect("write");
-    }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, body) = http_get(&addr, "/metrics.json");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if v["CHANNEL.c1"]["ChannelSize"] == "10" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "events never reached the channel: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // A changed channel option (reopen, data kept) and a new sink.
     let changed = base.replace("capacity = 100000", "capacity = 200000");
     std::fs::write(
@@ -555,24 +539,7 @@ fn sighup_on_a_changed_memory_channel_keeps_its_events() {
     let base = "[monitoring]\nbind = \"127.0.0.1:0\"\n\n[channels.m1]\ntype = \"memory\"\ncapacity = 1000\n\n[sources.in]\ntype = \"stdin\"\nchannels = [\"m1\"]\nbatch_size = 1\n".to_string();
     std::fs::write(&config, &base).expect("write config");
     let mut agent = Agent::start(&config, dir.path());
-    let addr = agent.monitoring_addr();
-    let mut stdin = agent.child.stdin.take().expect("stdin");
-    for i in 0..10 {
-        writeln!(stdin, "kept-{i}").expect("write");
-    }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, body) = http_get(&addr, "/metrics.json");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if v["CHANNEL.m1"]["ChannelSize"] == "10" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "events never reached the channel: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut stdin = queue_ten_lines(&mut agent, "m1");
     let changed = base.replace("capacity = 1000", "capacity = 2000");
     std::fs::write(
         &config,
@@ -687,4 +654,27 @@ fn sigterm_during_a_reload_stuck_on_a_source_exits_within_the_shutdown_timeout()
         "SIGTERM during a reload did not stop the agent within 20 s (shutdown_timeout 1 s); log:\n{}",
         agent.lines().join("\n")
     );
+}
+
+/// Writes `kept-0` .. `kept-9` to the agent's stdin and waits (up to [`WAIT`]) until channel
+/// `channel` holds all ten; returns the stdin for more lines.
+fn queue_ten_lines(agent: &mut Agent, channel: &str) -> std::process::ChildStdin {
+    let addr = agent.monitoring_addr();
+    let mut stdin = agent.child.stdin.take().expect("stdin");
+    for i in 0..10 {
+        writeln!(stdin, "kept-{i}").expect("write");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http_get(&addr, "/metrics.json");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v[format!("CHANNEL.{channel}")]["ChannelSize"] == "10" {
+            return stdin;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events never reached the channel: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
