@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use tidegate::agent::config::{Origin, load_config_table};
 use tidegate::agent::flume::{FlumeErrors, FlumeImport, ImportOptions, to_toml, to_toml_with};
 
 fn shared_dir() -> PathBuf {
@@ -40,6 +41,10 @@ fn convert_text(text: &str, agent: &str, opts: &ImportOptions) -> FlumeImport {
         back, import.table,
         "the printed TOML parses back to the same table"
     );
+    // What the agent would run: the same checks as `tidegate agent --config`.
+    if let Err(e) = load_config_table(import.table.clone(), Origin::new("converted.toml")) {
+        panic!("{agent}: the converted config does not load:\n{e}\n{printed}");
+    }
     import
 }
 
@@ -168,15 +173,38 @@ fn c01_hdfs_sink_rejected_duplicates_reported() {
 }
 
 #[test]
-fn c03_spooldir_and_kafka_rejected_together() {
-    reject_shared(
-        "03-spooldir-kafka-filechannel-uuid.properties",
-        "agent1",
-        &[
-            "2 unsupported component(s), all listed here: source `r1` of type `spooldir` (line 10); sink `k1` of type `org.apache.flume.sink.kafka.KafkaSink` (line 15)",
-            "line 10: agent1.sources.r1.type: source type `spooldir` is not supported yet",
-            "issue 6",
-        ],
+fn c03_spooldir_to_kafka_converts() {
+    let a = convert_shared("03-spooldir-kafka-filechannel-uuid.properties", "agent1");
+    let t = &a.table;
+    assert_eq!(s(t, "sources.r1.type"), "spooldir");
+    assert_eq!(
+        s(t, "sources.r1.directory"),
+        "/home/hadoop/myworkspace/zhy/spooldir"
+    );
+    assert_eq!(
+        s(t, "sources.r1.ignore_pattern"),
+        "^(.)*\\.tmp$",
+        "the properties escape `\\\\` is one backslash"
+    );
+    assert_eq!(i(t, "sources.r1.batch_size"), 100);
+    assert_eq!(s(t, "sources.r1.interceptors.0.type"), "uuid");
+    assert_eq!(s(t, "sinks.k1.type"), "kafka");
+    assert_eq!(
+        s(t, "sinks.k1.bootstrap_servers"),
+        "hadoop02:9092,hadoop03:9092,hadoop04:9092",
+        "the legacy brokerList"
+    );
+    assert_eq!(s(t, "sinks.k1.topic"), "test_topic_gn_02");
+    assert_eq!(
+        s(t, "sinks.k1.topic_header"),
+        "topic",
+        "Flume's allowTopicOverride default"
+    );
+    assert_eq!(i(t, "sinks.k1.batch_size"), 100);
+    assert_eq!(s(t, "channels.c1.type"), "file");
+    assert_warns(
+        &a.warnings,
+        "line 19: agent1.sinks.k1.requiredAcks: acks `1` is raised to `all`",
     );
 }
 
@@ -186,7 +214,7 @@ fn c05_exec_and_hdfs_rejected() {
         "05-exec-hdfs-interleaved.properties",
         "agent",
         &[
-            "line 6: agent.sources.logstream.type: source type `exec` is not supported yet",
+            "1 unsupported component(s), all listed here: sink `hdfsSink` of type `hdfs` (line 9)",
             "line 9: agent.sinks.hdfsSink.type: sink type `hdfs`",
         ],
     );
@@ -260,16 +288,23 @@ fn c11_avro_rejected_group_name_listed_as_sink_warned() {
 }
 
 #[test]
-fn c13_taildir_and_kafka_rejected_max_file_size_capped() {
+fn c13_misplaced_kafka_batch_size_rejected_max_file_size_capped() {
     let e = reject_shared(
         "13-taildir-filechannel-kafka-tabs.properties",
         "producer",
         &[
-            "source type `TAILDIR` is not supported yet",
-            "line 22: producer.sinks.r_normal_test.type: sink type `org.apache.flume.sink.kafka.KafkaSink`",
+            "line 25: producer.sinks.r_normal_test.kafka.flumeBatchSize: `kafka.flumeBatchSize` is not a key of Flume's `org.apache.flume.sink.kafka.KafkaSink` sink (Flume ignored it); did you mean `flumeBatchSize`?",
         ],
     );
-    assert_eq!(e.errors.len(), 3, "{e}");
+    assert_eq!(
+        e.errors.len(),
+        1,
+        "taildir, the file channel and the rest of the sink convert: {e}"
+    );
+    assert_warns(
+        &e.warnings,
+        "line 26: producer.sinks.r_normal_test.kafka.producer.acks: acks `1` is raised to `all`",
+    );
     assert_warns(
         &e.warnings,
         "line 17: producer.channels.c_normal_test.maxFileSize: 2146435071 is above Flume's cap",
@@ -318,7 +353,8 @@ fn c17_hbase_and_kafka_rejected() {
         "17-netcat-hbase-kafka-two-sinks.properties",
         "tier1",
         &[
-            "sink `sink1` of type `hbase` (line 22); sink `sink2` of type `org.apache.flume.sink.kafka.KafkaSink` (line 31)",
+            "1 unsupported component(s), all listed here: sink `sink1` of type `hbase` (line 22)",
+            "line 35: tier1.sinks.sink2.batchSize: batchSize 1000 is above the transactionCapacity 100 of channel `channel1`",
         ],
     );
 }
@@ -391,9 +427,10 @@ fn c25_syslogudp_custom_udp_and_hbase_rejected_unlisted_sinks_warned() {
         "25-netcat-syslogudp-hbase-unlisted-sinks.properties",
         "a1",
         &[
-            "3 unsupported component(s), all listed here: source `r2` of type `syslogudp` (line 16); source `r3` of type `com.meetme.flume.JSONUDPSource` (line 20); sink `k3` of type `org.apache.flume.sink.hbase.HBaseSink` (line 38)",
+            "2 unsupported component(s), all listed here: source `r3` of type `com.meetme.flume.JSONUDPSource` (line 20); sink `k3` of type `org.apache.flume.sink.hbase.HBaseSink` (line 38)",
         ],
     );
+    assert_eq!(e.errors.len(), 3, "the syslogudp source converts: {e}");
     assert_warns(
         &e.warnings,
         "line 29: a1.sinks.k1: sink `k1` is configured but not listed",
@@ -431,7 +468,7 @@ fn c29_kafka_source_and_hdfs_rejected_default_dirs_warned() {
         "29-kafkasource-hdfs-filechannel-defaults.properties",
         "flume1",
         &[
-            "source type `org.apache.flume.source.kafka.KafkaSource` is not supported yet",
+            "line 9: flume1.sources.kafka-source-1.zookeeperConnect: tidegate's kafka source connects to the brokers, not to ZooKeeper: set `kafka.bootstrap.servers`",
             "sink type `hdfs`",
         ],
     );
@@ -443,13 +480,21 @@ fn c29_kafka_source_and_hdfs_rejected_default_dirs_warned() {
 }
 
 #[test]
-fn c31_exec_rejected_file_roll_fine() {
-    let e = reject_shared(
-        "31-exec-file-roll-commented-agent.properties",
-        "agent",
-        &["line 35: agent.sources.execSource.type: source type `exec` is not supported yet"],
+fn c31_exec_to_file_roll_converts() {
+    let a = convert_shared("31-exec-file-roll-commented-agent.properties", "agent");
+    let t = &a.table;
+    assert_eq!(s(t, "sources.execSource.type"), "exec");
+    assert_eq!(
+        s(t, "sources.execSource.command"),
+        "tail -F /data/tmp/flume-input.log"
     );
-    assert_eq!(e.errors.len(), 2, "the file_roll sink converts: {e}");
+    assert_eq!(
+        i(t, "sources.execSource.batch_size"),
+        20,
+        "Flume's exec default batch"
+    );
+    assert_eq!(s(t, "sinks.logSink.type"), "file_roll");
+    assert_eq!(s(t, "sinks.logSink.directory"), "/data/tmp/flume-output");
     // The commented-out agent does not exist.
     let e = reject_shared(
         "31-exec-file-roll-commented-agent.properties",
@@ -465,12 +510,12 @@ fn c33_taildir_and_avro_rejected() {
         "33-taildir-filechannel-loadbalance-avro.properties",
         "a1",
         &[
-            "source `r1` of type `TAILDIR` (line 9); sink `k1` of type `avro` (line 31); sink `k2` of type `avro` (line 36)",
+            "2 unsupported component(s), all listed here: sink `k1` of type `avro` (line 31); sink `k2` of type `avro` (line 36)",
         ],
     );
     assert_eq!(
         e.errors.len(),
-        4,
+        3,
         "the group (maxTimeOut) and the file channel (keep-alive) are fine: {e}"
     );
     assert_warns(
@@ -501,10 +546,10 @@ fn c37_comma_separated_lists_rejected() {
             "write `log_channel es_channel`",
             "line 17: agent.sinks: the list `log_sink, es_sink` is comma-separated",
             "line 22: agent.sources.tail.channels: the list",
-            "source `tail` of type `exec` (line 20); sink `es_sink` of type `org.apache.flume.sink.elasticsearch.ElasticSearchSink` (line 30)",
+            "1 unsupported component(s), all listed here: sink `es_sink` of type `org.apache.flume.sink.elasticsearch.ElasticSearchSink` (line 30)",
         ],
     );
-    assert_eq!(e.errors.len(), 6, "{e}");
+    assert_eq!(e.errors.len(), 5, "{e}");
 }
 
 #[test]
@@ -532,14 +577,18 @@ fn c39_spillable_avro_and_unresolved_variables_rejected() {
 }
 
 #[test]
-fn c41_spooldir_rejected_unprefixed_roll_interval_named() {
-    reject_shared(
+fn c41_unprefixed_roll_interval_named() {
+    let e = reject_shared(
         "41-spoolDir-camelcase-file-roll-wrong-key.properties",
         "agent01",
         &[
-            "line 9: agent01.sources.dirSrc.type: source type `spoolDir` is not supported yet",
             "line 14: agent01.sinks.fileSink.rollInterval: `rollInterval` is not a key of Flume's `file_roll` sink (Flume ignored it); did you mean `sink.rollInterval`?",
         ],
+    );
+    assert_eq!(
+        e.errors.len(),
+        1,
+        "the camelCase spoolDir source converts: {e}"
     );
 }
 
@@ -1144,7 +1193,7 @@ fn convert_command_prints_toml_or_every_problem() {
     assert_eq!(bad.status.code(), Some(78));
     assert!(bad.stdout.is_empty());
     let err = String::from_utf8(bad.stderr).unwrap();
-    assert!(err.contains("(6 problem(s))"), "{err}");
+    assert!(err.contains("(5 problem(s))"), "{err}");
     assert!(
         err.contains(
             "line 16: agent.channels: the list `log_channel, es_channel` is comma-separated"
@@ -1212,4 +1261,152 @@ fn a_replicating_selector_with_every_channel_optional_is_refused_naming_the_key(
     let import = convert_text(&one_required, "a", &options());
     let sel = &import.table["sources"]["r1"]["selector"];
     assert_eq!(sel["optional"].as_array().map(Vec::len), Some(1), "{sel}");
+}
+
+// ---- the adapters: taildir, spooldir, exec, syslog, kafka -----------------------------------
+
+#[test]
+fn adapters_every_key() {
+    let a = convert_text(
+        &read(fixture_dir().join("adapters.properties")),
+        "a",
+        &options(),
+    );
+    let t = &a.table;
+    // taildir: Flume's `/dir/file-regex` becomes a directory and a whole-name regex.
+    assert_eq!(s(t, "sources.tail.type"), "taildir");
+    assert_eq!(s(t, "sources.tail.filegroups.f1.directory"), "/var/log/app");
+    assert_eq!(s(t, "sources.tail.filegroups.f1.regex"), "^(?:.*\\.log)$");
+    assert_eq!(s(t, "sources.tail.filegroups.f1.headers.topic"), "app");
+    assert_eq!(s(t, "sources.tail.filegroups.f1.headers.dc"), "eu");
+    assert_eq!(s(t, "sources.tail.filegroups.f2.regex"), "^(?:access.log)$");
+    assert_eq!(s(t, "sources.tail.position_file"), "/data/taildir.json");
+    assert_eq!(i(t, "sources.tail.batch_size"), 500);
+    assert!(b(t, "sources.tail.skip_to_end"));
+    assert!(b(t, "sources.tail.file_header"));
+    assert_eq!(s(t, "sources.tail.file_header_key"), "path");
+    assert_warns(
+        &a.warnings,
+        "a.sources.tail.writePosInterval: no effect: tidegate writes the position file after every channel commit",
+    );
+    // spooldir
+    assert_eq!(s(t, "sources.spool.type"), "spooldir");
+    assert_eq!(s(t, "sources.spool.directory"), "/data/spool");
+    assert_eq!(s(t, "sources.spool.completed_suffix"), ".DONE");
+    assert_eq!(s(t, "sources.spool.delete_policy"), "immediate");
+    assert_eq!(s(t, "sources.spool.include_pattern"), "^.*\\.csv$");
+    assert_eq!(s(t, "sources.spool.ignore_pattern"), "^tmp-.*");
+    assert_eq!(s(t, "sources.spool.tracker_dir"), ".track");
+    assert_eq!(s(t, "sources.spool.consume_order"), "youngest");
+    assert!(b(t, "sources.spool.recursive"));
+    assert_eq!(s(t, "sources.spool.poll_delay"), "250ms");
+    assert!(b(t, "sources.spool.basename_header"));
+    assert_eq!(s(t, "sources.spool.basename_header_key"), "name");
+    assert_eq!(i(t, "sources.spool.max_line_length"), 4096);
+    assert_eq!(i(t, "sources.spool.batch_size"), 50);
+    // exec
+    assert_eq!(s(t, "sources.ex.command"), "tail -F /var/log/syslog");
+    assert_eq!(s(t, "sources.ex.shell"), "/bin/bash -c");
+    assert!(b(t, "sources.ex.restart"));
+    assert_eq!(s(t, "sources.ex.restart_throttle"), "2500ms");
+    assert!(b(t, "sources.ex.log_stderr"));
+    assert_eq!(i(t, "sources.ex.batch_size"), 10);
+    assert_eq!(s(t, "sources.ex.batch_timeout"), "1s");
+    // syslog: three Flume types, one tidegate type.
+    assert_eq!(s(t, "sources.stcp.type"), "syslog");
+    assert_eq!(s(t, "sources.stcp.protocol"), "tcp");
+    assert_eq!(s(t, "sources.stcp.bind"), "0.0.0.0:5140");
+    assert_eq!(i(t, "sources.stcp.max_message_size"), 8192);
+    assert!(b(t, "sources.stcp.keep_fields"));
+    assert_eq!(s(t, "sources.sudp.protocol"), "udp");
+    assert_eq!(s(t, "sources.sudp.bind"), "[::1]:5141");
+    assert_eq!(s(t, "sources.smulti.protocol"), "tcp");
+    assert_eq!(
+        list(t, "sources.smulti.bind"),
+        ["127.0.0.1:10001", "127.0.0.1:10002"]
+    );
+    assert_eq!(
+        i(t, "sources.smulti.max_message_size"),
+        2500,
+        "Flume's eventSize default"
+    );
+    assert_eq!(i(t, "sources.smulti.batch_size"), 200);
+    // kafka source
+    assert_eq!(s(t, "sources.kin.type"), "kafka");
+    assert_eq!(s(t, "sources.kin.bootstrap_servers"), "k1:9092,k2:9092");
+    assert_eq!(list(t, "sources.kin.topics"), ["logs", "metrics"]);
+    assert_eq!(s(t, "sources.kin.group_id"), "collectors");
+    assert_eq!(s(t, "sources.kin.batch_duration"), "500ms");
+    assert_eq!(s(t, "sources.kin.topic_header"), "from");
+    let prop = |path: &str, key: &str| -> String {
+        get(t, path)
+            .get(key)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("no {key} in {path}"))
+            .to_string()
+    };
+    assert_eq!(
+        prop("sources.kin.properties", "auto.offset.reset"),
+        "earliest"
+    );
+    // kafka sink: Java producer properties translated for librdkafka.
+    assert_eq!(s(t, "sinks.kout.type"), "kafka");
+    assert_eq!(s(t, "sinks.kout.topic"), "out");
+    assert_eq!(s(t, "sinks.kout.topic_header"), "dest");
+    assert_eq!(i(t, "sinks.kout.batch_size"), 250);
+    assert_eq!(s(t, "sinks.kout.compression"), "lz4");
+    assert_eq!(prop("sinks.kout.properties", "linger.ms"), "5");
+    assert_eq!(
+        prop("sinks.kout.properties", "message.max.bytes"),
+        "2000000",
+        "the Java client's max.request.size"
+    );
+    assert!(
+        get(t, "sinks.kout.properties")
+            .as_table()
+            .is_some_and(|p| !p.contains_key("acks") && !p.contains_key("compression.type")),
+        "acks and compression are the sink's own keys, not passed twice"
+    );
+}
+
+#[test]
+fn adapters_what_tidegate_cannot_do_is_named() {
+    let text = "a.sources = t s sl k\na.channels = c1\na.sinks = o\na.channels.c1.type = memory\n\
+        a.sources.t.type = taildir\na.sources.t.channels = c1\na.sources.t.filegroups = f1 f9\n\
+        a.sources.t.filegroups.f1 = relative/x.log\na.sources.t.headers.f3.k = v\n\
+        a.sources.t.byteOffsetHeader = true\n\
+        a.sources.s.type = spooldir\na.sources.s.channels = c1\na.sources.s.spoolDir = /in\n\
+        a.sources.s.trackingPolicy = tracker_dir\na.sources.s.deserializer = AVRO\n\
+        a.sources.s.inputCharset = ISO-8859-1\n\
+        a.sources.sl.type = syslogtcp\na.sources.sl.channels = c1\na.sources.sl.host = h\n\
+        a.sources.sl.port = 514\na.sources.sl.keepFields = hostname\na.sources.sl.clientIPHeader = ip\n\
+        a.sources.k.type = kafka\na.sources.k.channels = c1\na.sources.k.kafka.bootstrap.servers = b:9092\n\
+        a.sources.k.kafka.topics = t\na.sources.k.batchSize = 500\n\
+        a.sources.k.kafka.consumer.enable.auto.commit = true\na.sources.k.useFlumeEventFormat = true\n\
+        a.sinks.o.type = org.apache.flume.sink.kafka.KafkaSink\na.sinks.o.channel = c1\n\
+        a.sinks.o.kafka.bootstrap.servers = b:9092\na.sinks.o.partitionIdHeader = p\n\
+        a.sinks.o.kafka.producer.ssl.truststore.location = /ts.jks\n\
+        a.sinks.o.kafka.producer.enable.idempotence = false\n";
+    let e = reject_text(text, "a");
+    assert_errors(
+        &e,
+        &[
+            "line 7: a.sources.t.filegroups: file group `f9` has no path",
+            "line 8: a.sources.t.filegroups.f1: `relative/x.log` is not an absolute path",
+            "line 9: a.sources.t.headers.f3.k: `headers.f3.k` names file group `f3`, which is not in `filegroups`",
+            "line 10: a.sources.t.byteOffsetHeader: byteOffsetHeader is not supported",
+            "line 14: a.sources.s.trackingPolicy: trackingPolicy `tracker_dir` is not supported",
+            "line 15: a.sources.s.deserializer: deserializer `AVRO` is not supported",
+            "line 16: a.sources.s.inputCharset: charset `ISO-8859-1` is not supported",
+            "line 21: a.sources.sl.keepFields: keepFields `hostname` is not supported",
+            "line 22: a.sources.sl.clientIPHeader: clientIPHeader is not supported",
+            "line 27: a.sources.k.batchSize: batchSize 500 is above the transactionCapacity",
+            "line 28: a.sources.k.kafka.consumer.enable.auto.commit: tidegate's kafka source commits offsets only after the channel commit",
+            "line 29: a.sources.k.useFlumeEventFormat: useFlumeEventFormat (Avro-wrapped events) is not supported",
+            "line 33: a.sinks.o.partitionIdHeader: partitionIdHeader is not supported",
+            "line 34: a.sinks.o.kafka.producer.ssl.truststore.location: Java keystores cannot be read",
+            "line 35: a.sinks.o.kafka.producer.enable.idempotence: tidegate's kafka sink always enables idempotence",
+        ],
+    );
+    assert_eq!(e.errors.len(), 15, "{e}");
 }

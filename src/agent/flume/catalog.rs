@@ -9,8 +9,6 @@
 pub enum Support {
     /// Mapped to the tidegate type of this name.
     Yes(&'static str),
-    /// An adapter of issue 6 (tail files, spool directories, syslog, exec, Kafka): not yet.
-    Later,
     /// Not supported, with the reason.
     No(&'static str),
 }
@@ -38,36 +36,40 @@ const SOURCES: &[Row] = &[
         "org.apache.flume.source.http.HTTPSource",
         Support::Yes("http"),
     ),
-    ("exec", "org.apache.flume.source.ExecSource", Support::Later),
+    (
+        "exec",
+        "org.apache.flume.source.ExecSource",
+        Support::Yes("exec"),
+    ),
     (
         "spooldir",
         "org.apache.flume.source.SpoolDirectorySource",
-        Support::Later,
+        Support::Yes("spooldir"),
     ),
     (
         "taildir",
         "org.apache.flume.source.taildir.TaildirSource",
-        Support::Later,
+        Support::Yes("taildir"),
     ),
     (
         "syslogtcp",
         "org.apache.flume.source.SyslogTcpSource",
-        Support::Later,
+        Support::Yes("syslog"),
     ),
     (
         "syslogudp",
         "org.apache.flume.source.SyslogUDPSource",
-        Support::Later,
+        Support::Yes("syslog"),
     ),
     (
         "multiport_syslogtcp",
         "org.apache.flume.source.MultiportSyslogTCPSource",
-        Support::Later,
+        Support::Yes("syslog"),
     ),
     (
         "kafka",
         "org.apache.flume.source.kafka.KafkaSource",
-        Support::Later,
+        Support::Yes("kafka"),
     ),
     (
         "avro",
@@ -101,7 +103,8 @@ const SOURCES: &[Row] = &[
     ),
 ];
 
-const HDFS: &str = "writing HDFS needs Hadoop's Java client; write files with file_roll, or deliver to Kafka (issue 6)";
+const HDFS: &str =
+    "writing HDFS needs Hadoop's Java client; write files with file_roll, or deliver to Kafka";
 
 const SINKS: &[Row] = &[
     (
@@ -127,7 +130,7 @@ const SINKS: &[Row] = &[
     (
         "kafka",
         "org.apache.flume.sink.kafka.KafkaSink",
-        Support::Later,
+        Support::Yes("kafka"),
     ),
     (
         "hdfs",
@@ -208,7 +211,7 @@ const CHANNELS: &[Row] = &[
     (
         "",
         "org.apache.flume.channel.kafka.KafkaChannel",
-        Support::No("use a file channel and a Kafka sink (issue 6)"),
+        Support::No("use a file channel and a Kafka sink"),
     ),
 ];
 
@@ -357,15 +360,15 @@ mod tests {
 
     #[test]
     fn aliases_and_classes_case_insensitively() {
-        assert_eq!(lookup(Kind::Source, "spoolDir"), Support::Later);
-        assert_eq!(lookup(Kind::Source, "TAILDIR"), Support::Later);
+        assert_eq!(lookup(Kind::Source, "spoolDir"), Support::Yes("spooldir"));
+        assert_eq!(lookup(Kind::Source, "TAILDIR"), Support::Yes("taildir"));
         assert_eq!(
             lookup(Kind::Channel, "SPILLABLEMEMORY"),
             lookup(Kind::Channel, "spillablememory")
         );
         assert_eq!(
             lookup(Kind::Sink, "org.apache.flume.sink.kafka.KafkaSink"),
-            Support::Later
+            Support::Yes("kafka")
         );
         assert_eq!(
             lookup(

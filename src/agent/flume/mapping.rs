@@ -3,11 +3,15 @@
 //! Each component's keys go through `Keys`, which remembers which keys the mapping read; a
 //! key nobody read is an error (Flume ignored it silently: `rollInterval` without the `sink.`
 //! prefix of file_roll, a misspelt `maxPenalty`), with a hint when a known key is close.
-//! One submodule per kind of component: `channels`, `sources` (with their selectors),
-//! `interceptors`, `sinks`, `sink_groups`. docs/flume-migration.md has the full table.
+//! One submodule per kind of component: `channels`, `sources` (with their selectors; the file
+//! sources in `files`, exec and syslog in `exec_syslog`), `interceptors`, `sinks`, `sink_groups`,
+//! and `kafka` (source and sink). docs/flume-migration.md has the full table.
 
 mod channels;
+mod exec_syslog;
+mod files;
 mod interceptors;
+mod kafka;
 mod sink_groups;
 mod sinks;
 mod sources;
@@ -80,7 +84,9 @@ impl<'c> Keys<'c> {
             .iter()
             .find(|t| {
                 let tl = t.to_ascii_lowercase();
-                tl == lower || tl.ends_with(&format!(".{lower}"))
+                tl == lower
+                    || tl.ends_with(&format!(".{lower}"))
+                    || lower.ends_with(&format!(".{tl}"))
             })
             .cloned()
     }
@@ -224,17 +230,6 @@ impl<'a> Mapper<'a> {
     fn support(&mut self, kind: Kind, name: &str, ty: &Value) -> Option<&'static str> {
         match catalog::lookup(kind, &ty.text) {
             Support::Yes(t) => return Some(t),
-            Support::Later => {
-                self.error(
-                    ty,
-                    format!(
-                        "{} type `{}` is not supported yet: tidegate gains tail-file, spool-directory, syslog, \
-                         exec and Kafka adapters in a later release (issue 6)",
-                        kind.noun(),
-                        ty.text
-                    ),
-                );
-            }
             Support::No(why) => {
                 self.error(
                     ty,
@@ -262,6 +257,75 @@ impl<'a> Mapper<'a> {
             self.error(
                 v,
                 format!("`{k}` is not a key of {what} (Flume ignored it){hint}"),
+            );
+        }
+    }
+
+    // ---- key copiers shared by the component mappings -------------------------------------
+
+    /// A source's `batchSize` (or Flume's default), checked against each channel's
+    /// `transactionCapacity`.
+    fn source_batch(
+        &mut self,
+        keys: &mut Keys<'_>,
+        out: &mut Out,
+        channels: &[String],
+        ty: &Value,
+        default: i64,
+    ) {
+        let (batch, at) = match keys.get("batchSize") {
+            Some(v) => (self.positive(v), v),
+            None => (Some(default), ty),
+        };
+        if let Some(b) = batch {
+            out.put("batch_size", b, at.line);
+            for ch in channels {
+                self.check_batch(
+                    b,
+                    ch,
+                    at,
+                    if std::ptr::eq(at, ty) {
+                        "the default batchSize"
+                    } else {
+                        "batchSize"
+                    },
+                );
+            }
+        }
+    }
+
+    /// A boolean key copied under a new name.
+    fn flag(&mut self, keys: &mut Keys<'_>, out: &mut Out, flume: &str, ours: &str) {
+        if let Some(v) = keys.get(flume)
+            && let Some(b) = self.boolean(v)
+        {
+            out.put(ours, b, v.line);
+        }
+    }
+
+    /// A text key copied under a new name.
+    fn text(&mut self, keys: &mut Keys<'_>, out: &mut Out, flume: &str, ours: &str) {
+        if let Some(v) = keys.get(flume) {
+            out.put(ours, v.text.clone(), v.line);
+        }
+    }
+
+    /// A charset key: only UTF-8 is accepted.
+    fn utf8_only(&mut self, keys: &mut Keys<'_>, key: &str) {
+        if let Some(v) = keys.get(key) {
+            self.utf8_value(v);
+        }
+    }
+
+    /// A charset value: only UTF-8 is accepted.
+    fn utf8_value(&mut self, v: &Value) {
+        if !v.text.eq_ignore_ascii_case("utf-8") && !v.text.eq_ignore_ascii_case("utf8") {
+            self.error(
+                v,
+                format!(
+                    "charset `{}` is not supported: tidegate keeps bytes as they are (UTF-8 in, UTF-8 out)",
+                    v.text
+                ),
             );
         }
     }

@@ -160,7 +160,7 @@ impl Mapper<'_> {
 
     /// Java regex features tidegate's engine (the `regex` crate) lacks: an error naming them,
     /// at the Flume key, rather than a compile error later.
-    fn java_regex(&mut self, v: &Value) {
+    pub(super) fn java_regex(&mut self, v: &Value) {
         let mut found = Vec::new();
         for (needle, what) in [
             ("(?=", "lookahead `(?=`"),

@@ -1,4 +1,4 @@
-//! Sinks (logger, null, file_roll, http) and the batch-size check against the channel.
+//! Sinks (logger, null, file_roll, http; kafka in its own module) and the batch-size check against the channel.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +85,7 @@ impl Mapper<'_> {
             }
             Some("null") => self.batch(&mut keys, "batchSize", &ch, out, ty),
             Some("file_roll") => self.file_roll(&mut keys, &ch, out, ty),
+            Some("kafka") => self.kafka_sink(&mut keys, out, &ch, ty),
             Some(_) => {
                 out.put("batch_size", FLUME_SINK_BATCH.min(tc), ty.line);
                 self.http_sink(&mut keys, out, ty);
@@ -95,7 +96,14 @@ impl Mapper<'_> {
         supported.is_some()
     }
 
-    fn batch(&mut self, keys: &mut Keys<'_>, key: &str, channel: &str, out: &mut Out, ty: &Value) {
+    pub(super) fn batch(
+        &mut self,
+        keys: &mut Keys<'_>,
+        key: &str,
+        channel: &str,
+        out: &mut Out,
+        ty: &Value,
+    ) {
         let (batch, at) = match keys.get(key) {
             Some(v) => (self.positive(v), v),
             None => (Some(FLUME_SINK_BATCH), ty),

@@ -1,4 +1,5 @@
-//! Sources (seq, netcat, http) and their channel selectors.
+//! Sources (seq, netcat, http here; the file, exec, syslog and Kafka sources in their own
+//! modules) and their channel selectors.
 
 use super::{Keys, Mapper, Out, strings};
 use crate::agent::flume::catalog::Kind;
@@ -31,21 +32,7 @@ impl Mapper<'_> {
                 {
                     out.put("count", n, v.line);
                 }
-                let (batch, line) = match keys.get("batchSize") {
-                    Some(v) => (self.positive(v), v.line),
-                    None => (Some(1), ty.line),
-                };
-                if let Some(b) = batch {
-                    out.put("batch_size", b, line);
-                    for ch in &channels {
-                        self.check_batch(
-                            b,
-                            ch,
-                            keys.comp.keys.get("batchSize").unwrap_or(ty),
-                            "batchSize",
-                        );
-                    }
-                }
+                self.source_batch(&mut keys, out, &channels, ty, 1);
             }
             Some("netcat") => {
                 self.bind(&mut keys, out, None, ty);
@@ -59,13 +46,13 @@ impl Mapper<'_> {
                 {
                     out.put("ack_every_event", b, v.line);
                 }
-                if let Some(v) = keys.get("encoding")
-                    && !v.text.eq_ignore_ascii_case("utf-8")
-                    && !v.text.eq_ignore_ascii_case("utf8")
-                {
-                    self.error(v, format!("encoding `{}` is not supported: tidegate keeps each line's bytes as they arrive (UTF-8 in, UTF-8 out)", v.text));
-                }
+                self.utf8_only(&mut keys, "encoding");
             }
+            Some("taildir") => self.taildir(&mut keys, out, &channels, ty),
+            Some("spooldir") => self.spooldir(&mut keys, out, &channels, ty),
+            Some("exec") => self.exec(&mut keys, out, &channels, ty),
+            Some("syslog") => self.syslog(&mut keys, out, &channels, ty),
+            Some("kafka") => self.kafka_source(&mut keys, out, &channels, ty),
             Some(_) => self.http_source(&mut keys, out, ty),
             None => keys.use_all(),
         }
