@@ -60,10 +60,10 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
     let started = Instant::now();
 
     // 1. Snapshot.
-    let (snapshot, appended) = {
+    let (mut snapshot, appended, queue) = {
         let tails = DirLog::lock_tails(&inner.logs);
         let st = inner.state.lock();
-        let (queue, inflight) = st.snapshot_queue();
+        let queue = st.snapshot_queue();
         let dirs = tails
             .tails
             .iter()
@@ -90,15 +90,17 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
             last_seq: inner.shared.seq.load(std::sync::atomic::Ordering::SeqCst),
             next_txn: inner.next_txn.load(std::sync::atomic::Ordering::SeqCst),
             queued_bytes: st.queued_bytes,
-            inflight,
+            inflight: queue.inflight(),
             dirs,
             committing: st.committing.keys().copied().collect(),
             commit_pins: st.commit_pin_list(),
-            queue,
+            queue: Vec::new(),
         };
         let appended: Vec<u64> = tails.tails.iter().map(|t| t.appended).collect();
-        (snapshot, appended)
+        (snapshot, appended, queue)
     };
+    // The pointers are copied here, with no lock held (the snapshot shares the queue's chunks).
+    snapshot.queue = queue.into_vec();
 
     // 2. The log must be durable up to the snapshot.
     for (log, target) in inner.logs.iter().zip(&appended) {

@@ -53,6 +53,7 @@ pub mod io;
 mod log;
 pub mod memory_channel;
 pub mod offline;
+mod pointer_queue;
 mod poison;
 mod queue;
 pub mod replay;

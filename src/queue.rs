@@ -4,17 +4,16 @@
 //! Everything here is guarded by one mutex (`FileChannel`'s state lock). Lock order: a log's
 //! append lock, then this one.
 
-use std::collections::VecDeque;
-
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
+use crate::pointer_queue::{PointerQueue, QueueSnapshot};
 
 /// Queue state.
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
-    /// Committed events not taken, head first. 16 bytes per event.
-    pub(crate) queue: VecDeque<RecordPtr>,
+    /// Committed events not taken, head first. 16 bytes per event, in shared chunks.
+    pub(crate) queue: PointerQueue,
     /// Taken, not yet committed, by transaction id; each with the ticket of its take, so a
     /// checkpoint can list them in the exact order they were taken.
     inflight: HashMap<u64, Vec<(u64, RecordPtr)>>,
@@ -104,7 +103,7 @@ impl QueueState {
     /// Moves up to `n` events from the head of the queue to `txn`'s takes.
     pub(crate) fn take_front(&mut self, txn: u64, n: usize) -> Vec<RecordPtr> {
         let n = n.min(self.queue.len());
-        let ptrs: Vec<RecordPtr> = self.queue.drain(..n).collect();
+        let ptrs = self.queue.drain_front(n);
         if !ptrs.is_empty() {
             let entry = self.inflight.entry(txn).or_default();
             for p in &ptrs {
@@ -151,8 +150,7 @@ impl QueueState {
     /// Moves `ptr` from near the head of the queue to `txn`'s takes (a damaged event the
     /// transaction keeps while the rest of its batch went back).
     pub(crate) fn take_specific(&mut self, txn: u64, ptr: RecordPtr) {
-        if let Some(i) = self.queue.iter().position(|p| *p == ptr) {
-            self.queue.remove(i);
+        if self.queue.remove_first(ptr) {
             self.inflight
                 .entry(txn)
                 .or_default()
@@ -162,19 +160,38 @@ impl QueueState {
     }
 
     /// The queue as a checkpoint records it: takes in flight first (as if rolled back, in the
-    /// order they were taken), then the queue. Returns the list and how many in-flight entries
-    /// lead it.
-    pub(crate) fn snapshot_queue(&self) -> (Vec<RecordPtr>, u64) {
+    /// order they were taken), then the queue. This runs under the state lock (and the append
+    /// locks), so it only shares the queue's chunks; [`CheckpointQueue::into_vec`] copies the
+    /// pointers after the locks are released.
+    pub(crate) fn snapshot_queue(&self) -> CheckpointQueue {
         let mut taken: Vec<(u64, RecordPtr)> = self.inflight.values().flatten().copied().collect();
         taken.sort_unstable_by_key(|(ticket, _)| *ticket);
-        let inflight = taken.len();
-        let mut out = Vec::with_capacity(inflight + self.queue.len());
-        out.extend(taken.into_iter().map(|(_, p)| p));
-        // Two memcpys (this runs under the state lock, so it must be quick).
-        let (front, back) = self.queue.as_slices();
-        out.extend_from_slice(front);
-        out.extend_from_slice(back);
-        (out, inflight as u64)
+        CheckpointQueue {
+            taken: taken.into_iter().map(|(_, p)| p).collect(),
+            queue: self.queue.snapshot(),
+        }
+    }
+}
+
+/// A checkpoint's view of the queue: the takes in flight, in take order, then the queue.
+#[derive(Debug)]
+pub(crate) struct CheckpointQueue {
+    taken: Vec<RecordPtr>,
+    queue: QueueSnapshot,
+}
+
+impl CheckpointQueue {
+    /// Takes in flight (they lead the list).
+    pub(crate) fn inflight(&self) -> u64 {
+        self.taken.len() as u64
+    }
+
+    /// The whole list, head first.
+    pub(crate) fn into_vec(self) -> Vec<RecordPtr> {
+        let mut out = Vec::with_capacity(self.taken.len() + self.queue.len());
+        out.extend_from_slice(&self.taken);
+        self.queue.extend_into(&mut out);
+        out
     }
 }
 
@@ -198,7 +215,10 @@ mod tests {
         let mut st = queue_of(&[10, 20, 100, 200]);
         assert_eq!(offsets(&st.take_front(7, 2)), vec![10, 20]);
         assert_eq!(st.restore_inflight(7), 2);
-        assert_eq!(offsets(st.queue.make_contiguous()), vec![10, 20, 100, 200]);
+        assert_eq!(
+            offsets(&st.queue.iter().copied().collect::<Vec<_>>()),
+            vec![10, 20, 100, 200]
+        );
         assert_eq!(st.restore_inflight(7), 0, "a second restore finds nothing");
     }
 
@@ -209,9 +229,12 @@ mod tests {
         st.take_front(9, 1);
         st.take_front(3, 2);
         st.take_front(9, 1);
-        let (q, inflight) = st.snapshot_queue();
-        assert_eq!(inflight, 4);
-        assert_eq!(offsets(&q), vec![0, 1, 2, 3, 4]);
+        let snap = st.snapshot_queue();
+        assert_eq!(snap.inflight(), 4);
+        // Changes after the snapshot do not show in it.
+        st.restore_inflight(9);
+        st.queue.push_back(RecordPtr::new(1, 5));
+        assert_eq!(offsets(&snap.into_vec()), vec![0, 1, 2, 3, 4]);
     }
 
     #[test]
@@ -220,7 +243,10 @@ mod tests {
         st.take_front(1, 1);
         st.take_front(1, 2);
         st.restore_last(1, 2);
-        assert_eq!(offsets(st.queue.make_contiguous()), vec![1, 2, 3]);
+        assert_eq!(
+            offsets(&st.queue.iter().copied().collect::<Vec<_>>()),
+            vec![1, 2, 3]
+        );
         assert_eq!(offsets(&st.finish_takes(1)), vec![0]);
     }
 

@@ -814,7 +814,7 @@ fn try_checkpoint(
     for (put_segment, commit_segment) in pins {
         state.pin_commit(put_segment, commit_segment);
     }
-    state.queue = queue;
+    state.queue = queue.into();
     state.queued_bytes = queued_bytes;
     state.reserved_events = state.queue.len() as u64;
     state.reserved_bytes = queued_bytes;
