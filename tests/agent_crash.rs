@@ -11,21 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent::{Agent, free_port, request, wait_until};
-
-/// xorshift64*: reproducible randomness from a printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use agent::{Agent, Rng, free_port, request, wait_until};
 
 #[test]
 fn acknowledged_events_survive_kill_9_and_reach_the_files() {
@@ -33,17 +19,8 @@ fn acknowledged_events_survive_kill_9_and_reach_the_files() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let seed: u64 = std::env::var("TIDEGATE_AGENT_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64 | 1)
-                .unwrap_or(1)
-        });
-    eprintln!("TIDEGATE_AGENT_CRASH_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::from_env("TIDEGATE_AGENT_CRASH_SEED");
+    let seed = rng.0;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, mon) = (free_port(), free_port());

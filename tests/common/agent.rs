@@ -17,6 +17,36 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tidegate");
 /// The bound of every wait: generous, never a timing assertion.
 pub const WAIT: Duration = Duration::from_secs(60);
 
+/// xorshift64*: reproducible randomness from a printed seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from the environment variable `var` when set, else from the clock; prints
+    /// `var=seed` so that a failing run can be repeated.
+    pub fn from_env(var: &str) -> Rng {
+        let seed: u64 = std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64 | 1)
+                    .unwrap_or(1)
+            });
+        eprintln!("{var}={seed}");
+        Rng(seed)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
