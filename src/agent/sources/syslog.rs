@@ -173,15 +173,14 @@ impl SyslogSource {
         if max == 0 {
             return bad("max_message_size", "must be at least 1 byte");
         }
-        if cfg.protocol == Protocol::Udp && max > MAX_DATAGRAM as u64 {
-            return bad(
-                "max_message_size",
-                "must be at most 65535 bytes with protocol = \"udp\"",
-            );
-        }
         if max > 1 << 30 {
             return bad("max_message_size", "must be at most 1GiB");
         }
+        // A datagram holds at most 65535 bytes: a larger limit changes nothing.
+        let max = match cfg.protocol {
+            Protocol::Udp => max.min(MAX_DATAGRAM as u64),
+            Protocol::Tcp => max,
+        };
         Ok(SyslogSource {
             name: name.to_owned(),
             max: max as usize,
