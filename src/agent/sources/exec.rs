@@ -192,6 +192,17 @@ impl ExecSource {
     }
 }
 
+/// The pause before the next start: `throttle` after a run of at least ten times `throttle`,
+/// else twice the previous pause, at most ten times `throttle`.
+pub fn next_pause(previous: Duration, throttle: Duration, ran_for: Duration) -> Duration {
+    let longest = throttle * 10;
+    if ran_for >= longest {
+        throttle
+    } else {
+        (previous * 2).clamp(throttle, longest)
+    }
+}
+
 /// How one run of the command ended.
 enum Run {
     /// The output ended and the child exited.
@@ -204,8 +215,8 @@ impl Source for ExecSource {
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), ComponentError>> {
         Box::pin(async move {
             let throttle = self.cfg.restart_throttle.get();
-            let longest = throttle * 10;
-            let mut pause = throttle;
+            // Doubled before the first restart: start at half.
+            let mut pause = throttle / 2;
             loop {
                 let started = Instant::now();
                 match self.spawn() {
@@ -217,6 +228,7 @@ impl Source for ExecSource {
                         if !self.cfg.restart {
                             return Err(ComponentError::Other(msg));
                         }
+                        pause = next_pause(pause, throttle, started.elapsed());
                         tracing::error!(source = %self.name, retry_in = ?pause, "{msg}");
                     }
                     Ok(child) => {
@@ -227,9 +239,7 @@ impl Source for ExecSource {
                         if !self.cfg.restart {
                             return Ok(());
                         }
-                        if started.elapsed() >= longest {
-                            pause = throttle;
-                        }
+                        pause = next_pause(pause, throttle, started.elapsed());
                         tracing::info!(source = %self.name, restart_in = ?pause, "exec source restarts the command");
                     }
                 }
@@ -237,7 +247,6 @@ impl Source for ExecSource {
                     () = ctx.shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(pause) => {}
                 }
-                pause = (pause * 2).min(longest);
             }
         })
     }
@@ -507,6 +516,20 @@ mod tests {
         assert_eq!(l.push(b"xy"), s(&[]));
         assert_eq!(l.finish(), s(&["xy"]));
         assert_eq!(l.finish(), s(&[]));
+    }
+
+    #[test]
+    fn restart_pauses_double_up_to_ten_times_and_reset_after_a_good_run() {
+        let t = Duration::from_secs(1);
+        let quick = Duration::from_millis(10);
+        let mut p = t / 2;
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            p = next_pause(p, t, quick);
+            seen.push(p.as_secs());
+        }
+        assert_eq!(seen, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(next_pause(p, t, t * 10), t, "a good run resets the pause");
     }
 
     fn cfg(command: &str, shell: Option<&str>) -> ExecSourceConfig {
