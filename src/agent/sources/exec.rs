@@ -12,7 +12,7 @@
 //! per channel transaction; a partial batch is delivered `batch_timeout` after its first line
 //! arrived (or when the output ends).
 //!
-//! **Back-pressure.** While a batch is being delivered ([`deliver_or_retry`], which retries while
+//! **Back-pressure.** While a batch is being delivered (`deliver_or_retry`, which retries while
 //! the channels are full), the source does not read the child's output: the pipe fills and the
 //! child blocks on its next write. Memory stays bounded (one read chunk, one batch, one partial
 //! line).

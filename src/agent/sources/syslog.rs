@@ -10,7 +10,7 @@
 //! **TCP.** Frames are octet-counted (`LEN SP MSG`, RFC 6587) or newline-terminated; with
 //! `framing = "auto"` each message decides: it is octet-counted when it starts with digits and
 //! a space. A connection is served by one task that reads a chunk, cuts it into messages, and
-//! delivers them ([`deliver_or_retry`], at most `batch_size` per channel transaction) before it
+//! delivers them (`deliver_or_retry`, at most `batch_size` per channel transaction) before it
 //! reads more from that connection, so memory per connection is bounded (one read chunk, one
 //! batch, one message of at most `max_message_size`) and a full channel stops the reading: the
 //! kernel buffers fill and the sender blocks (back-pressure). A message over
@@ -306,8 +306,14 @@ impl Source for SyslogSource {
                                             "syslog connection refused: too many connections");
                                         return;
                                     };
-                                    if let Err(e) = connection(tcp, peer, &shared).await {
-                                        tracing::info!(source = %shared.ctx.name, %peer, error = %e, "syslog connection ended");
+                                    match connection(tcp, peer, &shared).await {
+                                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                            tracing::warn!(source = %shared.ctx.name, %peer, error = %e, "syslog connection closed");
+                                        }
+                                        Err(e) => {
+                                            tracing::info!(source = %shared.ctx.name, %peer, error = %e, "syslog connection ended");
+                                        }
+                                        Ok(()) => {}
                                     }
                                 }
                             })
