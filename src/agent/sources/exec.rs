@@ -322,6 +322,9 @@ impl ExecSource {
         };
         if stopped {
             // Deliver what was read (one attempt), then stop the child.
+            ctx.counters
+                .received
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             last_attempt(ctx, std::mem::take(&mut batch)).await;
             drop(out);
             stop_child(&mut child, &self.name).await;

@@ -449,6 +449,8 @@ async fn udp(socket: UdpSocket, s: &Shared) {
                 }
                 Err(e) => {
                     tracing::warn!(source = %s.ctx.name, error = %e, "syslog udp receive failed");
+                    // Not a busy loop on a lasting error.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
             if batch.len() < s.batch_size {

@@ -367,6 +367,23 @@ mod tests {
         p.headers.get(k).cloned()
     }
 
+    proptest::proptest! {
+        /// Any bytes parse without a panic; what is not valid keeps its whole text.
+        #[test]
+        fn any_input_parses_without_panic(
+            head in proptest::sample::select(vec![
+                &b"<13>1 "[..], b"<13>", b"<191>Nov 24 12:00:00 ", b"<0>1 2026-11-24T12:00:00Z ", b"",
+            ]),
+            tail in proptest::collection::vec(proptest::sample::select(b" -[]=\"\\:<>1aZT.+\n\xEF".to_vec()), 0..60),
+        ) {
+            let m = [head, &tail[..]].concat();
+            let p = parse(&m, false, NOW);
+            if p.headers.contains_key(STATUS_HEADER) {
+                proptest::prop_assert_eq!(p.body, trim_line_end(&m).to_vec());
+            }
+        }
+    }
+
     #[test]
     fn dates_round_trip() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
