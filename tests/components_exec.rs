@@ -189,6 +189,42 @@ shell = "/bin/sh -c"
     }
 }
 
+/// A command that closed its output but keeps running is still stopped and reaped at
+/// shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_closed_its_output_is_stopped_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("pid");
+    let ch = memory();
+    let src = start(
+        &format!(
+            r#"
+command = "echo bye; exec >&- 2>&-; echo $$ > '{0}.tmp' && mv '{0}.tmp' '{0}' && exec sleep 1000"
+shell = "/bin/sh -c"
+batch_timeout = "10ms"
+"#,
+            pidfile.display()
+        ),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    let mut got: Vec<Event> = Vec::new();
+    wait_until("the line arrives", || {
+        got.extend(drain(ch.as_ref()));
+        !got.is_empty()
+    })
+    .await;
+    assert_eq!(bodies(&got), ["bye"]);
+    let mut pid = None;
+    wait_until("the command wrote its pid", || {
+        pid = read_pid(&pidfile);
+        pid.is_some()
+    })
+    .await;
+    let pid = pid.expect("pid");
+    src.stop().await;
+    assert!(!alive(pid), "the child {pid} is gone");
+}
+
 /// The channel refuses everything: the source takes one batch and stops reading, so the
 /// command blocks writing to the full pipe and never gets to its end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -320,6 +320,7 @@ impl ExecSource {
                 break !done;
             }
         };
+        let mut stopped = stopped;
         if stopped {
             // Deliver what was read (one attempt), then stop the child.
             ctx.counters
@@ -330,10 +331,19 @@ impl ExecSource {
             stop_child(&mut child, &self.name).await;
         } else {
             drop(out);
-            match child.wait().await {
-                Ok(st) => log_exit(&self.name, pid, st, total),
-                Err(e) => {
+            // The output ended; the command may still run (it closed its stdout).
+            let status = tokio::select! {
+                r = child.wait() => Some(r),
+                () = ctx.shutdown.cancelled() => None,
+            };
+            match status {
+                Some(Ok(st)) => log_exit(&self.name, pid, st, total),
+                Some(Err(e)) => {
                     tracing::error!(source = %self.name, ?pid, error = %e, "exec source: waiting for the command failed")
+                }
+                None => {
+                    stop_child(&mut child, &self.name).await;
+                    stopped = true;
                 }
             }
         }
