@@ -283,3 +283,62 @@ channel = "c1"
     assert_eq!(agent.wait_exit(), 0, "log:\n{}", agent.lines().join("\n"));
     assert_eq!(agent.logged_bodies(), ["out-line"]);
 }
+
+/// The agent with a UDP syslog source on two ports: `logger --udp` to each arrives, with its
+/// headers, at a `logger` sink.
+#[test]
+fn syslog_udp_on_two_ports_through_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = [free_udp_port(), free_udp_port()];
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[channels.c1]
+type = "memory"
+
+[sources.sl]
+type = "syslog"
+channels = ["c1"]
+protocol = "udp"
+bind = ["127.0.0.1:{}", "127.0.0.1:{}"]
+
+[sinks.log]
+type = "logger"
+channel = "c1"
+"#,
+            ports[0], ports[1]
+        ),
+    )
+    .expect("config");
+    let mut agent = Agent::start(&path, dir.path());
+    agent.wait_for_log("syslog source listening (udp)");
+    for (i, port) in ports.iter().enumerate() {
+        let body = format!("udp-{i}");
+        // UDP may drop a datagram: send again until it is there.
+        wait_until("the datagram arrives", || {
+            let st = std::process::Command::new("logger")
+                .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--udp", "--rfc5424", "-t", "uapp", &body])
+                .status()
+                .expect("logger");
+            assert!(st.success());
+            std::thread::sleep(Duration::from_millis(50));
+            agent.logged_bodies().contains(&body)
+        });
+    }
+    let line = agent.wait_for_log("udp-1");
+    assert!(
+        line.contains("uapp"),
+        "the app_name header is logged: {line}"
+    );
+    agent.stop();
+}
+
+/// A loopback UDP port that was free a moment ago.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free udp port")
+}
