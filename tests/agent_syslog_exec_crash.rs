@@ -342,3 +342,39 @@ fn free_udp_port() -> u16 {
         .map(|a| a.port())
         .expect("a free udp port")
 }
+
+/// `restart = true`: a command that keeps exiting is started again and again; each exit status
+/// and restart is logged.
+#[test]
+fn exec_restarts_are_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        r#"[channels.c1]
+type = "memory"
+
+[sources.ex]
+type = "exec"
+channels = ["c1"]
+command = "echo again; exit 2"
+shell = "/bin/sh -c"
+restart = true
+restart_throttle = "10ms"
+
+[sinks.log]
+type = "logger"
+channel = "c1"
+"#,
+    )
+    .expect("config");
+    let mut agent = Agent::start(&path, dir.path());
+    let count = |needle: &str| agent.lines().iter().filter(|l| l.contains(needle)).count();
+    wait_until("three restarts logged", || {
+        count("exec source restarts the command") >= 3
+    });
+    assert!(count("exit status: 2") >= 3, "each exit status is logged");
+    assert!(count("exec source started the command") >= 3);
+    agent.stop();
+    assert!(agent.logged_bodies().iter().all(|b| b == "again"));
+}
