@@ -3,12 +3,14 @@
 //! A source's table holds the keys every source has (`type`, `channels`, `selector`,
 //! `interceptors`, read by [`config`](super::config)) and its own keys, which its `<X>Config`
 //! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http` and
-//! `netcat` (their own modules).
+//! `netcat`, `syslog`, `exec` (their own modules).
 
+pub mod exec;
 pub mod http;
 pub mod netcat;
 pub mod seq;
 pub mod stdin;
+pub mod syslog;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["http", "netcat", "seq", "stdin"];
+pub const SOURCE_TYPES: &[&str] = &["exec", "http", "netcat", "seq", "stdin", "syslog"];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,10 @@ pub(crate) fn parse_spec(
     // At merge: `"http" => { ck.parse::<http::HttpSourceConfig>(prefix, value)?; None }` and
     // the same for `"netcat"` (`netcat::NetcatSourceConfig`), plus their names in SOURCE_TYPES.
     let batch_size = match kind {
+        "exec" => Some(
+            ck.parse::<exec::ExecSourceConfig>(prefix, value)?
+                .batch_size,
+        ),
         "http" => {
             ck.parse::<http::HttpSourceConfig>(prefix, value)?;
             None
@@ -66,6 +72,10 @@ pub(crate) fn parse_spec(
         }
         "seq" => Some(ck.parse::<seq::SeqConfig>(prefix, value)?.batch_size),
         "stdin" => Some(ck.parse::<stdin::StdinConfig>(prefix, value)?.batch_size),
+        "syslog" => Some(
+            ck.parse::<syslog::SyslogSourceConfig>(prefix, value)?
+                .batch_size,
+        ),
         other => {
             ck.error(
                 format!("{prefix}.type"),
@@ -97,10 +107,12 @@ fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
 /// and the same for `"netcat"`.)
 pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
     match spec.kind.as_str() {
+        "exec" => exec::build(name, params(spec)?),
         "http" => http::build(name, params(spec)?),
         "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
+        "syslog" => syslog::build(name, params(spec)?),
         other => Err(ComponentError::Config(format!(
             "unknown source type {other:?}"
         ))),
