@@ -6,6 +6,7 @@
 //! `netcat` (their own modules).
 
 pub mod http;
+pub mod nats;
 pub mod netcat;
 pub mod seq;
 pub mod stdin;
@@ -20,7 +21,7 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["http", "netcat", "seq", "stdin"];
+pub const SOURCE_TYPES: &[&str] = &["http", "nats", "netcat", "seq", "stdin"];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,14 @@ pub(crate) fn parse_spec(
             ck.parse::<http::HttpSourceConfig>(prefix, value)?;
             None
         }
+        "nats" => {
+            let cfg = ck.parse::<nats::NatsSourceConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
+        }
         "netcat" => {
             ck.parse::<netcat::NetcatSourceConfig>(prefix, value)?;
             None
@@ -98,6 +107,7 @@ fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
 pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
     match spec.kind.as_str() {
         "http" => http::build(name, params(spec)?),
+        "nats" => nats::build(name, params(spec)?),
         "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
