@@ -170,10 +170,7 @@ impl Source for NatsSource {
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), ComponentError>> {
         Box::pin(async move {
             let this = *self;
-            tokio::select! {
-                () = ctx.shutdown.cancelled() => Ok(()),
-                r = this.run_connected(&ctx) => r,
-            }
+            this.run_connected(&ctx).await
         })
     }
 }
@@ -182,14 +179,59 @@ impl NatsSource {
     /// Connects and binds the consumer, then pulls until stopped or the connection is lost.
     async fn run_connected(&self, ctx: &SourceContext) -> Result<(), ComponentError> {
         let name = &self.name;
-        let client = connect(
-            &format!("source {name}"),
-            &self.servers,
-            &self.auth,
-            REQUEST_TIMEOUT,
-        )
-        .await
-        .map_err(other)?;
+        let setup = async {
+            let client = connect(
+                &format!("source {name}"),
+                &self.servers,
+                &self.auth,
+                REQUEST_TIMEOUT,
+            )
+            .await
+            .map_err(other)?;
+            let consumer = self.bind(&client).await?;
+            Ok::<_, ComponentError>((client, consumer))
+        };
+        let (client, consumer) = tokio::select! {
+            () = ctx.shutdown.cancelled() => return Ok(()),
+            r = setup => r?,
+        };
+        loop {
+            if client.connection_state() != State::Connected {
+                return Err(other(format!(
+                    "lost the connection to NATS ({})",
+                    self.cfg.url
+                )));
+            }
+            // A pull cut short by the shutdown drops its messages unacknowledged: the server
+            // redelivers them after ack_wait.
+            let messages = tokio::select! {
+                () = ctx.shutdown.cancelled() => return Ok(()),
+                m = self.pull(&consumer) => m?,
+            };
+            if messages.is_empty() {
+                continue;
+            }
+            let events = messages.iter().map(to_event).collect::<Vec<_>>();
+            match self.deliver(ctx, events, &messages).await {
+                Ok(()) => self.ack(&messages).await,
+                Err(Stopped::Shutdown(_)) => {
+                    // Not committed: ask for redelivery now rather than after ack_wait.
+                    for m in &messages {
+                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    }
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.flush()).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Looks the stream up and binds (or creates) the durable pull consumer.
+    async fn bind(
+        &self,
+        client: &async_nats::Client,
+    ) -> Result<jetstream::consumer::PullConsumer, ComponentError> {
+        let name = &self.name;
         let js = jetstream::ContextBuilder::new()
             .timeout(REQUEST_TIMEOUT)
             .build(client.clone());
@@ -232,29 +274,7 @@ impl NatsSource {
         }
         tracing::info!(source = %name, stream = %stream_name, consumer = %consumer_name,
             pending = info.num_pending, "nats source connected");
-        loop {
-            if client.connection_state() != State::Connected {
-                return Err(other(format!(
-                    "lost the connection to NATS ({})",
-                    self.cfg.url
-                )));
-            }
-            let messages = self.pull(&consumer).await?;
-            if messages.is_empty() {
-                continue;
-            }
-            let events = messages.iter().map(to_event).collect::<Vec<_>>();
-            match self.deliver(ctx, events, &messages).await {
-                Ok(()) => self.ack(&messages).await,
-                Err(Stopped::Shutdown(_)) => {
-                    for m in &messages {
-                        let _ = m.ack_with(AckKind::Nak(None)).await;
-                    }
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.flush()).await;
-                    return Ok(());
-                }
-            }
-        }
+        Ok(consumer)
     }
 
     /// One pull: up to `batch_size` messages, waiting at most `batch_timeout` for them.
