@@ -128,9 +128,12 @@ pub struct Stored {
     pub body: String,
 }
 
-/// Every message stream `name` holds, in sequence order.
+/// Every message stream `name` holds, in sequence order (none if there is no such stream
+/// yet).
 pub async fn read_stream(js: &jetstream::Context, name: &str) -> Vec<Stored> {
-    let mut stream = js.get_stream(name).await.expect("get stream");
+    let Ok(mut stream) = js.get_stream(name).await else {
+        return Vec::new();
+    };
     let state = stream.info().await.expect("stream info").state.clone();
     let mut out = Vec::new();
     if state.messages == 0 {
