@@ -360,3 +360,108 @@ async fn source_without_its_stream_fails_naming_it() {
         "{r:?}"
     );
 }
+
+/// The agent's config check names the key at fault, for the keys serde cannot check alone.
+#[test]
+fn config_errors_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        r#"
+[channels.c1]
+type = "memory"
+
+[sources.n2]
+type = "nats"
+channels = ["c1"]
+url = "nats://127.0.0.1:4222"
+stream = "EVENTS"
+ack_wait = "0s"
+
+[sinks.n1]
+type = "nats"
+channel = "c1"
+url = "nats://127.0.0.1:4222"
+subject = "events.app"
+create_stream = true
+"#,
+    )
+    .expect("write");
+    let err = tidegate::agent::config::load_config_file(&path)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("sources.n2.ack_wait"), "{err}");
+    assert!(err.contains("sinks.n1.stream"), "{err}");
+
+    std::fs::write(
+        &path,
+        "[channels.c1]\ntype = \"memory\"\n\n[sources.n2]\ntype = \"nats\"\nchannels = [\"c1\"]\nurl = \"nats://127.0.0.1:4222\"\nstream = \"EVENTS\"\n\n[sinks.n1]\ntype = \"nats\"\nchannel = \"c1\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"events.app\"\n",
+    )
+    .expect("write");
+    let ok = tidegate::agent::config::load_config_file(&path);
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.to_string()));
+}
+
+/// The source's own key checks, one per key.
+#[test]
+fn source_keys_are_checked() {
+    let ok = source_config("S", "c", 10);
+    assert!(ok.check().is_ok());
+    let key_of = |c: NatsSourceConfig| c.check().err().map(|(k, _)| k);
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            stream: "a.b".into(),
+            ..ok.clone()
+        }),
+        Some("stream")
+    );
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            consumer: String::new(),
+            ..ok.clone()
+        }),
+        Some("consumer")
+    );
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            batch_size: 0,
+            ..ok.clone()
+        }),
+        Some("batch_size")
+    );
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            url: "::".into(),
+            ..ok.clone()
+        }),
+        Some("url")
+    );
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            password: Some("p".into()),
+            ..ok
+        }),
+        Some("user")
+    );
+    let parsed: Result<NatsSourceConfig, _> =
+        toml::from_str("url = \"nats://x:1\"\nstream = \"S\"\nnope = 1");
+    assert!(parsed.is_err_and(|e| e.to_string().contains("nope")));
+    let parsed: NatsSourceConfig =
+        toml::from_str("url = \"nats://x:1\"\nstream = \"S\"").expect("defaults");
+    assert_eq!(
+        (
+            parsed.consumer.as_str(),
+            parsed.batch_size,
+            parsed.batch_timeout.0,
+            parsed.ack_wait.0
+        ),
+        (
+            "tidegate",
+            100,
+            Duration::from_secs(1),
+            Duration::from_secs(30)
+        )
+    );
+}
