@@ -465,3 +465,36 @@ fn source_keys_are_checked() {
         )
     );
 }
+
+/// A created consumer with `filter_subject` delivers only the matching messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_filter_subject_selects_messages() {
+    let stream = unique("FILTER");
+    let base = stream.to_lowercase();
+    let js = nats_common::js(SHARED).await;
+    create_stream(&js, &stream, &[&format!("{base}.>")]).await;
+    for i in 0..12 {
+        js.publish(format!("{base}.s{}", i % 3), format!("m-{i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("puback");
+    }
+    let ch = memory();
+    let mut cfg = source_config(&stream, "f1", 5);
+    cfg.filter_subject = Some(format!("{base}.s1"));
+    let src = Running::start(
+        build_source("r1", cfg).expect("source"),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    let mut got = Vec::new();
+    wait_for("the matching messages", || {
+        got.extend(drain(ch.as_ref()));
+        let done = got.len() >= 4;
+        async move { done }
+    })
+    .await;
+    src.stop().await;
+    got.extend(drain(ch.as_ref()));
+    assert_eq!(bodies(&got), ["m-1", "m-4", "m-7", "m-10"]);
+}

@@ -351,6 +351,9 @@ impl NatsSink {
         };
         let mut headers = HeaderMap::new();
         for (k, v) in event.headers() {
+            if k.is_empty() {
+                return Err(bad("an empty header name cannot be a NATS header".into()));
+            }
             let name = HeaderName::from_str(k)
                 .map_err(|e| bad(format!("header name {k:?} cannot be a NATS header: {e}")))?;
             let value = HeaderValue::from_str(v).map_err(|e| {
@@ -528,6 +531,11 @@ mod tests {
                 .is_some_and(|e| e.contains("event 1") && e.contains("\"k\"")),
             "{err:?}"
         );
+        let empty_name = Event::new(b"x".to_vec()).with_header("", "v");
+        assert!(matches!(
+            sink.message(2, &empty_name),
+            Err(SinkError::Delivery(e)) if e.contains("event 2")
+        ));
         let bad_subject = Event::new(b"x".to_vec()).with_header("to", "a b");
         assert!(matches!(
             sink.message(0, &bad_subject),
