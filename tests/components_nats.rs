@@ -498,3 +498,57 @@ async fn source_filter_subject_selects_messages() {
     got.extend(drain(ch.as_ref()));
     assert_eq!(bodies(&got), ["m-1", "m-4", "m-7", "m-10"]);
 }
+
+/// While the channels refuse a batch, the source keeps its messages alive with in-progress
+/// acks: past the consumer's AckWait, another puller on the same consumer gets none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_keeps_a_refused_batch_from_being_redelivered() {
+    use futures_util::StreamExt;
+    let stream = unique("PROGRESS");
+    let base = stream.to_lowercase();
+    let js = nats_common::js(SHARED).await;
+    create_stream(&js, &stream, &[&format!("{base}.>")]).await;
+    for i in 0..4 {
+        js.publish(format!("{base}.x"), format!("m-{i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("puback");
+    }
+    let mut cfg = source_config(&stream, "p1", 4);
+    cfg.ack_wait = HumanDuration(Duration::from_secs(1));
+    let src = Running::start(
+        build_source("r1", cfg).expect("source"),
+        Arc::new(FullDeliver),
+    );
+    wait_for("the source holds the batch", || {
+        let held = src.counters.received.load(Relaxed) >= 4;
+        async move { held }
+    })
+    .await;
+    // Well past AckWait (1 s): without in-progress acks the server would redeliver the batch.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream(&stream)
+        .await
+        .expect("stream")
+        .get_consumer("p1")
+        .await
+        .expect("consumer");
+    let mut batch = consumer
+        .batch()
+        .max_messages(4)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("pull");
+    let mut stolen = Vec::new();
+    while let Some(Ok(m)) = batch.next().await {
+        stolen.push(String::from_utf8_lossy(&m.payload).into_owned());
+    }
+    assert!(
+        stolen.is_empty(),
+        "the server redelivered a batch the source still holds: {stolen:?}"
+    );
+    src.stop().await;
+}

@@ -181,7 +181,7 @@ pub async fn connect(
             async move {
                 match event {
                     async_nats::Event::Connected => {
-                        tracing::info!(component = %who, "NATS connection restored")
+                        tracing::info!(component = %who, "NATS connection up")
                     }
                     async_nats::Event::Disconnected => {
                         tracing::warn!(component = %who, "NATS connection lost; reconnecting")

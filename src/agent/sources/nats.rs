@@ -13,8 +13,8 @@
 //! **Acknowledgement.** A batch is handed to `deliver_or_retry`; only once it returned Ok (every
 //! required channel committed) is each message acknowledged, with a double ack (the server
 //! confirms it). While the channels refuse the batch (full) the source keeps the messages
-//! alive with in-progress acks every `ack_wait / 2`, so the server does not redeliver them
-//! meanwhile. An event the channels reject for itself (too large) is logged and counted as
+//! alive with in-progress acks every half of the consumer's AckWait, so the server does not
+//! redeliver them meanwhile. An event the channels reject for itself (too large) is logged and counted as
 //! rejected by `deliver_or_retry`, and its message is acknowledged like the others.
 //!
 //! **What a crash does.** Messages fetched but not acknowledged (the agent was killed before
@@ -195,6 +195,12 @@ impl NatsSource {
             () = ctx.shutdown.cancelled() => return Ok(()),
             r = setup => r?,
         };
+        // The consumer's own AckWait (an existing consumer keeps its own).
+        let ack_wait = match consumer.cached_info().config.ack_wait {
+            d if d.is_zero() => self.cfg.ack_wait.0,
+            d => d,
+        };
+        let progress_every = (ack_wait / 2).max(Duration::from_millis(100));
         loop {
             if client.connection_state() != State::Connected {
                 return Err(other(format!(
@@ -212,7 +218,7 @@ impl NatsSource {
                 continue;
             }
             let events = messages.iter().map(to_event).collect::<Vec<_>>();
-            match self.deliver(ctx, events, &messages).await {
+            match self.deliver(ctx, events, &messages, progress_every).await {
                 Ok(()) => self.ack(&messages).await,
                 Err(Stopped::Shutdown(_)) => {
                     // Not committed: ask for redelivery now rather than after ack_wait.
@@ -322,14 +328,15 @@ impl NatsSource {
         }
     }
 
-    /// `deliver_or_retry`, sending in-progress acks every `ack_wait / 2` while it waits.
+    /// `deliver_or_retry`, sending in-progress acks `every` (half the consumer's AckWait) while
+    /// it waits, so the server does not redeliver the batch meanwhile.
     async fn deliver(
         &self,
         ctx: &SourceContext,
         events: Vec<Event>,
         messages: &[jetstream::Message],
+        every: Duration,
     ) -> Result<(), Stopped> {
-        let every = self.cfg.ack_wait.0 / 2;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let deliver = deliver_or_retry(ctx, events);
         tokio::pin!(deliver);
