@@ -135,7 +135,8 @@ timeout = "1s"
         body.contains("sink n1 has failed"),
         "/health names the failing sink: {body}"
     );
-    agent.wait_for_log("\"sink\":\"n1\"");
+    let line = agent.wait_for_log("batch failed; rolled back, will retry");
+    assert!(line.contains("\"sink\":\"n1\""), "{line}");
 
     server.restart();
     wait_until("every event in the stream after the restart", || {

@@ -155,9 +155,9 @@ async fn sink_without_a_stream_fails_the_batch() {
     );
 }
 
-/// The server is killed between batches and while a batch is being published: that batch fails
-/// (no PubAck), later ones fail while it is down, and once it is back the retried batches go
-/// through: every event of every batch is in the stream.
+/// The server is killed (kill -9) between batches: every batch fails (no PubAck) while it is
+/// down, and once it is back (same port and store) the retried batch goes through: every event
+/// of every batch is in the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_fails_while_the_server_is_down_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
