@@ -552,3 +552,37 @@ async fn source_keeps_a_refused_batch_from_being_redelivered() {
     );
     src.stop().await;
 }
+
+/// `token` and `user` + `password` reach the server: right ones deliver, wrong ones fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_authenticates_with_token_or_user_and_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_server = PrivateServer::start_with(&dir.path().join("t"), &["--auth", "s3cret"]);
+    let user_server =
+        PrivateServer::start_with(&dir.path().join("u"), &["--user", "ann", "--pass", "pw"]);
+    let attempt = |url: String, auth: fn(&mut NatsSinkConfig)| async move {
+        let mut cfg = sink_config(&url, "auth.events");
+        cfg.stream = Some("AUTH".into());
+        cfg.create_stream = true;
+        cfg.timeout = HumanDuration(Duration::from_secs(2));
+        auth(&mut cfg);
+        let mut sink = NatsSink::new("n1", cfg).expect("sink");
+        sink.deliver(&[Event::new("x")]).await
+    };
+    let r = attempt(token_server.url(), |c| c.token = Some("s3cret".into())).await;
+    assert!(r.is_ok(), "{r:?}");
+    let r = attempt(token_server.url(), |c| c.token = Some("wrong".into())).await;
+    assert!(matches!(r, Err(SinkError::Connection(_))), "{r:?}");
+    let r = attempt(user_server.url(), |c| {
+        c.user = Some("ann".into());
+        c.password = Some("pw".into());
+    })
+    .await;
+    assert!(r.is_ok(), "{r:?}");
+    let r = attempt(user_server.url(), |c| {
+        c.user = Some("ann".into());
+        c.password = Some("nope".into());
+    })
+    .await;
+    assert!(matches!(r, Err(SinkError::Connection(_))), "{r:?}");
+}

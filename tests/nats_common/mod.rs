@@ -33,12 +33,18 @@ pub fn unique(prefix: &str) -> String {
 pub struct PrivateServer {
     pub port: u16,
     pub store: PathBuf,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl PrivateServer {
     /// Starts one on a free port storing under `dir`; waits until it accepts connections.
     pub fn start(dir: &Path) -> PrivateServer {
+        Self::start_with(dir, &[])
+    }
+
+    /// The same, with extra `nats-server` arguments (`--auth TOKEN`, ...).
+    pub fn start_with(dir: &Path, args: &[&str]) -> PrivateServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -46,6 +52,7 @@ impl PrivateServer {
         let mut s = PrivateServer {
             port,
             store: dir.join("nats-store"),
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         s.restart();
@@ -69,6 +76,7 @@ impl PrivateServer {
                 "-sd",
             ])
             .arg(&self.store)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
