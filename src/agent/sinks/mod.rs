@@ -8,6 +8,7 @@
 pub mod file_roll;
 pub mod http;
 pub mod logger;
+pub mod nats;
 pub mod null;
 
 use serde::de::DeserializeOwned;
@@ -16,7 +17,7 @@ use super::component::{ComponentError, Sink};
 use super::config::Checker;
 
 /// Sink type names this binary knows.
-pub const SINK_TYPES: &[&str] = &["file_roll", "http", "logger", "null"];
+pub const SINK_TYPES: &[&str] = &["file_roll", "http", "logger", "nats", "null"];
 
 /// A sink's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +53,13 @@ pub(crate) fn parse_spec(
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;
         }
+        "nats" => {
+            let cfg = ck.parse::<nats::NatsSinkConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+        }
         "null" => {
             ck.parse::<null::NullConfig>(prefix, value)?;
         }
@@ -84,6 +92,7 @@ pub fn build(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ComponentErro
         "file_roll" => file_roll::build(name, params(spec)?),
         "http" => http::build(name, params(spec)?),
         "logger" => Ok(Box::new(logger::LoggerSink::new(name, params(spec)?))),
+        "nats" => nats::build(name, params(spec)?),
         "null" => Ok(Box::new(null::NullSink::new(name, params(spec)?))),
         other => Err(ComponentError::Config(format!(
             "unknown sink type {other:?}"

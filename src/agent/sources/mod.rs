@@ -7,6 +7,7 @@
 
 pub mod exec;
 pub mod http;
+pub mod nats;
 pub mod netcat;
 pub mod seq;
 pub mod stdin;
@@ -22,7 +23,7 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["exec", "http", "netcat", "seq", "stdin", "syslog"];
+pub const SOURCE_TYPES: &[&str] = &["exec", "http", "nats", "netcat", "seq", "stdin", "syslog"];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,14 @@ pub(crate) fn parse_spec(
         "http" => {
             ck.parse::<http::HttpSourceConfig>(prefix, value)?;
             None
+        }
+        "nats" => {
+            let cfg = ck.parse::<nats::NatsSourceConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
         }
         "netcat" => {
             ck.parse::<netcat::NetcatSourceConfig>(prefix, value)?;
@@ -109,6 +118,7 @@ pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Component
     match spec.kind.as_str() {
         "exec" => exec::build(name, params(spec)?),
         "http" => http::build(name, params(spec)?),
+        "nats" => nats::build(name, params(spec)?),
         "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
