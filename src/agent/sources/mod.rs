@@ -5,10 +5,13 @@
 //! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http` and
 //! `netcat` (their own modules).
 
+mod file_lines;
 pub mod http;
 pub mod netcat;
 pub mod seq;
+pub mod spooldir;
 pub mod stdin;
+pub mod taildir;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -20,7 +23,7 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["http", "netcat", "seq", "stdin"];
+pub const SOURCE_TYPES: &[&str] = &["http", "netcat", "seq", "spooldir", "stdin", "taildir"];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,6 +69,22 @@ pub(crate) fn parse_spec(
         }
         "seq" => Some(ck.parse::<seq::SeqConfig>(prefix, value)?.batch_size),
         "stdin" => Some(ck.parse::<stdin::StdinConfig>(prefix, value)?.batch_size),
+        "taildir" => {
+            let cfg = ck.parse::<taildir::TaildirConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
+        }
+        "spooldir" => {
+            let cfg = ck.parse::<spooldir::SpooldirConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
+        }
         other => {
             ck.error(
                 format!("{prefix}.type"),
@@ -101,6 +120,8 @@ pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Component
         "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
+        "taildir" => taildir::build(name, params(spec)?),
+        "spooldir" => spooldir::build(name, params(spec)?),
         other => Err(ComponentError::Config(format!(
             "unknown source type {other:?}"
         ))),
