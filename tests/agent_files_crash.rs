@@ -39,7 +39,7 @@ fn output_lines(out: &Path) -> usize {
     seen(out, "t-").len() + seen(out, "s-").len()
 }
 
-/// Appends `t-N` lines to `logs/app.log`, rotating every 150 lines (rename to `app.log.K`, or
+/// Appends `t-N` lines to `logs/app.log`, rotating every 400 lines (rename to `app.log.K`, or
 /// copy to `app.log.K` and truncate); returns the count written when stopped.
 fn tail_writer(logs: PathBuf, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) {
     let log = logs.join("app.log");
@@ -55,7 +55,7 @@ fn tail_writer(logs: PathBuf, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) {
         f.write_all(chunk.as_bytes()).expect("append");
         n += 10;
         written.store(n, Ordering::SeqCst);
-        if n.is_multiple_of(150) {
+        if n.is_multiple_of(400) {
             rotations += 1;
             let rotated = logs.join(format!("app.log.{rotations}"));
             if rotations % 2 == 0 {
@@ -74,19 +74,19 @@ fn tail_writer(logs: PathBuf, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) {
     }
 }
 
-/// Drops spool files of 25 `s-N` lines (written under a hidden name, then renamed in).
+/// Drops spool files of 100 `s-N` lines (written under a hidden name, then renamed in).
 fn spool_writer(spool: PathBuf, stop: Arc<AtomicBool>, written: Arc<AtomicU64>) {
     let mut n = 0u64;
     let mut k = 0;
     while !stop.load(Ordering::SeqCst) {
-        let text: String = (n..n + 25).map(|i| format!("s-{i:08}\n")).collect();
+        let text: String = (n..n + 100).map(|i| format!("s-{i:08}\n")).collect();
         let tmp = spool.join(format!(".incoming-{k}"));
         std::fs::write(&tmp, text).expect("write spool file");
         std::fs::rename(&tmp, spool.join(format!("f-{k:05}.txt"))).expect("rename in");
-        n += 25;
+        n += 100;
         k += 1;
         written.store(n, Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(60));
     }
 }
 
@@ -134,7 +134,7 @@ path = "{logs}/app.log*"
 type = "spooldir"
 channels = ["c1"]
 directory = "spool"
-batch_size = 10
+batch_size = 5
 poll_delay = "100ms"
 
 [sinks.files]
@@ -164,14 +164,14 @@ serializer = "text"
     ];
 
     let mut agent = Agent::start(&config, dir.path());
-    let mut pause = 50;
+    let mut pause = 100;
     for round in 0..3 {
         let before = output_lines(&out);
         wait_until("the agent delivers more lines", || {
             output_lines(&out) > before + 40
         });
         std::thread::sleep(Duration::from_millis(pause));
-        pause += 120;
+        pause += 150;
         agent.kill();
         eprintln!(
             "round {round}: killed; written t={} s={}",

@@ -348,3 +348,38 @@ fn a_file_group_needs_exactly_one_form() {
         config("position_file = \"p.json\"\n[filegroups.f3]\ndirectory = \"/x\"\nregex = \"(\"\n");
     assert!(matches!(cfg.check(), Err((k, _)) if k == "filegroups.f3.regex"));
 }
+
+/// Lines the channel never accepted are not recorded as read: a source stopped while its
+/// channel refuses everything, then started again with the same positions file, delivers
+/// every line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_never_committed_are_read_again_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    let pos = dir.path().join("pos.json");
+    let toml_text = format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\nbatch_size = 4\n[filegroups.f1]\npath = \"{}\"\n",
+        pos.display(),
+        log.display()
+    );
+    append(&log, &numbered(1, 10, "u"));
+    let src = taildir::build("t1", config(&toml_text)).expect("build");
+    let src = Running::start(src, Arc::new(components_common::FullDeliver));
+    let deadline = Instant::now() + WAIT;
+    while src.counters.received.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the source read nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.stop().await;
+    let ch = memory();
+    let src = start(config(&toml_text), &ch);
+    let mut got = Vec::new();
+    collect_until(&ch, &mut got, |g| has(g, "u10")).await;
+    src.stop().await;
+    got.extend(drain(ch.as_ref()));
+    assert_eq!(
+        sorted(&got),
+        expected(1, 10, "u"),
+        "nothing lost, nothing twice"
+    );
+}
