@@ -2,8 +2,8 @@
 //!
 //! A source's table holds the keys every source has (`type`, `channels`, `selector`,
 //! `interceptors`, read by [`config`](super::config)) and its own keys, which its `<X>Config`
-//! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http` and
-//! `netcat` (their own modules).
+//! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http`,
+//! `netcat`, `taildir` and `spooldir` (their own modules).
 
 mod file_lines;
 pub mod http;
