@@ -8,7 +8,7 @@
 //! rename) keeps its position; a followed file no longer matched by any pattern (renamed away,
 //! deleted) is read to its end through the handle still open and dropped once it has stayed
 //! at its end for a whole poll. Lines are read from the recorded position with positioned
-//! reads into a bounded buffer ([`file_lines`](super::file_lines)); a last line without its
+//! reads into a bounded buffer (see the private `file_lines` module); a last line without its
 //! `\n` is not emitted (its start offset is kept and it is read again once complete). A line
 //! longer than `max_line_length` is split into pieces or skipped (`long_lines`).
 //!
@@ -44,7 +44,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use super::file_lines::{Cursor, Item, Limits, LongLines, read_lines};
+pub use super::file_lines::LongLines;
+use super::file_lines::{Cursor, Item, Limits, read_lines};
 use super::{Stopped, deliver_or_retry};
 use crate::Event;
 use crate::agent::component::{BoxFuture, ComponentError, Source, SourceContext};
