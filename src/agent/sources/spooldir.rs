@@ -31,6 +31,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -354,53 +355,26 @@ impl SpooldirSource {
         }
     }
 
-    fn write_tracker(&self, file: &Path, t: &Tracker) -> Result<(), FileError> {
+    /// Rewrites `file`'s tracker atomically (on the blocking pool).
+    async fn write_tracker(&self, file: &Path, t: &Tracker) -> Result<(), FileError> {
         let tp = self.tracker_path(file);
         let json = serde_json::to_vec(t).map_err(|e| FileError(e.to_string()))?;
-        write_atomic(&tp, &json).map_err(|e| {
-            FileError(format!(
-                "cannot write tracker {} of {}: {e}",
-                tp.display(),
-                file.display()
-            ))
-        })
+        let what = format!("tracker {} of {}", tp.display(), file.display());
+        off_runtime(move || write_atomic(&tp, &json))
+            .await?
+            .map_err(|e| FileError(format!("cannot write {what}: {e}")))
     }
 
-    /// Renames or deletes a file whose events are all committed, then drops its tracker.
-    fn finish(&self, file: &Path) -> Result<(), FileError> {
-        match self.cfg.delete_policy {
-            DeletePolicy::Immediate => std::fs::remove_file(file)
-                .map_err(|e| FileError(format!("cannot delete {}: {e}", file.display())))?,
-            DeletePolicy::Never => {
-                let to = self.completed_path(file);
-                if to.exists() {
-                    return Err(FileError(format!(
-                        "cannot rename {} to {}: that name exists",
-                        file.display(),
-                        to.display()
-                    )));
-                }
-                std::fs::rename(file, &to).map_err(|e| {
-                    FileError(format!(
-                        "cannot rename {} to {}: {e}",
-                        file.display(),
-                        to.display()
-                    ))
-                })?;
-            }
-        }
-        if let Some(dir) = file.parent() {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
-        let tp = self.tracker_path(file);
-        match std::fs::remove_file(&tp) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(FileError(format!(
-                "cannot remove tracker {}: {e}",
-                tp.display()
-            ))),
-        }
+    /// Renames or deletes a file whose events are all committed, then drops its tracker (on
+    /// the blocking pool).
+    async fn finish(&self, file: &Path) -> Result<(), FileError> {
+        let policy = self.cfg.delete_policy;
+        let (file, to, tp) = (
+            file.to_path_buf(),
+            self.completed_path(file),
+            self.tracker_path(file),
+        );
+        off_runtime(move || finish(policy, &file, &to, &tp)).await?
     }
 
     fn headers_for(&self, file: &Path) -> std::collections::BTreeMap<String, String> {
@@ -432,7 +406,7 @@ impl SpooldirSource {
 
     async fn consume_inner(&self, ctx: &SourceContext, path: &Path) -> Result<bool, FileError> {
         let err = |e: io::Error| FileError(format!("{}: {e}", path.display()));
-        let file = File::open(path).map_err(err)?;
+        let file = Arc::new(File::open(path).map_err(err)?);
         let start = ident(&file.metadata().map_err(err)?);
         let mut offset = 0;
         match self.read_tracker(path)? {
@@ -444,7 +418,7 @@ impl SpooldirSource {
             {
                 if t.done {
                     tracing::info!(source = %ctx.name, file = %path.display(), "file was fully committed before a restart; completing it");
-                    self.finish(path)?;
+                    self.finish(path).await?;
                     return Ok(true);
                 }
                 offset = t.offset;
@@ -508,40 +482,25 @@ impl SpooldirSource {
                 return Ok(false);
             }
             unchanged(&file, offset)?;
-            let (events, end) = match self.cfg.deserializer {
-                Deserializer::WholeFile => {
-                    if offset >= start.size {
-                        break;
-                    }
-                    let mut body = Vec::with_capacity(start.size as usize);
-                    (&file).take(max + 1).read_to_end(&mut body).map_err(err)?;
-                    let end = body.len() as u64;
-                    (vec![Event::from_parts(headers.clone(), body)], end)
-                }
-                Deserializer::Line => {
-                    let lim = Limits {
-                        max_line_length: max as usize,
-                        long_lines: LongLines::Split,
-                        max_items: self.cfg.batch_size,
-                        eof_ends_line: true,
-                    };
-                    let read = read_lines(&file, Cursor::at(offset), lim).map_err(err)?;
-                    if read.items.is_empty() && read.at_eof {
-                        break;
-                    }
-                    let events = read
-                        .items
-                        .into_iter()
-                        .filter_map(|(item, _)| match item {
-                            Item::Line { body, .. } => {
-                                Some(Event::from_parts(headers.clone(), body))
-                            }
-                            Item::Skipped { .. } => None,
-                        })
-                        .collect::<Vec<_>>();
-                    (events, read.end.pos)
-                }
+            let whole = self.cfg.deserializer == Deserializer::WholeFile;
+            let lim = Limits {
+                max_line_length: max as usize,
+                long_lines: LongLines::Split,
+                max_items: self.cfg.batch_size,
+                eof_ends_line: true,
             };
+            let f = file.clone();
+            let size = start.size;
+            let read = off_runtime(move || read_batch(&f, offset, size, whole, lim))
+                .await?
+                .map_err(err)?;
+            let Some((bodies, end)) = read else {
+                break;
+            };
+            let events: Vec<Event> = bodies
+                .into_iter()
+                .map(|b| Event::from_parts(headers.clone(), b))
+                .collect();
             // Checked again after reading: a change during the read is not committed.
             unchanged(&file, offset)?;
             match deliver_or_retry(ctx, events).await {
@@ -549,13 +508,92 @@ impl SpooldirSource {
                 Err(Stopped::Shutdown(_)) => return Ok(false),
             }
             offset = end;
-            self.write_tracker(path, &tracker(offset, false))?;
+            self.write_tracker(path, &tracker(offset, false)).await?;
         }
         unchanged(&file, offset)?;
-        self.write_tracker(path, &tracker(offset, true))?;
+        self.write_tracker(path, &tracker(offset, true)).await?;
         drop(file);
-        self.finish(path)?;
+        self.finish(path).await?;
         Ok(true)
+    }
+}
+
+/// The next batch of a spool file from `offset`: bodies and the offset after them, or `None`
+/// at its end. `whole`: the whole file (of `size` bytes, checked against the limit before) as
+/// one body.
+fn read_batch(
+    file: &File,
+    offset: u64,
+    size: u64,
+    whole: bool,
+    lim: Limits,
+) -> io::Result<Option<(Vec<Vec<u8>>, u64)>> {
+    if whole {
+        if offset >= size {
+            return Ok(None);
+        }
+        let mut body = Vec::with_capacity(size as usize);
+        file.take(lim.max_line_length as u64 + 1)
+            .read_to_end(&mut body)?;
+        let end = body.len() as u64;
+        return Ok(Some((vec![body], end)));
+    }
+    let read = read_lines(file, Cursor::at(offset), lim)?;
+    if read.items.is_empty() && read.at_eof {
+        return Ok(None);
+    }
+    let bodies = read
+        .items
+        .into_iter()
+        .filter_map(|(item, _)| match item {
+            Item::Line { body, .. } => Some(body),
+            Item::Skipped { .. } => None,
+        })
+        .collect();
+    Ok(Some((bodies, read.end.pos)))
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FileError(format!("spooldir worker: {e}")))
+}
+
+/// Renames `file` to `to` (or deletes it), fsyncs its directory, removes its tracker `tp`.
+fn finish(policy: DeletePolicy, file: &Path, to: &Path, tp: &Path) -> Result<(), FileError> {
+    match policy {
+        DeletePolicy::Immediate => std::fs::remove_file(file)
+            .map_err(|e| FileError(format!("cannot delete {}: {e}", file.display())))?,
+        DeletePolicy::Never => {
+            if to.exists() {
+                return Err(FileError(format!(
+                    "cannot rename {} to {}: that name exists",
+                    file.display(),
+                    to.display()
+                )));
+            }
+            std::fs::rename(file, to).map_err(|e| {
+                FileError(format!(
+                    "cannot rename {} to {}: {e}",
+                    file.display(),
+                    to.display()
+                ))
+            })?;
+        }
+    }
+    if let Some(dir) = file.parent() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    match std::fs::remove_file(tp) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FileError(format!(
+            "cannot remove tracker {}: {e}",
+            tp.display()
+        ))),
     }
 }
 
