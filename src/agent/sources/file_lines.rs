@@ -19,8 +19,8 @@ use std::os::unix::fs::FileExt;
 
 use serde::Deserialize;
 
-/// Bytes asked for by one positioned read.
-const CHUNK: usize = 64 << 10;
+/// Bytes asked for by one positioned read (tiny in unit tests, to cut lines across reads).
+const CHUNK: usize = if cfg!(test) { 7 } else { 64 << 10 };
 
 /// What to do with a line longer than `max_line_length`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -234,4 +234,124 @@ fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The items of `input` read in one piece, the obvious way (`None`: a skipped line).
+    fn reference(input: &[u8], max: usize, mode: LongLines) -> Vec<Option<Vec<u8>>> {
+        let mut parts: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        let last = parts.pop().unwrap_or_default();
+        if !last.is_empty() {
+            parts.push(last);
+        }
+        let mut out = Vec::new();
+        for p in parts {
+            let l = p.strip_suffix(b"\r").unwrap_or(p);
+            if l.len() <= max {
+                out.push(Some(l.to_vec()));
+            } else if mode == LongLines::Skip {
+                out.push(None);
+            } else {
+                out.extend(l.chunks(max).map(|c| Some(c.to_vec())));
+            }
+        }
+        out
+    }
+
+    fn file_with(bytes: &[u8]) -> File {
+        let mut f = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(bytes).unwrap_or_else(|e| panic!("{e}"));
+        f
+    }
+
+    proptest! {
+        /// Reading a finished file in reads of any size, resuming from any committed item
+        /// (or from the end of a read), gives the reference items, each once.
+        #[test]
+        fn any_reads_and_resumes_give_the_reference_items(
+            input in prop::collection::vec(prop::sample::select(b"ab\r\n".to_vec()), 0..120),
+            max in 1usize..6,
+            skip in any::<bool>(),
+            steps in prop::collection::vec((1usize..5, 0usize..6), 1..400),
+        ) {
+            let mode = if skip { LongLines::Skip } else { LongLines::Split };
+            let file = file_with(&input);
+            let mut cur = Cursor::at(0);
+            let mut got = Vec::new();
+            let mut done = false;
+            for (max_items, keep) in steps {
+                let lim = Limits { max_line_length: max, long_lines: mode, max_items, eof_ends_line: true };
+                let read = read_lines(&file, cur, lim).unwrap_or_else(|e| panic!("{e}"));
+                prop_assert!(read.items.len() <= max_items);
+                if read.items.is_empty() {
+                    prop_assert!(read.at_eof);
+                    done = true;
+                    break;
+                }
+                let keep = keep.clamp(1, read.items.len());
+                let all = keep == read.items.len();
+                for (item, after) in read.items.into_iter().take(keep) {
+                    got.push(match item {
+                        Item::Line { body, .. } => Some(body),
+                        Item::Skipped { .. } => None,
+                    });
+                    cur = after;
+                }
+                if all {
+                    cur = read.end;
+                }
+            }
+            if done {
+                prop_assert_eq!(got, reference(&input, max, mode));
+                prop_assert_eq!(cur.pos, input.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unfinished_last_line_is_not_returned_until_complete() {
+        let file = file_with(b"one\ntw");
+        let lim = Limits {
+            max_line_length: 10,
+            long_lines: LongLines::Split,
+            max_items: 10,
+            eof_ends_line: false,
+        };
+        let read = read_lines(&file, Cursor::at(0), lim).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.items.len(), 1);
+        assert_eq!(
+            read.end,
+            Cursor::at(4),
+            "the position is the partial line's start"
+        );
+        assert!(read.at_eof);
+    }
+
+    #[test]
+    fn a_skipped_line_without_its_newline_keeps_the_skip_state() {
+        let file = file_with(b"ok\nxxxxxxxxxxxx");
+        let lim = Limits {
+            max_line_length: 4,
+            long_lines: LongLines::Skip,
+            max_items: 10,
+            eof_ends_line: false,
+        };
+        let read = read_lines(&file, Cursor::at(0), lim).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.items.len(), 1);
+        assert_eq!(
+            read.end,
+            Cursor {
+                pos: 15,
+                skip_start: Some(3)
+            },
+            "the skipped bytes are consumed, not buffered"
+        );
+    }
 }
