@@ -139,7 +139,7 @@ async fn rotation_by_rename_reads_the_old_file_to_its_end_then_the_new_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("app.log");
     let cfg = config(&format!(
-        "position_file = \"{}\"\npoll_interval = \"100ms\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
+        "position_file = \"{}\"\npoll_interval = \"500ms\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
         dir.path().join("pos.json").display(),
         dir.path().display()
     ));
@@ -208,7 +208,7 @@ async fn a_file_deleted_while_open_is_read_to_its_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("app.log");
     let cfg = config(&format!(
-        "position_file = \"{}\"\npoll_interval = \"100ms\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
+        "position_file = \"{}\"\npoll_interval = \"500ms\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
         dir.path().join("pos.json").display(),
         dir.path().display()
     ));
@@ -382,4 +382,87 @@ async fn lines_never_committed_are_read_again_after_a_restart() {
         expected(1, 10, "u"),
         "nothing lost, nothing twice"
     );
+}
+
+/// In the agent's config, the checks name the full key: a file group with both forms, an
+/// unknown key, a spooldir regex that does not compile.
+#[test]
+fn agent_config_errors_name_the_key() {
+    use tidegate::agent::config::{load_config_table, parse_toml};
+    let load = |sources: &str| {
+        let text = format!(
+            "[channels.c1]\ntype = \"memory\"\n[sinks.k1]\ntype = \"null\"\nchannel = \"c1\"\n{sources}"
+        );
+        let (table, origin) = parse_toml(&text, "agent.toml").expect("parses");
+        load_config_table(table, origin)
+    };
+    let errs = load(
+        "[sources.t1]\ntype = \"taildir\"\nchannels = [\"c1\"]\nposition_file = \"p.json\"\n[sources.t1.filegroups.f1]\npath = \"/x/*.log\"\ndirectory = \"/x\"\nregex = \"a\"\n",
+    )
+    .expect_err("both forms");
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].key, "sources.t1.filegroups.f1");
+    let errs = load(
+        "[sources.t1]\ntype = \"taildir\"\nchannels = [\"c1\"]\nposition_file = \"p.json\"\nlong_lines = \"wrap\"\n[sources.t1.filegroups.f1]\npath = \"/x/*.log\"\n",
+    )
+    .expect_err("bad long_lines");
+    assert_eq!(errs.0[0].key, "sources.t1.long_lines", "{errs}");
+    let errs = load(
+        "[sources.s1]\ntype = \"spooldir\"\nchannels = [\"c1\"]\ndirectory = \"/x\"\ninclude_pattern = \"(\"\n",
+    )
+    .expect_err("bad regex");
+    assert_eq!(errs.0[0].key, "sources.s1.include_pattern", "{errs}");
+    let errs =
+        load("[sources.s1]\ntype = \"spooldir\"\nchannels = [\"c1\"]\n").expect_err("no directory");
+    assert!(errs.to_string().contains("directory"), "{errs}");
+    let ok = load(
+        "[sources.t1]\ntype = \"taildir\"\nchannels = [\"c1\"]\nposition_file = \"p.json\"\n[sources.t1.filegroups.f1]\npath = \"/x/*.log\"\n[sources.s1]\ntype = \"spooldir\"\nchannels = [\"c1\"]\ndirectory = \"/x\"\n",
+    );
+    assert!(
+        ok.is_ok(),
+        "{}",
+        ok.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+}
+
+/// With a poll interval of an hour, new lines still arrive: file-system events wake the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_system_events_wake_the_source_between_polls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    append(&log, "first\n");
+    let cfg = config(&format!(
+        "position_file = \"{}\"\npoll_interval = \"1h\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
+        dir.path().join("pos.json").display(),
+        dir.path().display()
+    ));
+    let ch = memory();
+    let src = start(cfg, &ch);
+    let mut got = Vec::new();
+    collect_until(&ch, &mut got, |g| has(g, "first")).await;
+    append(&log, "second\n");
+    append(&dir.path().join("new.log"), "third\n");
+    collect_until(&ch, &mut got, |g| has(g, "second") && has(g, "third")).await;
+    src.stop().await;
+}
+
+/// A positions file that is not valid JSON stops the source with an error naming it (it does
+/// not silently start every file over).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_positions_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pos = dir.path().join("pos.json");
+    std::fs::write(&pos, "[{\"inode\": 1, \"pos\":").expect("write");
+    let cfg = config(&format!(
+        "position_file = \"{}\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
+        pos.display(),
+        dir.path().display()
+    ));
+    let src = start(cfg, &memory());
+    let res = tokio::time::timeout(WAIT, src.task)
+        .await
+        .expect("the source returns")
+        .expect("task");
+    let err = res.expect_err("a damaged positions file");
+    assert!(err.to_string().contains("pos.json"), "{err}");
 }

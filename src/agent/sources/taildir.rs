@@ -234,8 +234,10 @@ struct Tracked {
     matched: bool,
     /// The last read found nothing new.
     idle: bool,
-    /// Scans in a row that found it unmatched and idle.
+    /// Scans in a row that found it unmatched, idle and not grown.
     gone_scans: u32,
+    /// Its size at the last scan.
+    scan_size: u64,
 }
 
 /// The tailer's state; moved into blocking tasks for the file work.
@@ -324,14 +326,21 @@ impl Tailer {
         }
         let mut drop = Vec::new();
         for (ino, t) in &mut self.files {
-            let deleted = t.file.metadata().map(|m| m.nlink() == 0).unwrap_or(true);
+            let meta = t.file.metadata();
+            let deleted = meta.as_ref().map(|m| m.nlink() == 0).unwrap_or(true);
+            let size = meta.map(|m| m.len()).unwrap_or(0);
             t.matched = seen.contains(ino) && !deleted;
-            if !t.matched && t.idle {
+            // Dropped once it stayed unmatched, read to its end and without growth for two
+            // scans in a row (its writer may still append right after a rotation).
+            if !t.matched && t.idle && size == t.scan_size {
                 t.gone_scans += 1;
                 if t.gone_scans >= 2 {
                     drop.push(*ino);
                 }
+            } else {
+                t.gone_scans = 0;
             }
+            t.scan_size = size;
             check_truncated(&self.name, t);
         }
         for ino in drop {
@@ -378,6 +387,7 @@ impl Tailer {
                 matched: true,
                 idle: false,
                 gone_scans: 0,
+                scan_size: meta.len(),
             },
         );
         Ok(())
