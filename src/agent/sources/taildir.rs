@@ -6,8 +6,9 @@
 //! unavailable or misses events) the groups' patterns are listed again: a file of an inode not
 //! followed yet is opened and followed; a followed inode found under a new name (rotation by
 //! rename) keeps its position; a followed file no longer matched by any pattern (renamed away,
-//! deleted) is read to its end through the handle still open and dropped once it has stayed
-//! at its end for a whole poll. Lines are read from the recorded position with positioned
+//! deleted) is read to its end through the handle still open and dropped once two scans in a
+//! row found it at its end and not grown (an unfinished last line it has then is not emitted).
+//! Lines are read from the recorded position with positioned
 //! reads into a bounded buffer (see the private `file_lines` module); a last line without its
 //! `\n` is not emitted (its start offset is kept and it is read again once complete). A line
 //! longer than `max_line_length` is split into pieces or skipped (`long_lines`).
