@@ -322,3 +322,41 @@ async fn a_completed_name_that_exists_is_an_error_naming_both() {
         b"old\n"
     );
 }
+
+/// recursive = true consumes files in subdirectories (renamed where they are); a tracker left
+/// by a crash after its file's rename is removed at start.
+#[tokio::test]
+async fn recursive_directories_and_orphan_trackers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    std::fs::create_dir_all(spool.join("sub/deeper")).expect("mkdir");
+    std::fs::write(spool.join("sub/deeper/a.txt"), "deep\n").expect("write");
+    std::fs::write(spool.join("top.txt"), "top\n").expect("write");
+    let trackers = spool.join(".tidegate-spool");
+    std::fs::create_dir_all(&trackers).expect("mkdir");
+    let orphan = trackers.join("gone.txt.json");
+    let t = Tracker {
+        file: spool.join("gone.txt").to_string_lossy().into_owned(),
+        offset: 10,
+        inode: 1,
+        size: 10,
+        mtime_ns: 0,
+        done: true,
+    };
+    std::fs::write(&orphan, serde_json::to_vec(&t).expect("json")).expect("write");
+    let ch = memory();
+    let src = start(
+        config(spool, "recursive = true\n"),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    wait_until("both files completed", || {
+        spool.join("sub/deeper/a.txt.COMPLETED").exists()
+            && spool.join("top.txt.COMPLETED").exists()
+    })
+    .await;
+    src.stop().await;
+    let mut got = bodies(&drain(ch.as_ref()));
+    got.sort();
+    assert_eq!(got, ["deep", "top"]);
+    assert!(!orphan.exists(), "the orphan tracker was removed");
+}

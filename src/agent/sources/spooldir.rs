@@ -297,15 +297,16 @@ impl SpooldirSource {
                 if name.starts_with('.') || path == self.tracker_dir {
                     continue;
                 }
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    continue;
-                };
-                if meta.is_dir() {
+                // Real subdirectories only (a symbolic link to a directory could loop).
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     if self.cfg.recursive {
                         dirs.push(path);
                     }
                     continue;
                 }
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
                 if !meta.is_file()
                     || name.ends_with(&self.cfg.completed_suffix)
                     || !self.include.is_match(&name)
@@ -334,6 +335,26 @@ impl SpooldirSource {
             }
         }
         files.into_iter().next().map(|f| f.0)
+    }
+
+    /// Removes the trackers of files that are gone (a crash between a file's rename or
+    /// delete and its tracker's removal leaves one).
+    fn remove_orphan_trackers(&self, source: &str) {
+        let Ok(rd) = std::fs::read_dir(&self.tracker_dir) else {
+            return;
+        };
+        for entry in rd.filter_map(Result::ok) {
+            let tp = entry.path();
+            let Ok(bytes) = std::fs::read(&tp) else {
+                continue;
+            };
+            let Ok(t) = serde_json::from_slice::<Tracker>(&bytes) else {
+                continue;
+            };
+            if !Path::new(&t.file).exists() && std::fs::remove_file(&tp).is_ok() {
+                tracing::info!(source = %source, tracker = %tp.display(), file = %t.file, "removed the tracker of a file that is gone");
+            }
+        }
     }
 
     fn read_tracker(&self, file: &Path) -> Result<Option<Tracker>, FileError> {
@@ -615,6 +636,7 @@ impl Source for SpooldirSource {
                     this.cfg.directory.display()
                 )));
             }
+            this.remove_orphan_trackers(&ctx.name);
             let poll = this.cfg.poll_delay.get();
             let mut failed: HashSet<PathBuf> = HashSet::new();
             loop {
