@@ -466,3 +466,36 @@ async fn a_damaged_positions_file_is_an_error_naming_it() {
     let err = res.expect_err("a damaged positions file");
     assert!(err.to_string().contains("pos.json"), "{err}");
 }
+
+/// Rotation by rename while the source is stopped, to a name no pattern matches: at start the
+/// recorded file is found by inode in its directory and read from its position to its end;
+/// the new file is read from 0. Every line once, with the group's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_away_while_stopped_is_read_to_its_end_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    let toml_text = format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\n[filegroups.f1]\npath = \"{}/*.log\"\nheaders = {{ topic = \"app\" }}\n",
+        dir.path().join("pos.json").display(),
+        dir.path().display()
+    );
+    append(&log, &numbered(1, 5, "w"));
+    let ch = memory();
+    let src = start(config(&toml_text), &ch);
+    let mut got = Vec::new();
+    collect_until(&ch, &mut got, |g| has(g, "w5")).await;
+    src.stop().await;
+    append(&log, &numbered(6, 9, "w"));
+    std::fs::rename(&log, dir.path().join("app.log.1")).expect("rotate");
+    append(&log, &numbered(10, 12, "w"));
+    let src = start(config(&toml_text), &ch);
+    collect_until(&ch, &mut got, |g| has(g, "w9") && has(g, "w12")).await;
+    src.stop().await;
+    got.extend(drain(ch.as_ref()));
+    assert_eq!(sorted(&got), expected(1, 12, "w"), "every line once");
+    assert!(
+        got.iter()
+            .all(|e| e.headers().get("topic").map(String::as_str) == Some("app")),
+        "the group's headers also on the renamed file's lines"
+    );
+}

@@ -28,10 +28,12 @@
 //! **Guarantee.** At-least-once. Lines are committed to the channels before their position is
 //! written, so a crash (kill -9) between the commit and the position write makes the restarted
 //! source read those lines again (duplicates of at most the last batch per file). Nothing
-//! committed is lost, and nothing complete in a followed file is skipped, with two exceptions a
-//! restart cannot see: lines appended to a file after it was renamed to a name no pattern
-//! matches while the agent was down, and a truncated file that grew back past its old position
-//! with the same first KiB.
+//! committed is lost, and nothing complete in a followed file is skipped. A recorded file that
+//! no pattern matches at a restart (renamed away while the agent was down) is looked for by
+//! inode in its recorded directory and, if its fingerprint matches, read from its position to
+//! its end. Two cases a restart cannot see: such a file moved to another directory (or
+//! deleted), and a truncated file that grew back past its old position with the same first
+//! KiB.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -126,6 +128,7 @@ enum Matcher {
 
 #[derive(Debug, Clone)]
 struct Group {
+    name: String,
     matcher: Matcher,
     headers: BTreeMap<String, String>,
 }
@@ -178,6 +181,7 @@ impl TaildirConfig {
                 }
             };
             out.push(Group {
+                name: name.clone(),
                 matcher,
                 headers: g.headers.clone(),
             });
@@ -220,6 +224,9 @@ pub struct PositionEntry {
     /// Set while an over-long line (long_lines = "skip") is being skipped: its start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_start: Option<u64>,
+    /// The file group it belongs to (for its headers after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A followed file.
@@ -320,8 +327,9 @@ impl Tailer {
             }
         }
         if self.first_scan {
-            for (ino, e) in self.saved.drain() {
-                tracing::info!(source = %self.name, inode = ino, file = %e.file, pos = e.pos, "recorded file no longer matched; its position is dropped");
+            let left: Vec<PositionEntry> = self.saved.drain().map(|(_, e)| e).collect();
+            for e in left {
+                self.follow_renamed_away(e);
             }
             self.first_scan = false;
         }
@@ -348,6 +356,46 @@ impl Tailer {
             if let Some(t) = self.files.remove(&ino) {
                 tracing::info!(source = %self.name, file = %t.path.display(), "file renamed away or deleted and read to its end; no longer followed");
             }
+        }
+    }
+
+    /// A recorded file no pattern matches any more (renamed away while the source was down):
+    /// looked for by inode in its recorded directory and, when its content still matches the
+    /// fingerprint, read from its position to its end, then dropped like any file renamed away.
+    fn follow_renamed_away(&mut self, e: PositionEntry) {
+        let dir = match Path::new(&e.file).parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let found = std::fs::read_dir(&dir).ok().and_then(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|d| d.path())
+                .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.ino() == e.inode))
+        });
+        let same = found.as_ref().is_some_and(|p| {
+            File::open(p).is_ok_and(|f| {
+                f.metadata().is_ok_and(|m| e.pos <= m.len())
+                    && crc_of(&f, e.fp_len).ok().flatten() == Some(e.fp)
+            })
+        });
+        let Some(path) = found.filter(|_| same) else {
+            tracing::info!(source = %self.name, inode = e.inode, file = %e.file, pos = e.pos, "recorded file no longer found; its position is dropped");
+            return;
+        };
+        let group = e
+            .group
+            .as_ref()
+            .and_then(|n| self.groups.iter().position(|g| &g.name == n))
+            .unwrap_or(0);
+        let ino = e.inode;
+        tracing::info!(source = %self.name, file = %path.display(), recorded = %e.file, "recorded file renamed away while stopped: reading it to its end");
+        self.saved.insert(ino, e);
+        if let Err(err) = self.follow(group, path.clone()) {
+            tracing::warn!(source = %self.name, file = %path.display(), error = %err, "cannot open file to follow");
+        }
+        self.saved.remove(&ino);
+        if let Some(t) = self.files.get_mut(&ino) {
+            t.matched = false;
         }
     }
 
@@ -482,6 +530,7 @@ impl Tailer {
                 fp_len: t.fp_len,
                 fp: t.fp,
                 skip_start: t.cur.skip_start,
+                group: self.groups.get(t.group).map(|g| g.name.clone()),
             });
         }
         out
