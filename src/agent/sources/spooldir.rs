@@ -621,7 +621,7 @@ fn finish(policy: DeletePolicy, file: &Path, to: &Path, tp: &Path) -> Result<(),
 impl Source for SpooldirSource {
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), ComponentError>> {
         Box::pin(async move {
-            let this = *self;
+            let this = Arc::new(*self);
             std::fs::create_dir_all(&this.tracker_dir).map_err(|e| {
                 ComponentError::Other(format!(
                     "source {}: tracker_dir {}: {e}",
@@ -643,7 +643,12 @@ impl Source for SpooldirSource {
                 if ctx.shutdown.is_cancelled() {
                     break;
                 }
-                let Some(path) = this.pick(&failed) else {
+                let (lister, skip) = (this.clone(), failed.clone());
+                let picked = match off_runtime(move || lister.pick(&skip)).await {
+                    Ok(p) => p,
+                    Err(FileError(msg)) => return Err(ComponentError::Other(msg)),
+                };
+                let Some(path) = picked else {
                     tokio::select! {
                         () = ctx.shutdown.cancelled() => break,
                         () = tokio::time::sleep(poll) => {}
