@@ -268,7 +268,12 @@ struct Batch {
     skipped: Vec<(PathBuf, u64)>,
 }
 
+/// CRC-32 of the first `len` bytes of `file`; `None` if it is shorter, or if `len` is over
+/// [`FP_MAX`] (a damaged positions file: no fingerprint matches it).
 fn crc_of(file: &File, len: u64) -> io::Result<Option<u32>> {
+    if len > FP_MAX {
+        return Ok(None);
+    }
     let mut buf = vec![0u8; len as usize];
     let mut got = 0;
     while got < buf.len() {
