@@ -442,6 +442,15 @@ impl SpooldirSource {
                     self.finish(path).await?;
                     return Ok(true);
                 }
+                if t.offset > start.size {
+                    return Err(FileError(format!(
+                        "tracker {} of {} records offset {} past the file's end ({} bytes); left in place",
+                        self.tracker_path(path).display(),
+                        path.display(),
+                        t.offset,
+                        start.size
+                    )));
+                }
                 offset = t.offset;
                 tracing::info!(source = %ctx.name, file = %path.display(), offset, "resuming file at its committed offset");
             }
