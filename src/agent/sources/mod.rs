@@ -2,16 +2,19 @@
 //!
 //! A source's table holds the keys every source has (`type`, `channels`, `selector`,
 //! `interceptors`, read by [`config`](super::config)) and its own keys, which its `<X>Config`
-//! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `http` and
-//! `netcat`, `syslog`, `exec` (their own modules).
+//! struct deserializes (unknown keys are errors). Types: `seq` and `stdin` (here); `exec`,
+//! `http`, `nats`, `netcat`, `spooldir`, `syslog` and `taildir` (their own modules).
 
 pub mod exec;
+mod file_lines;
 pub mod http;
 pub mod nats;
 pub mod netcat;
 pub mod seq;
+pub mod spooldir;
 pub mod stdin;
 pub mod syslog;
+pub mod taildir;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -23,7 +26,9 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["exec", "http", "nats", "netcat", "seq", "stdin", "syslog"];
+pub const SOURCE_TYPES: &[&str] = &[
+    "exec", "http", "nats", "netcat", "seq", "spooldir", "stdin", "syslog", "taildir",
+];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +90,22 @@ pub(crate) fn parse_spec(
             ck.parse::<syslog::SyslogSourceConfig>(prefix, value)?
                 .batch_size,
         ),
+        "taildir" => {
+            let cfg = ck.parse::<taildir::TaildirConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
+        }
+        "spooldir" => {
+            let cfg = ck.parse::<spooldir::SpooldirConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
+        }
         other => {
             ck.error(
                 format!("{prefix}.type"),
@@ -123,6 +144,8 @@ pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Component
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
         "syslog" => syslog::build(name, params(spec)?),
+        "taildir" => taildir::build(name, params(spec)?),
+        "spooldir" => spooldir::build(name, params(spec)?),
         other => Err(ComponentError::Config(format!(
             "unknown source type {other:?}"
         ))),
