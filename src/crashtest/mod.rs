@@ -384,9 +384,21 @@ fn read_lines(r: impl Read + Send + 'static) -> JoinHandle<Vec<String>> {
 /// Opens the channel, times it, reads the whole queue (taking everything, then rolling back),
 /// and closes it.
 fn read_queue(o: &Options, run_dir: &Path) -> Result<(Vec<u64>, Duration), String> {
-    let started = Instant::now();
-    let ch = FileChannel::open(config(o, run_dir)).map_err(|e| format!("reopen: {e}"))?;
-    let took = started.elapsed();
+    // The killed child is reaped, so its lock is gone; but a thread of this process that forks
+    // at this moment (another crash test running beside this one, in the test harness) holds a
+    // copy of every descriptor, the lock's included, until its child calls exec. So a lock
+    // conflict is retried for a while before it counts.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (ch, took) = loop {
+        let started = Instant::now();
+        match FileChannel::open(config(o, run_dir)) {
+            Ok(ch) => break (ch, started.elapsed()),
+            Err(crate::Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(format!("reopen: {e}")),
+        }
+    };
     let mut tx = ch.transaction();
     let events = tx
         .take_batch(usize::MAX, Duration::ZERO)
