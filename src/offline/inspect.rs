@@ -95,7 +95,7 @@ pub fn inspect(dirs: &ChannelDirs, mode: RecoveryMode) -> Result<InspectReport> 
             .iter()
             .flat_map(|d| d.segments.iter())
             .find(|s| s.id == ptr.segment)?;
-        let h = seg.put_header(ptr.offset).ok()?;
+        let h = seg.event_header(ptr).ok()?;
         Some(EventSummary {
             ptr,
             seq: h.seq,
@@ -174,6 +174,7 @@ fn kind_label(kind: Kind) -> &'static str {
         Kind::Take => "take",
         Kind::Commit => "commit",
         Kind::Rollback => "rollback",
+        Kind::PutBatch => "put_batch",
     }
 }
 
@@ -198,6 +199,23 @@ pub fn dump(dirs: &ChannelDirs, out: &mut dyn FnMut(DumpRecord)) -> Result<Vec<P
         let detail = match v.payload {
             Payload::Take(ptr) => format!("takes {ptr}"),
             Payload::Count(n) => format!("{n} records"),
+            Payload::Batch(n) => match session.read_batch(v.segment, v.offset, &v.header) {
+                Ok(b) => {
+                    let bodies: usize = (0..b.count())
+                        .filter_map(|i| b.event(i as u16).ok())
+                        .map(|ev| ev.body().len())
+                        .sum();
+                    format!(
+                        "{n} events, bodies {bodies} B in all{}",
+                        stored_form(&v.header)
+                    )
+                }
+                Err(DecodeError::MissingKey { key_id }) => format!(
+                    "{n} events encrypted with key {key_id}, which was not given (--key \
+                     {key_id}=PATH, or --config with the channel's encryption)"
+                ),
+                Err(e) => format!("{n} events; payload does not decode: {e}"),
+            },
             Payload::Put => match session.read_event(v.segment, v.offset, &v.header) {
                 Ok(ev) => {
                     let headers: Vec<String> = ev

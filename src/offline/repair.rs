@@ -196,10 +196,15 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             &mut report,
         )?;
         let real = open_real(fs, seg)?;
-        let header = segment_header::encode(&segment_header::SegmentHeader {
-            segment_id: seg.id.0,
-            created_ms: now_ms(),
-        });
+        // Version 2: the segment may hold PutBatch records, which an older binary must refuse
+        // rather than misread (§3.5); this binary reads both versions.
+        let header = segment_header::encode_version(
+            &segment_header::SegmentHeader {
+                segment_id: seg.id.0,
+                created_ms: now_ms(),
+            },
+            crate::format::BATCH_FORMAT_VERSION,
+        );
         real.file
             .write_all_at(&header, 0)
             .map_err(io_err("rewriting segment header", &seg.path))?;
@@ -243,6 +248,10 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             (Kind::Put, _) => {
                 put_txns.insert(v.header.txn);
                 *valid_records.entry(v.header.txn).or_default() += 1;
+            }
+            (Kind::PutBatch, Payload::Batch(n)) => {
+                put_txns.insert(v.header.txn);
+                *valid_records.entry(v.header.txn).or_default() += u64::from(n);
             }
             (Kind::Take, Payload::Take(target)) => {
                 take_targets.insert(target);
@@ -290,7 +299,9 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
     };
     let in_region = |ptr: &RecordPtr| {
         log.regions.iter().any(|r: &Region| {
-            r.segment.id == ptr.segment && ptr.offset >= r.offset && ptr.offset < r.end
+            r.segment.id == ptr.segment
+                && ptr.record_offset() >= r.offset
+                && ptr.record_offset() < r.end
         })
     };
 
@@ -304,17 +315,24 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
     let mut queued_bytes = 0u64;
     let mut lost: HashSet<RecordPtr> = HashSet::new();
     for ptr in &rec.state.queue {
-        let intact = !in_region(ptr)
-            && segs.get(&ptr.segment).is_some_and(|s| {
-                replay::read_record(s, ptr.offset, 0, replay::BodyCheck::Full)
-                    .is_ok_and(|(h, _)| h.kind == Kind::Put)
-            });
-        if intact {
-            let len = segs
-                .get(&ptr.segment)
-                .and_then(|s| s.put_header(ptr.offset).ok())
-                .map_or(0, |h| u64::from(h.len));
-            queued_bytes += len;
+        // What the event counts against capacity_bytes, if its record is intact.
+        let intact = if in_region(ptr) {
+            None
+        } else {
+            segs.get(&ptr.segment).and_then(|s| {
+                match replay::read_record(s, ptr.record_offset(), 0, replay::BodyCheck::Full) {
+                    Ok((h, replay::Payload::Put)) if h.kind == Kind::Put && ptr.index() == 0 => {
+                        Some(h.len)
+                    }
+                    Ok((h, replay::Payload::Batch(n))) if u32::from(ptr.index()) < n => {
+                        Some(record::batch_share(h.len, n, ptr.index()))
+                    }
+                    _ => None,
+                }
+            })
+        };
+        if let Some(len) = intact {
+            queued_bytes += u64::from(len);
             queue.push(*ptr);
         } else {
             lost.insert(*ptr);
@@ -334,7 +352,7 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             };
             let e = damaged_per_txn.entry(h.txn).or_default();
             e.0 += 1;
-            if h.kind == Kind::Put {
+            if h.kind.holds_events() {
                 e.1 = true;
                 if commits.contains_key(&h.txn)
                     && !take_targets.contains(&ptr)
