@@ -925,6 +925,10 @@ fn sample_key(samples: &mut BTreeMap<u16, Vec<RecordPtr>>, key_id: u16, ptr: Rec
         return;
     }
     let v = samples.entry(key_id).or_default();
+    // Samples from distinct records: the events of one PutBatch share one tag.
+    if v.last().is_some_and(|last| last.record() == ptr.record()) {
+        return;
+    }
     if v.len() < crate::file_channel::KEY_SAMPLES {
         v.push(ptr);
     }

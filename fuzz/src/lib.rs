@@ -129,14 +129,17 @@ fn decode_put_batch(header: &RecordHeader, payload: &[u8]) -> bool {
     let shares: u64 = (0..batch.count())
         .map(|i| u64::from(batch.share(i as u16)))
         .sum();
-    assert_eq!(shares, u64::from(header.len), "shares add up to the stored length");
+    assert_eq!(
+        shares,
+        u64::from(header.len),
+        "shares add up to the stored length"
+    );
     let mut raw = Vec::new();
     for e in &events {
         record::write_batch_entry(&mut raw, e);
     }
     let mut buf = Vec::new();
-    let Some(u) = record::encode_put_batch(&mut buf, header.txn, batch.count(), &raw, codec)
-    else {
+    let Some(u) = record::encode_put_batch(&mut buf, header.txn, batch.count(), &raw, codec) else {
         return true; // the same events need not compress again (another codec wrote them)
     };
     record::seal_with(&mut buf, &u, header.seq, codec).expect("no key needed");

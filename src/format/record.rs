@@ -630,10 +630,14 @@ pub fn decode_batch_stored(
     let mut entries = Vec::with_capacity(count as usize);
     {
         let mut r = Reader::new(&raw);
+        let short = |_| DecodeError::Invalid {
+            field: "PutBatch entries (fewer than its count)",
+            value: u64::from(count),
+        };
         for _ in 0..count {
-            let n = r.u32()? as usize;
+            let n = r.u32().map_err(short)? as usize;
             let start = r.position();
-            r.take(n)?;
+            r.take(n).map_err(short)?;
             entries.push((start as u32, (start + n) as u32));
         }
         if r.remaining() != 0 {
