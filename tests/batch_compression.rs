@@ -22,7 +22,7 @@ fn line(i: u64) -> Vec<u8> {
         (i / 60) % 60,
         i % 60,
         i % 13,
-        if i % 11 == 0 { 404 } else { 200 },
+        if i.is_multiple_of(11) { 404 } else { 200 },
         100 + i * 37 % 4000
     )
     .into_bytes()
