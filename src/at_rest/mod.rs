@@ -13,6 +13,11 @@
 //! encrypted               nonce[12] | AES-256-GCM(put payload) | tag[16]    (cipher.rs)
 //! compressed + encrypted  nonce[12] | AES-256-GCM(codec | raw_len | data) | tag[16]
 //! ```
+//! With `batch_compression`, the events of a put transaction are compressed together as one
+//! PutBatch record (`count u32` in the clear, then the stored form above of their raw block,
+//! always compressed; the count is bound as associated data after the header's): one nonce and
+//! one tag per batch ([`PayloadCodec::write_batch_payload`], DESIGN.md §3.5).
+//!
 //! Compression comes first (ciphertext does not compress). The record header's `key_id` names
 //! the key of an encrypted payload; its CRC covers the stored (encrypted) bytes, so replay checks
 //! the log without keys, and the GCM tag then proves the event is the one written, with the
