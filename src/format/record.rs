@@ -510,8 +510,9 @@ pub fn encode_put_payload_with(
 /// Appends an unsealed PutBatch record holding the `count` entries of `raw` (each written by
 /// [`write_batch_entry`]), compressed by `codec` and, if it encrypts, with room for the nonce
 /// and tag ([`seal_with`] encrypts it). Returns `None`, leaving `buf` as it was, when `codec`
-/// does not compress or compression would not save [`MIN_SAVING_PERCENT`]
-/// (crate::at_rest::MIN_SAVING_PERCENT) of `raw`: the caller then writes Put records. The caller
+/// does not compress or compression would not save
+/// [`MIN_SAVING_PERCENT`](crate::at_rest::MIN_SAVING_PERCENT) of `raw`: the caller then writes
+/// Put records. The caller
 /// keeps `count` within 1 ..= [`MAX_BATCH_EVENTS`] and `raw` within [`MAX_BATCH_RAW`].
 pub fn encode_put_batch(
     buf: &mut Vec<u8>,
