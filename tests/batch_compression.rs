@@ -546,3 +546,52 @@ fn a_damaged_batch_in_a_sealed_segment_is_found_by_a_full_replay() {
     ch.close().expect("close");
     std::fs::write(&segs[0], &bytes).expect("restore");
 }
+
+#[test]
+fn verify_and_repair_handle_a_damaged_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let c = batched(root, Compression::Lz4)
+        .max_segment_size(64 << 10)
+        .max_event_size(8 << 10);
+    let small = |i: u64| Event::new(line(i)).with_header("i", i.to_string());
+    let ch = FileChannel::open(c.clone()).expect("open");
+    let mut t = 0;
+    while common::segments(&common::data_dir(root)).len() < 4 && t < 2000 {
+        let mut tx = ch.transaction();
+        for i in t * 20..t * 20 + 20 {
+            tx.put(small(i)).expect("put");
+        }
+        tx.commit().expect("commit");
+        t += 1;
+    }
+    ch.close().expect("close"); // the checkpoint's queue points into every batch
+    drop(ch);
+    let seg = common::segments(&common::data_dir(root))[0].clone();
+    let mut bytes = std::fs::read(&seg).expect("read");
+    let (off, h) = records(&bytes)
+        .into_iter()
+        .filter(|(_, h)| h.kind == Kind::PutBatch)
+        .nth(1)
+        .expect("a second batch in the first segment");
+    bytes[off + h.record_len() as usize - 2] ^= 0x08;
+    std::fs::write(&seg, &bytes).expect("write");
+
+    let dirs = tidegate::offline::ChannelDirs::new(root.join("ckpt"), vec![common::data_dir(root)]);
+    let v = tidegate::offline::verify(&dirs).expect("verify");
+    assert!(v.is_damaged(), "{v:?}");
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.path == seg && p.offset == off as u64),
+        "verify names the batch: {v:?}"
+    );
+    let r = tidegate::offline::repair(&dirs).expect("repair");
+    assert_eq!(r.events_lost, 20, "{r:?}");
+    assert_eq!(r.events_restored, t * 20 - 20, "{r:?}");
+    let ch = FileChannel::open(c).expect("strict opens after repair");
+    let ids = common::drain(&ch);
+    let expected: Vec<u64> = (0..t * 20).filter(|i| !(20..40).contains(i)).collect();
+    assert_eq!(ids, expected);
+    ch.close().expect("close");
+}

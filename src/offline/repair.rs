@@ -272,15 +272,14 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
 
     // Where the replay above started applying commits, per segment's directory: damaged Puts
     // before it count as lost only if its queue held them.
-    let used_tails: Vec<LogPosition> = rec
-        .report
-        .checkpoint_generation
-        .and_then(|g| {
-            let path = dirs.checkpoint_dir.join(file_name::checkpoint(g));
-            replay::read_file(fs, &path)
-                .ok()
-                .and_then(|b| checkpoint::decode(&b).ok())
-        })
+    let used_checkpoint = rec.report.checkpoint_generation.and_then(|g| {
+        let path = dirs.checkpoint_dir.join(file_name::checkpoint(g));
+        replay::read_file(fs, &path)
+            .ok()
+            .and_then(|b| checkpoint::decode(&b).ok())
+    });
+    let used_tails: Vec<LogPosition> = used_checkpoint
+        .as_ref()
         .map(|ck| ck.dirs.iter().map(|d| d.tail).collect())
         .unwrap_or_default();
     let seg_dir: HashMap<SegmentId, usize> = rec
@@ -336,6 +335,16 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             queue.push(*ptr);
         } else {
             lost.insert(*ptr);
+        }
+    }
+    // Events the checkpoint queued whose record is damaged and that no later take took: skip
+    // mode already left out those it could tell were damaged (e.g. every event of a PutBatch
+    // whose payload fails its CRC, §3.5), so the queue above does not show them.
+    if let Some(ck) = &used_checkpoint {
+        for ptr in &ck.queue {
+            if in_region(ptr) && !take_targets.contains(ptr) {
+                lost.insert(*ptr);
+            }
         }
     }
     // Damaged Puts after the checkpoint: lost when their transaction committed and no take
