@@ -28,7 +28,7 @@ pub struct EventSummary {
     pub seq: u64,
     /// The transaction that put it.
     pub txn: u64,
-    /// Payload bytes (body and headers).
+    /// Stored payload bytes: the Put record's, or the event's share of its PutBatch's.
     pub payload_len: u32,
 }
 
@@ -96,11 +96,19 @@ pub fn inspect(dirs: &ChannelDirs, mode: RecoveryMode) -> Result<InspectReport> 
             .flat_map(|d| d.segments.iter())
             .find(|s| s.id == ptr.segment)?;
         let h = seg.event_header(ptr).ok()?;
+        // An event of a PutBatch: its share of the batch's stored length (DESIGN.md §3.5).
+        let payload_len =
+            match replay::read_record(seg, ptr.record_offset(), 0, replay::BodyCheck::Full) {
+                Ok((_, Payload::Batch(n))) => {
+                    crate::format::record::batch_share(h.len, n, ptr.index())
+                }
+                _ => h.len,
+            };
         Some(EventSummary {
             ptr,
             seq: h.seq,
             txn: h.txn,
-            payload_len: h.len,
+            payload_len,
         })
     };
     let segments = rec
