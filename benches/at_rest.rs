@@ -3,12 +3,13 @@
 //! 1. `cpu`: nanoseconds per 512-byte event to seal (AES-256-GCM), open, compress (LZ4, zstd if
 //!    built) and decompress, in memory: what the CPU pays, without the disk.
 //! 2. `corpus`: the compression ratio on `benches/data/log_lines.txt` (realistic log lines, one
-//!    event each): per event (what the channel does) at several thresholds, and per batch of 100
-//!    lines (what a batch record would get; DESIGN.md §3.4 "next step").
+//!    event each): per event (`batch_compression` off) at several thresholds, and per PutBatch
+//!    record of 100 events (`batch_compression` on, DESIGN.md §3.5: the real encoder, its
+//!    framing, count and length prefixes included).
 //! 3. `put`: put+commit, batch 100 x 512 B (bodies cut from the corpus), fsync = always, rounds
 //!    interleaved: raw `pwrite`+`fdatasync` of the same bytes into a preallocated file, then the
-//!    engine plain, encrypted, LZ4, LZ4 + encrypted (and zstd, zstd + encrypted with the `zstd`
-//!    feature). Each variant is reported as a ratio to `plain` and to `raw` of the same round.
+//!    engine plain, encrypted, LZ4, LZ4 + encrypted, LZ4 in batches, LZ4 in batches + encrypted
+//!    (and the same with zstd with the `zstd` feature). Each variant is reported as a ratio to `plain` and to `raw` of the same round.
 //!    The same variants run with fsync = never too (the CPU cost without the disk's noise).
 //!
 //! Run with `cargo bench --bench at_rest` (add `--features zstd` for zstd). Knobs:
@@ -24,6 +25,7 @@ use std::time::Instant;
 
 use common::{QuickProbe, RawFile, median_min_max};
 use tidegate::at_rest::{Compression, EncryptionConfig, PayloadCodec, generate_key_file};
+use tidegate::format::record;
 use tidegate::{Event, FileChannel, FileChannelConfig, FsyncPolicy};
 
 const SIZE: usize = 512;
@@ -170,9 +172,37 @@ fn corpus_ratio(lines: &[Vec<u8>]) {
             stored += out.len();
         }
         println!(
-            "  {:<5} per batch of {BATCH} lines:           stored {:.3} of plain",
+            "  {:<5} lines joined, {BATCH} per block:        stored {:.3} of plain",
             c.name(),
             stored as f64 / plain as f64
+        );
+        // The PutBatch record the channel writes (batch_compression): each line an event.
+        let codec = PayloadCodec::new(c, 0, None)
+            .expect("codec")
+            .with_batching(true);
+        let (mut stored, mut batches, mut cpu) = (0usize, 0usize, std::time::Duration::ZERO);
+        let mut raw = Vec::new();
+        for chunk in lines.chunks(BATCH) {
+            raw.clear();
+            let t = Instant::now();
+            for l in chunk {
+                record::write_batch_entry(&mut raw, &Event::new(l.clone()));
+            }
+            let mut buf = Vec::new();
+            match record::encode_put_batch(&mut buf, 1, chunk.len() as u32, &raw, &codec) {
+                Some(u) => {
+                    stored += u.end - u.start - record::HEADER_LEN;
+                    batches += 1;
+                }
+                None => stored += raw.len(),
+            }
+            cpu += t.elapsed();
+        }
+        println!(
+            "  {:<5} PutBatch of {BATCH} events:          stored {:.3} of plain ({batches} batches; {:.0} ns per event to encode)",
+            c.name(),
+            stored as f64 / plain as f64,
+            cpu.as_nanos() as f64 / lines.len() as f64
         );
     }
 }
@@ -182,6 +212,7 @@ struct Variant {
     name: String,
     compression: Compression,
     encrypt: bool,
+    batch: bool,
 }
 
 fn variants() -> Vec<Variant> {
@@ -190,24 +221,31 @@ fn variants() -> Vec<Variant> {
             name: "plain".into(),
             compression: Compression::None,
             encrypt: false,
+            batch: false,
         },
         Variant {
             name: "aes".into(),
             compression: Compression::None,
             encrypt: true,
+            batch: false,
         },
     ];
     for c in codecs() {
-        v.push(Variant {
-            name: c.name().into(),
-            compression: c,
-            encrypt: false,
-        });
-        v.push(Variant {
-            name: format!("{}+aes", c.name()),
-            compression: c,
-            encrypt: true,
-        });
+        for batch in [false, true] {
+            let b = if batch { "-batch" } else { "" };
+            v.push(Variant {
+                name: format!("{}{b}", c.name()),
+                compression: c,
+                encrypt: false,
+                batch,
+            });
+            v.push(Variant {
+                name: format!("{}{b}+aes", c.name()),
+                compression: c,
+                encrypt: true,
+                batch,
+            });
+        }
     }
     v
 }
@@ -218,7 +256,8 @@ fn variant_config(dir: &Path, v: &Variant, key: &Path, fsync: FsyncPolicy) -> Fi
     let mut cfg = common::config(dir)
         .fsync(fsync)
         .compression(v.compression)
-        .compression_threshold(0);
+        .compression_threshold(0)
+        .batch_compression(v.batch);
     if v.encrypt {
         cfg = cfg.encryption(EncryptionConfig::new(1).key(1, key));
     }
@@ -354,7 +393,7 @@ fn main() {
             let (pm, plo, phi) = median_min_max(&vs_plain);
             let (wm, wlo, whi) = median_min_max(&vs_raw);
             println!(
-                "  {:<8} fsync={policy:<6} {m:>9.0} events/s [{lo:.0}-{hi:.0}]  vs plain {pm:.3} [{plo:.3}-{phi:.3}]  vs raw {wm:.3} [{wlo:.3}-{whi:.3}]",
+                "  {:<14} fsync={policy:<6} {m:>9.0} events/s [{lo:.0}-{hi:.0}]  vs plain {pm:.3} [{plo:.3}-{phi:.3}]  vs raw {wm:.3} [{wlo:.3}-{whi:.3}]",
                 v.name
             );
         }

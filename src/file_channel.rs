@@ -94,6 +94,46 @@ pub(crate) struct Inner {
     shutdown: Arc<Shutdown>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     locks: Mutex<Vec<DirLock>>,
+    /// The last PutBatch records a take decoded.
+    batch_cache: BatchCache,
+}
+
+/// The last two PutBatch records decoded, so that taking the events of a batch one after the
+/// other (or two takers alternating between two batches) decodes each batch once. Bounded: two
+/// batches of at most `MAX_BATCH_RAW` bytes each. Only batches that decoded (payload CRC, tag,
+/// decompression and framing checked) are kept; segment ids are never reused, so a key never
+/// names other bytes.
+#[derive(Debug, Default)]
+struct BatchCache {
+    slots: Mutex<[Option<CachedBatch>; 2]>,
+}
+
+/// A decoded batch and where its record starts.
+type CachedBatch = (RecordPtr, Arc<record::DecodedBatch>);
+
+impl BatchCache {
+    fn get(&self, key: RecordPtr) -> Option<Arc<record::DecodedBatch>> {
+        let mut slots = self.slots.lock();
+        if let Some((k, b)) = &slots[0]
+            && *k == key
+        {
+            return Some(b.clone());
+        }
+        if let Some((k, b)) = &slots[1]
+            && *k == key
+        {
+            let b = b.clone();
+            slots.swap(0, 1);
+            return Some(b);
+        }
+        None
+    }
+
+    fn put(&self, key: RecordPtr, batch: Arc<record::DecodedBatch>) {
+        let mut slots = self.slots.lock();
+        slots[1] = slots[0].take();
+        slots[0] = Some((key, batch));
+    }
 }
 
 impl FileChannel {
@@ -110,11 +150,10 @@ impl FileChannel {
             Some(enc) => Some(Arc::new(Keyring::load(enc)?)),
             None => None,
         };
-        let codec = Arc::new(PayloadCodec::new(
-            cfg.compression,
-            cfg.compression_threshold,
-            keyring,
-        )?);
+        let codec = Arc::new(
+            PayloadCodec::new(cfg.compression, cfg.compression_threshold, keyring)?
+                .with_batching(cfg.batch_compression),
+        );
         let (rec, ckpt_lock) = replay::recover(&cfg)?;
         let poison = Arc::new(Poison::default());
         let segments = Arc::new(SegmentTable::default());
@@ -135,7 +174,13 @@ impl FileChannel {
         let mut locks = vec![ckpt_lock];
         let mut logs = Vec::with_capacity(rec.dirs.len());
         for (i, dir) in rec.dirs.into_iter().enumerate() {
-            let (active, tail) = match dir.segments.last() {
+            // A channel that writes PutBatch records appends only to segments whose header says
+            // so (version 2): an older binary must refuse them, not misread them (§3.5).
+            let last = dir
+                .segments
+                .last()
+                .filter(|s| !codec.batches() || s.version() == shared.segment_version());
+            let (active, tail) = match last {
                 Some(s) => (s.clone(), rec.tails[i]),
                 None => {
                     let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
@@ -145,6 +190,7 @@ impl FileChannel {
                         &dir.path,
                         id,
                         cfg.max_segment_size,
+                        shared.segment_version(),
                     )?);
                     segments.insert(seg.clone());
                     (seg, segment_header::LEN as u64)
@@ -176,6 +222,7 @@ impl FileChannel {
             next_dir: AtomicUsize::new(0),
             report: rec.report,
             shutdown: Arc::new(Shutdown::default()),
+            batch_cache: BatchCache::default(),
             threads: Mutex::new(Vec::new()),
             locks: Mutex::new(locks),
         });
@@ -239,6 +286,7 @@ impl FileChannel {
             events_compressed: Counters::get(&i.codec.counters.compressed_events),
             compression_cpu: Duration::from_nanos(Counters::get(&i.codec.counters.compress_ns)),
             events_encrypted: Counters::get(&i.codec.counters.encrypted_events),
+            batches_compressed: Counters::get(&i.codec.counters.compressed_batches),
         }
     }
 
@@ -317,7 +365,7 @@ fn check_keys(
                 message: format!(
                     "key {key_id} is not configured, but queued events are encrypted with it (first in {} at offset {}); list the key file under id {key_id} (docs/security.md)",
                     seg_path(first),
-                    first.offset
+                    first.record_offset()
                 ),
             });
         };
@@ -327,7 +375,7 @@ fn check_keys(
             let Some(seg) = segments.get(ptr.segment) else {
                 continue;
             };
-            let out = decode_event_at(&seg, ptr.offset, codec, max_event_size).ok();
+            let out = decode_event_at(&seg, *ptr, codec, max_event_size, None).ok();
             match out {
                 Some(Ok(_)) => {
                     good = true;
@@ -346,7 +394,7 @@ fn check_keys(
                     "key {key_id} ({}) does not decrypt the events encrypted with key {key_id} (first in {} at offset {}): it is not the key they were written with",
                     keyring.describe(key_id),
                     seg_path(&bad),
-                    bad.offset
+                    bad.record_offset()
                 ),
             });
         }
@@ -473,12 +521,25 @@ impl Inner {
         self.next_dir.fetch_add(1, Ordering::Relaxed) % self.logs.len()
     }
 
-    /// The payload length a record header states, or 0 when the header is unreadable.
+    /// What a (damaged) event counts against `capacity_bytes`, from its record header: the
+    /// payload length of a Put, the event's share of a PutBatch's (its count read without a
+    /// check: this only corrects a gauge); 0 when the header is unreadable.
     fn payload_len_at(&self, ptr: RecordPtr) -> u32 {
-        self.segments
-            .get(ptr.segment)
-            .and_then(|seg| seg.record_header(ptr.offset).ok())
-            .map_or(0, |h| h.len)
+        let Some(seg) = self.segments.get(ptr.segment) else {
+            return 0;
+        };
+        let Ok(h) = seg.record_header(ptr.record_offset()) else {
+            return 0;
+        };
+        if h.kind != Kind::PutBatch {
+            return h.len;
+        }
+        let mut count = [0u8; 4];
+        let count = seg
+            .map
+            .read_into(ptr.record_offset() + HEADER_LEN as u64, &mut count)
+            .map_or(1, |()| u32::from_le_bytes(count));
+        record::batch_share(h.len, count, ptr.index())
     }
 
     /// Reads the event a Put record holds, checking its CRC and, if it is encrypted, its
@@ -488,37 +549,74 @@ impl Inner {
         let Some(seg) = self.segments.get(ptr.segment) else {
             return Err(Error::Corrupt {
                 path: PathBuf::from(format!("segment {}", ptr.segment)),
-                offset: ptr.offset,
+                offset: ptr.record_offset(),
                 source: DecodeError::Invalid {
                     field: "segment (missing)",
                     value: u64::from(ptr.segment.0),
                 },
             });
         };
-        let decoded = decode_event_at(&seg, ptr.offset, &self.codec, self.cfg.max_event_size)
-            .map_err(|e| Error::io("reading segment", &seg.path, e))?;
+        let decoded = decode_event_at(
+            &seg,
+            ptr,
+            &self.codec,
+            self.cfg.max_event_size,
+            Some(&self.batch_cache),
+        )
+        .map_err(|e| Error::io("reading segment", &seg.path, e))?;
         decoded.map_err(|source| Error::Corrupt {
             path: seg.path.clone(),
-            offset: ptr.offset,
+            offset: ptr.record_offset(),
             source,
         })
     }
 }
 
-/// Reads the event of the Put record at `offset` in `seg`: header, payload CRC and, as the
-/// header says, authentication tag and bounded decompression. Returns it with its stored payload
-/// length. The outer error is an I/O failure reading the map; the inner one, a damaged record.
+/// Reads the event `ptr` points at in `seg` (a Put record, or one event of a PutBatch record):
+/// header, payload CRC and, as the header says, authentication tag and bounded decompression.
+/// Returns it with what it counts against `capacity_bytes` (a Put's stored payload length, an
+/// event's share of a PutBatch's). A PutBatch is decoded whole, once, if `cache` is given. The
+/// outer error is an I/O failure reading the map; the inner one, a damaged record.
 fn decode_event_at(
     seg: &Segment,
-    offset: u64,
+    ptr: RecordPtr,
     codec: &PayloadCodec,
     max_event_size: u64,
+    cache: Option<&BatchCache>,
 ) -> std::io::Result<std::result::Result<(Event, u32), DecodeError>> {
-    let h = match seg.put_header(offset) {
+    let h = match seg.event_header(ptr) {
         Ok(h) => h,
         Err(e) => return Ok(Err(e)),
     };
+    let offset = ptr.record_offset();
     let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
+    if h.kind == Kind::PutBatch {
+        let key = ptr.record();
+        let batch = match cache.and_then(|c| c.get(key)) {
+            Some(b) => b,
+            None => {
+                let mut out = Err(DecodeError::Truncated {
+                    needed: h.record_len(),
+                    available: 0,
+                });
+                seg.map.visit(offset, len, &mut |bytes| {
+                    out = record::verify(&h, bytes).and_then(|()| {
+                        record::decode_batch_stored(&h, &bytes[HEADER_LEN..], codec)
+                    });
+                })?;
+                let b = match out {
+                    Ok(b) => Arc::new(b),
+                    Err(e) => return Ok(Err(e)),
+                };
+                if let Some(c) = cache {
+                    c.put(key, b.clone());
+                }
+                b
+            }
+        };
+        let index = ptr.index();
+        return Ok(batch.event(index).map(|ev| (ev, batch.share(index))));
+    }
     let mut out = Err(DecodeError::Truncated {
         needed: h.record_len(),
         available: 0,
@@ -529,6 +627,18 @@ fn decode_event_at(
         });
     })?;
     Ok(out.map(|ev| (ev, h.len)))
+}
+
+/// Appends to `out` the pointer of every event the appended records hold, in order: a Put's own
+/// position, and `count` pointers (index 0..count) for a PutBatch.
+fn expand_ptrs(records: &[RecordPtr], events: &[u32], out: &mut Vec<RecordPtr>) {
+    for (ptr, n) in records.iter().zip(events) {
+        if *n <= 1 {
+            out.push(*ptr);
+        } else {
+            out.extend((0..*n).map(|i| ptr.with_index(i as u16)));
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -556,8 +666,16 @@ struct PutState {
     dir: usize,
     buf: Vec<u8>,
     records: Vec<Unsealed>,
-    /// Stored payload length of every put, in order.
+    /// Events each record of `records` holds (1 for a Put, the count of a PutBatch).
+    record_events: Vec<u32>,
+    /// What every put counts against `capacity_bytes`, in order: its stored payload length (a
+    /// Put), its share of the stored length (a PutBatch), or, for the events still waiting in
+    /// `batch_raw`, the reservation made for them (an upper bound).
     lens: Vec<u32>,
+    /// The raw block of the events waiting to be written as one PutBatch (the last
+    /// `batch_events` puts), at most `batch_limit` bytes.
+    batch_raw: Vec<u8>,
+    batch_events: u32,
     /// Reused by compression.
     scratch: Vec<u8>,
     /// Where records already spilled to the log start.
@@ -610,10 +728,93 @@ impl FileTxn {
                     .or_insert((dir, *first));
             }
         })?;
-        p.spilled.extend(out.ptrs);
+        expand_ptrs(&out.ptrs, &p.record_events, &mut p.spilled);
         p.buf.clear();
         p.records.clear();
+        p.record_events.clear();
         Ok(())
+    }
+
+    /// Most raw bytes of events waiting for one PutBatch: below the spill size, so a batch
+    /// always fits the buffer's bound (and a quarter of a segment).
+    fn batch_limit(&self) -> usize {
+        record::MAX_BATCH_RAW.min(self.spill_threshold())
+    }
+
+    /// Writes the events waiting in the batch buffer into the record buffer: as one PutBatch if
+    /// there are at least two, they reach `compression_threshold`, and compressing them saves at
+    /// least 10% of what they reserved; otherwise as Put records (not compressed again one by
+    /// one when the batch did not compress). Then lowers the reservation to what they take.
+    /// Runs outside every lock.
+    fn flush_batch(&mut self) {
+        let ch = self.ch.clone();
+        let id = self.id;
+        let Mode::Put(p) = &mut self.mode else {
+            return;
+        };
+        let n = p.batch_events as usize;
+        if n == 0 {
+            return;
+        }
+        let first = p.lens.len().saturating_sub(n);
+        let reserved: u64 = p.lens[first..].iter().map(|l| u64::from(*l)).sum();
+        let raw = std::mem::take(&mut p.batch_raw);
+        let mut lens = Vec::with_capacity(n);
+        let tried = n >= 2 && raw.len() as u64 >= ch.cfg.compression_threshold;
+        if tried {
+            let start = p.buf.len();
+            match record::encode_put_batch(&mut p.buf, id, n as u32, &raw, &ch.codec) {
+                Some(u) => {
+                    let len = (u.end - u.start - HEADER_LEN) as u64;
+                    let min_saving = reserved * crate::at_rest::MIN_SAVING_PERCENT as u64 / 100;
+                    if len <= reserved - min_saving {
+                        p.records.push(u);
+                        p.record_events.push(n as u32);
+                        lens.extend(
+                            (0..n).map(|i| record::batch_share(len as u32, n as u32, i as u16)),
+                        );
+                    } else {
+                        p.buf.truncate(start);
+                    }
+                }
+                None => p.buf.truncate(start),
+            }
+        }
+        if lens.is_empty() {
+            let mut r = crate::format::Reader::new(&raw);
+            while let Ok(len) = r.u32() {
+                let Ok(payload) = r.take(len as usize) else {
+                    break;
+                };
+                let u = record::encode_put_payload_with(
+                    &mut p.buf,
+                    id,
+                    payload,
+                    &ch.codec,
+                    &mut p.scratch,
+                    !tried,
+                );
+                lens.push((u.end - u.start - HEADER_LEN) as u32);
+                p.records.push(u);
+                p.record_events.push(1);
+            }
+        }
+        let stored: u64 = lens.iter().map(|l| u64::from(*l)).sum();
+        p.lens.truncate(first);
+        p.lens.extend(lens);
+        p.batch_events = 0;
+        p.batch_raw = raw;
+        p.batch_raw.clear();
+        // Stored never exceeds the reservation (a batch is kept only below it; a Put record
+        // takes at most what was reserved for it): give back the difference.
+        let give_back = reserved.saturating_sub(stored);
+        if give_back > 0 {
+            p.reserved_bytes -= give_back;
+            let mut st = ch.state.lock();
+            st.reserved_bytes = st.reserved_bytes.saturating_sub(give_back);
+            drop(st);
+            ch.not_full.notify_all();
+        }
     }
 
     fn reserve(&self, bytes: u64) -> Result<()> {
@@ -677,7 +878,10 @@ impl FileTxn {
                 dir: ch.pick_dir(),
                 buf: Vec::new(),
                 records: Vec::new(),
+                record_events: Vec::new(),
                 lens: Vec::new(),
+                batch_raw: Vec::new(),
+                batch_events: 0,
                 scratch: Vec::new(),
                 spilled: Vec::new(),
                 reserved_bytes: 0,
@@ -692,10 +896,37 @@ impl FileTxn {
         }
         let threshold = self.spill_threshold();
         if let Mode::Put(p) = &self.mode
-            && !p.buf.is_empty()
-            && p.buf.len() + HEADER_LEN + size as usize > threshold
+            && (!p.buf.is_empty() || p.batch_events > 0)
+            && p.buf.len() + p.batch_raw.len() + HEADER_LEN + size as usize > threshold
         {
+            self.flush_batch();
             self.spill()?;
+        }
+        let batch_limit = self.batch_limit();
+        let batchable = ch.codec.batches() && size as usize <= record::MAX_BATCHED_EVENT;
+        if let Mode::Put(p) = &self.mode
+            && p.batch_events > 0
+            && (!batchable
+                || p.batch_raw.len() + 4 + size as usize > batch_limit
+                || p.batch_events >= record::MAX_BATCH_EVENTS)
+        {
+            // Events stay in put order: what waits is written before this one.
+            self.flush_batch();
+        }
+        if batchable {
+            // Reserve what the event would take as a Put record of its own (an upper bound
+            // of its share of a batch); `flush_batch` gives back the difference.
+            let reserved = ch.codec.stored_len_uncompressed(size as usize) as u64;
+            self.reserve(reserved)?;
+            let Mode::Put(p) = &mut self.mode else {
+                return Ok(());
+            };
+            record::write_batch_entry(&mut p.batch_raw, event);
+            p.batch_events += 1;
+            p.lens.push(reserved as u32);
+            p.reserved_bytes += reserved;
+            self.ops += 1;
+            return Ok(());
         }
         // Encode (and compress) first: capacity counts the payload as stored, which is what
         // replay reads back from the record headers.
@@ -714,6 +945,7 @@ impl FileTxn {
             return Ok(());
         };
         p.records.push(u);
+        p.record_events.push(1);
         p.lens.push(stored as u32);
         p.reserved_bytes += stored;
         self.ops += 1;
@@ -832,7 +1064,7 @@ impl FileTxn {
         ch.make_durable(dir, out.end)?;
         let commit_segment = out.ptrs.last().map(|c| c.segment);
         let mut ptrs = p.spilled;
-        ptrs.extend_from_slice(&out.ptrs[..out.ptrs.len() - 1]);
+        expand_ptrs(&out.ptrs[..out.ptrs.len() - 1], &p.record_events, &mut ptrs);
         let mut st = ch.state.lock();
         for (ptr, len) in ptrs.iter().zip(&p.lens) {
             st.queue.push_back(*ptr);
@@ -935,8 +1167,16 @@ impl TxnOps for FileTxn {
         let mode = std::mem::replace(&mut self.mode, Mode::Idle);
         let result = match mode {
             Mode::Idle => Ok(()),
-            Mode::Put(p) => {
+            Mode::Put(mut p) => {
                 let n = p.lens.len() as u64;
+                if p.batch_events > 0 {
+                    self.mode = Mode::Put(p);
+                    self.flush_batch();
+                    let Mode::Put(flushed) = std::mem::replace(&mut self.mode, Mode::Idle) else {
+                        return Err(Error::Closed);
+                    };
+                    p = flushed;
+                }
                 let r = ch.check_open().and_then(|()| self.commit_put(p));
                 if r.is_err() {
                     Counters::add(&ch.counters.put_errors, n);

@@ -57,6 +57,17 @@ pub(crate) struct LogShared {
     pub(crate) codec: Arc<PayloadCodec>,
 }
 
+impl LogShared {
+    /// The version new segments get: 2 when this channel may write PutBatch records into them.
+    pub(crate) fn segment_version(&self) -> u16 {
+        if self.codec.batches() {
+            crate::format::BATCH_FORMAT_VERSION
+        } else {
+            crate::format::FORMAT_VERSION
+        }
+    }
+}
+
 struct Writer {
     active: Arc<Segment>,
     /// Byte offset of the end of the written records in the active segment.
@@ -130,7 +141,16 @@ impl DirLog {
         let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
         std::thread::Builder::new()
             .name("tidegate-prealloc".into())
-            .spawn(move || segment::create(&*shared.fs, index, &path, id, shared.segment_size))
+            .spawn(move || {
+                segment::create(
+                    &*shared.fs,
+                    index,
+                    &path,
+                    id,
+                    shared.segment_size,
+                    shared.segment_version(),
+                )
+            })
             .unwrap_or_else(|e| {
                 // Could not start a thread: create the spare when it is needed instead.
                 let err = Error::io("starting preallocation thread", PathBuf::new(), e);
@@ -273,6 +293,7 @@ impl DirLog {
                     &self.path,
                     id,
                     self.shared.segment_size,
+                    self.shared.segment_version(),
                 )?
             }
         };

@@ -148,6 +148,8 @@ pub(crate) struct Recovered {
 pub(crate) enum Payload {
     /// A Put: nothing read.
     Put,
+    /// A PutBatch: its event count (its payload CRC is always checked to read it).
+    Batch(u32),
     /// A Take: where the taken Put starts.
     Take(RecordPtr),
     /// A Commit or Rollback: how many records the transaction wrote.
@@ -736,6 +738,8 @@ fn try_checkpoint(
     // Consecutive queue entries nearly always share a segment: look it up once per run.
     let mut current: Option<&Arc<Segment>> = None;
     let mut key_samples = BTreeMap::new();
+    // The count of the last PutBatch a queue entry pointed into (its CRC checked once).
+    let mut batch: Option<(RecordPtr, std::result::Result<u32, DecodeError>)> = None;
     for (i, ptr) in base.iter().enumerate() {
         let seg = match current {
             Some(seg) if seg.id == ptr.segment => seg,
@@ -753,9 +757,9 @@ fn try_checkpoint(
         if let Some(ahead) = base.get(i + READ_AHEAD_RECORDS as usize)
             && ahead.segment == seg.id
         {
-            seg.map.prefetch(ahead.offset, HEADER_LEN as u64);
+            seg.map.prefetch(ahead.record_offset(), HEADER_LEN as u64);
         }
-        let (len, key_id) = match check_put_header(seg, ptr.offset) {
+        let (len, key_id) = match check_queued(seg, *ptr, &mut batch) {
             Ok(found) => found,
             // Bytes that fail the header CRC where the checkpoint (itself CRC-checked, written
             // only after the record was durable) says an event starts: the record is damaged,
@@ -763,15 +767,15 @@ fn try_checkpoint(
             // help (they hold the same event) and could lose events whose Commit record is in a
             // segment already collected (§8), so decide here: strict refuses, skip drops it.
             // (All-zero bytes there mean the checkpoint points past the log: not used, below.)
-            Err(e @ DecodeError::Checksum { .. }) if !zero_header_at(seg, ptr.offset) => {
+            Err(e @ DecodeError::Checksum { .. }) if !zero_header_at(seg, ptr.record_offset()) => {
                 if cfg.recovery_mode == RecoveryMode::Strict {
                     return Err(Error::Corrupt {
                         path: seg.path.clone(),
-                        offset: ptr.offset,
+                        offset: ptr.record_offset(),
                         source: e,
                     });
                 }
-                tracing::error!(segment = %seg.path.display(), offset = ptr.offset, error = %e,
+                tracing::error!(segment = %seg.path.display(), offset = ptr.record_offset(), error = %e,
                     "a queued event's record header is damaged; the event is skipped");
                 report.corrupt_records_skipped += 1;
                 removed.remove(ptr);
@@ -872,9 +876,47 @@ fn zero_header_at(seg: &Segment, offset: u64) -> bool {
     seg.map.read_into(offset, &mut hb).is_ok() && record::is_end_marker(&hb)
 }
 
-/// Returns the event's payload length and key id.
-fn check_put_header(seg: &Segment, offset: u64) -> std::result::Result<(u32, u16), DecodeError> {
-    seg.put_header(offset).map(|h| (h.len, h.key_id))
+/// Checks that the event a checkpoint's queue entry points at is there: a Put record (index 0)
+/// from its header alone, or an event of a PutBatch, whose count is read with the payload CRC
+/// checked (once per batch: `last` keeps the last batch's count) and must exceed the index.
+/// Returns what the event counts against `capacity_bytes` and its key id.
+fn check_queued(
+    seg: &Segment,
+    ptr: RecordPtr,
+    last: &mut Option<(RecordPtr, std::result::Result<u32, DecodeError>)>,
+) -> std::result::Result<(u32, u16), DecodeError> {
+    let h = seg.event_header(ptr)?;
+    if h.kind != Kind::PutBatch {
+        return Ok((h.len, h.key_id));
+    }
+    let key = RecordPtr {
+        segment: seg.id,
+        offset: ptr.record_offset(),
+    };
+    let count = match last {
+        Some((k, c)) if *k == key => c.clone(),
+        _ => {
+            let c =
+                read_record(seg, ptr.record_offset(), 0, BodyCheck::Full).and_then(
+                    |(_, p)| match p {
+                        Payload::Batch(n) => Ok(n),
+                        _ => Err(DecodeError::Invalid {
+                            field: "record kind (expected PutBatch)",
+                            value: h.kind as u64,
+                        }),
+                    },
+                );
+            *last = Some((key, c.clone()));
+            c
+        }
+    }?;
+    if u32::from(ptr.index()) >= count {
+        return Err(DecodeError::Invalid {
+            field: "event index (past the PutBatch's count)",
+            value: u64::from(ptr.index()),
+        });
+    }
+    Ok((record::batch_share(h.len, count, ptr.index()), h.key_id))
 }
 
 /// Remembers the first few queued events encrypted with each key, for the key check at open.
@@ -883,6 +925,10 @@ fn sample_key(samples: &mut BTreeMap<u16, Vec<RecordPtr>>, key_id: u16, ptr: Rec
         return;
     }
     let v = samples.entry(key_id).or_default();
+    // Samples from distinct records: the events of one PutBatch share one tag.
+    if v.last().is_some_and(|last| last.record() == ptr.record()) {
+        return;
+    }
     if v.len() < crate::file_channel::KEY_SAMPLES {
         v.push(ptr);
     }
@@ -919,6 +965,8 @@ pub(crate) fn read_record(
     if h.kind == Kind::Put && check == BodyCheck::HeaderOnly {
         return Ok((h, Payload::Put));
     }
+    // A PutBatch's count decides how many events replay enqueues: its payload CRC is checked
+    // even in a sealed segment (one CRC over a compressed block per batch).
     let end = offset.saturating_add(h.record_len());
     let mut result = Ok(Payload::Put);
     let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
@@ -928,6 +976,7 @@ pub(crate) fn read_record(
                 let payload = &bytes[HEADER_LEN..];
                 match h.kind {
                     Kind::Put => Ok(Payload::Put),
+                    Kind::PutBatch => record::batch_count(payload).map(Payload::Batch),
                     Kind::Take => record::decode_take(payload).map(Payload::Take),
                     Kind::Commit | Kind::Rollback => {
                         record::decode_marker(payload).map(Payload::Count)
@@ -975,14 +1024,14 @@ pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck)
     let len = seg.map.len();
     let mut pos = from;
     while pos.saturating_add(HEADER_LEN as u64) <= len {
-        // Jump to the next byte that could be a record kind (1..=4) at header offset 12.
+        // Jump to the next byte that could be a record kind (1..=5) at header offset 12.
         let mut next = None;
         let window = (len - pos).min(1 << 20) as usize;
         let _ = seg.map.visit(pos, window, &mut |bytes| {
             next = bytes
                 .iter()
                 .skip(KIND_OFFSET)
-                .position(|b| (1..=4).contains(b))
+                .position(|b| (1..=5).contains(b))
                 .map(|i| i as u64);
         });
         match next {
@@ -1137,6 +1186,19 @@ fn apply_record(
             .or_default()
             .puts
             .push((ptr, h.len, h.key_id)),
+        Kind::PutBatch => {
+            if let Payload::Batch(count) = payload {
+                let puts = &mut pending.entry(h.txn).or_default().puts;
+                puts.extend((0..count).map(|i| {
+                    let i = i as u16;
+                    (
+                        ptr.with_index(i),
+                        record::batch_share(h.len, count, i),
+                        h.key_id,
+                    )
+                }));
+            }
+        }
         Kind::Take => {
             if let Payload::Take(t) = payload {
                 pending.entry(h.txn).or_default().takes.push(t);

@@ -47,15 +47,19 @@ pub(crate) fn create(
     dir_path: &Path,
     id: SegmentId,
     size: u64,
+    version: u16,
 ) -> Result<Segment> {
     let tmp = dir_path.join(file_name::segment_tmp(id.0));
     let path = dir_path.join(file_name::segment(id.0));
     let result = (|| -> io::Result<Arc<dyn StorageFile>> {
         let file = fs.create_new(&tmp)?;
-        let header = segment_header::encode(&segment_header::SegmentHeader {
-            segment_id: id.0,
-            created_ms: now_ms(),
-        });
+        let header = segment_header::encode_version(
+            &segment_header::SegmentHeader {
+                segment_id: id.0,
+                created_ms: now_ms(),
+            },
+            version,
+        );
         file.write_all_at(&header, 0)?;
         let mut off = header.len() as u64;
         while off < size {
@@ -168,16 +172,35 @@ impl Segment {
         last_nonzero
     }
 
-    /// Like [`Segment::record_header`], and the record must be a Put.
-    pub(crate) fn put_header(&self, offset: u64) -> std::result::Result<RecordHeader, DecodeError> {
-        let h = self.record_header(offset)?;
-        if h.kind != Kind::Put {
-            return Err(DecodeError::Invalid {
-                field: "record kind (expected Put)",
-                value: h.kind as u64,
-            });
+    /// The format version in the segment's header (0 when it cannot be read; the header was
+    /// checked when the segment was opened).
+    pub(crate) fn version(&self) -> u16 {
+        let mut v = [0u8; 2];
+        match self.map.read_into(8, &mut v) {
+            Ok(()) => u16::from_le_bytes(v),
+            Err(_) => 0,
         }
-        Ok(h)
+    }
+
+    /// The header of the record holding the event `ptr` points at: a Put (index 0) or a
+    /// PutBatch (any index; the caller checks it against the count).
+    pub(crate) fn event_header(
+        &self,
+        ptr: crate::ids::RecordPtr,
+    ) -> std::result::Result<RecordHeader, DecodeError> {
+        let h = self.record_header(ptr.record_offset())?;
+        match h.kind {
+            Kind::PutBatch => Ok(h),
+            Kind::Put if ptr.index() == 0 => Ok(h),
+            Kind::Put => Err(DecodeError::Invalid {
+                field: "event index (a Put record holds one event)",
+                value: u64::from(ptr.index()),
+            }),
+            other => Err(DecodeError::Invalid {
+                field: "record kind (expected Put or PutBatch)",
+                value: other as u64,
+            }),
+        }
     }
 }
 

@@ -101,4 +101,7 @@ pub struct ChannelStats {
     pub compression_cpu: Duration,
     /// Events stored encrypted since open.
     pub events_encrypted: u64,
+    /// PutBatch records written since open (`batch_compression`): each holds several events
+    /// compressed together, counted in `events_compressed`.
+    pub batches_compressed: u64,
 }

@@ -180,7 +180,35 @@ fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
     lying_lz4[record::HEADER_LEN + 1..record::HEADER_LEN + 5]
         .copy_from_slice(&u32::MAX.to_le_bytes()); // raw_len
     record::reseal(&mut lying_lz4);
+    let batching =
+        tidegate::at_rest::PayloadCodec::new(tidegate::at_rest::Compression::Lz4, 0, None)
+            .expect("codec")
+            .with_batching(true);
+    let put_batch = {
+        let mut raw = Vec::new();
+        for i in 0..5 {
+            record::write_batch_entry(
+                &mut raw,
+                &Event::new(
+                    format!("GET /index.html HTTP/1.1 200 {i}")
+                        .repeat(3)
+                        .into_bytes(),
+                )
+                .with_header("i", i.to_string()),
+            );
+        }
+        let mut b = Vec::new();
+        let u = record::encode_put_batch(&mut b, 8, 5, &raw, &batching).expect("compresses");
+        record::seal_with(&mut b, &u, 44, &batching).expect("seal");
+        b
+    };
+    // The count says 6 (one more event than the block holds), CRCs recomputed.
+    let mut lying_count = put_batch.clone();
+    lying_count[record::HEADER_LEN] = 6;
+    record::reseal(&mut lying_count);
     vec![
+        ("valid-put-batch", put_batch),
+        ("put-batch-lying-count", lying_count),
         ("valid-put", put),
         ("valid-put-lz4", put_lz4),
         ("lz4-lying-raw-len", lying_lz4),
@@ -509,6 +537,29 @@ fn open_dir_seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     ch.close().expect("close");
     seeds.push(("valid-two-dirs", capture(dir.path(), SECOND_DIR)));
+
+    // PutBatch records (batch compression), one event of a batch taken, then a checkpoint: its
+    // queue points into the batch (index bits set).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ch = FileChannel::open(
+        channel_cfg(dir.path(), 1)
+            .checkpoint_on_close(false)
+            .compression(tidegate::at_rest::Compression::Lz4)
+            .batch_compression(true),
+    )
+    .expect("open");
+    put(&ch, 0..6, 60);
+    put(&ch, 6..10, 60);
+    let mut tx = ch.transaction();
+    assert_eq!(tx.take_batch(1, Duration::ZERO).expect("take").len(), 1);
+    tx.commit().expect("commit");
+    ch.checkpoint().expect("checkpoint");
+    let mut tx = ch.transaction();
+    assert_eq!(tx.take_batch(2, Duration::ZERO).expect("take").len(), 2);
+    tx.commit().expect("commit");
+    ch.close().expect("close");
+    assert!(ch.stats().batches_compressed >= 2);
+    seeds.push(("valid-put-batch", capture(dir.path(), 0)));
 
     // Nothing at all: a new channel.
     seeds.push(("valid-empty", Vec::new()));

@@ -183,7 +183,18 @@ fn id_of(e: &Event) -> u64 {
     id
 }
 
-fn config(root: &Path, mem: Option<&MemFs>, at_rest: bool) -> FileChannelConfig {
+/// How the channel stores event data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtRest {
+    /// As it is.
+    Plain,
+    /// Encrypted, and compressed event by event.
+    PerEvent,
+    /// Encrypted, and each put transaction's events compressed together (PutBatch records).
+    Batched,
+}
+
+fn config(root: &Path, mem: Option<&MemFs>, at_rest: AtRest) -> FileChannelConfig {
     let mut cfg = FileChannelConfig::new(
         root.join("ckpt"),
         vec![root.join("data1"), root.join("data2")],
@@ -194,7 +205,7 @@ fn config(root: &Path, mem: Option<&MemFs>, at_rest: bool) -> FileChannelConfig 
     .keep_alive(Duration::from_millis(10))
     .capacity(CAPACITY)
     .transaction_capacity(TXN_CAPACITY);
-    if at_rest {
+    if at_rest != AtRest::Plain {
         // The key file lives on the real disk even when the channel runs on MemFs.
         let key = root.join("k1.key");
         if !key.exists() {
@@ -203,7 +214,8 @@ fn config(root: &Path, mem: Option<&MemFs>, at_rest: bool) -> FileChannelConfig 
         cfg = cfg
             .compression(Compression::Lz4)
             .compression_threshold(64)
-            .encryption(EncryptionConfig::new(1).key(1, key));
+            .encryption(EncryptionConfig::new(1).key(1, key))
+            .batch_compression(at_rest == AtRest::Batched);
     }
     match mem {
         Some(fs) => cfg.file_system(Arc::new(fs.clone())),
@@ -238,7 +250,7 @@ struct Harness {
     /// When set, the channel runs on this in-memory file system instead of `root`'s disk.
     mem: Option<MemFs>,
     /// Encryption and compression on.
-    at_rest: bool,
+    at_rest: AtRest,
     ch: Option<FileChannel>,
     tx: Option<Transaction>,
     model: Model,
@@ -247,7 +259,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(mem: Option<MemFs>, at_rest: bool) -> Self {
+    fn new(mem: Option<MemFs>, at_rest: AtRest) -> Self {
         let root = tempfile::tempdir().expect("tempdir");
         let ch = FileChannel::open(config(root.path(), mem.as_ref(), at_rest))
             .expect("open a new channel");
@@ -575,7 +587,7 @@ proptest! {
 
     #[test]
     fn file_channel_matches_the_model(ops in prop::collection::vec(op_strategy(), 1..60)) {
-        let mut h = Harness::new(None, false);
+        let mut h = Harness::new(None, AtRest::Plain);
         for op in &ops {
             h.apply(op);
         }
@@ -587,7 +599,7 @@ proptest! {
     fn file_channel_on_memfs_matches_the_model_across_power_losses(
         ops in prop::collection::vec(op_strategy(), 1..60)
     ) {
-        let mut h = Harness::new(Some(MemFs::new()), false);
+        let mut h = Harness::new(Some(MemFs::new()), AtRest::Plain);
         for op in &ops {
             h.apply(op);
         }
@@ -599,7 +611,19 @@ proptest! {
     fn encrypted_compressed_channel_on_memfs_matches_the_model_across_power_losses(
         ops in prop::collection::vec(op_strategy(), 1..60)
     ) {
-        let mut h = Harness::new(Some(MemFs::new()), true);
+        let mut h = Harness::new(Some(MemFs::new()), AtRest::PerEvent);
+        for op in &ops {
+            h.apply(op);
+        }
+        h.finish();
+    }
+
+    /// The `MemFs` model with encryption and per-transaction batch compression (PutBatch).
+    #[test]
+    fn batch_compressed_encrypted_channel_on_memfs_matches_the_model_across_power_losses(
+        ops in prop::collection::vec(op_strategy(), 1..60)
+    ) {
+        let mut h = Harness::new(Some(MemFs::new()), AtRest::Batched);
         for op in &ops {
             h.apply(op);
         }

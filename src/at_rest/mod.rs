@@ -13,6 +13,11 @@
 //! encrypted               nonce[12] | AES-256-GCM(put payload) | tag[16]    (cipher.rs)
 //! compressed + encrypted  nonce[12] | AES-256-GCM(codec | raw_len | data) | tag[16]
 //! ```
+//! With `batch_compression`, the events of a put transaction are compressed together as one
+//! PutBatch record (`count u32` in the clear, then the stored form above of their raw block,
+//! always compressed; the count is bound as associated data after the header's): one nonce and
+//! one tag per batch ([`PayloadCodec::write_batch_payload`], DESIGN.md §3.5).
+//!
 //! Compression comes first (ciphertext does not compress). The record header's `key_id` names
 //! the key of an encrypted payload; its CRC covers the stored (encrypted) bytes, so replay checks
 //! the log without keys, and the GCM tag then proves the event is the one written, with the
@@ -76,6 +81,8 @@ pub(crate) struct CodecCounters {
     pub(crate) compress_ns: AtomicU64,
     /// Events encrypted.
     pub(crate) encrypted_events: AtomicU64,
+    /// PutBatch records written (each holds several compressed events).
+    pub(crate) compressed_batches: AtomicU64,
 }
 
 /// A channel's payload codec: its compression setting, its keys, and the nonces of this open.
@@ -85,6 +92,7 @@ pub struct PayloadCodec {
     keyring: Option<Arc<Keyring>>,
     encrypt: bool,
     nonces: NonceSource,
+    batch: bool,
     pub(crate) counters: CodecCounters,
 }
 
@@ -124,6 +132,7 @@ impl PayloadCodec {
             encrypt: keyring.as_ref().is_some_and(|k| k.active_id() != 0),
             keyring,
             nonces,
+            batch: false,
             counters: CodecCounters::default(),
         })
     }
@@ -161,13 +170,26 @@ impl PayloadCodec {
         plain_len: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> StoredForm {
+        self.write_payload_opt(out, scratch, plain_len, true, encode)
+    }
+
+    /// [`PayloadCodec::write_payload`], compressing only if `compress` (a payload of a batch
+    /// that did not compress is not tried again on its own).
+    pub fn write_payload_opt(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        plain_len: usize,
+        compress: bool,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> StoredForm {
         let mut form = StoredForm::default();
         if self.encrypt {
             form.flags |= FLAG_ENCRYPTED;
             form.key_id = self.keyring.as_ref().map_or(0, |k| k.active_id());
             out.extend_from_slice(&[0u8; NONCE_LEN]);
         }
-        if self.compression != Compression::None && plain_len >= self.threshold {
+        if compress && self.compression != Compression::None && plain_len >= self.threshold {
             scratch.clear();
             encode(scratch);
             let t = Instant::now();
@@ -191,6 +213,64 @@ impl PayloadCodec {
             Counters::add(&self.counters.encrypted_events, 1);
         }
         form
+    }
+
+    /// Writes PutBatch records (when it compresses) if `on`; otherwise compresses event by
+    /// event. Off by default.
+    #[must_use]
+    pub fn with_batching(mut self, on: bool) -> Self {
+        self.batch = on;
+        self
+    }
+
+    /// True when this codec writes PutBatch records: batching is on and it compresses.
+    pub fn batches(&self) -> bool {
+        self.batch && self.compression != Compression::None
+    }
+
+    /// Appends the stored form of a PutBatch's raw block of `count` events to `out`: compressed
+    /// (always) and, if this codec encrypts, with room for the nonce and tag (encrypted later by
+    /// [`PayloadCodec::seal`]). Returns `None`, leaving `out` as it was, when this codec does not
+    /// compress or compressing saves less than [`MIN_SAVING_PERCENT`]. Counts the work.
+    pub fn write_batch_payload(
+        &self,
+        out: &mut Vec<u8>,
+        raw: &[u8],
+        count: u32,
+    ) -> Option<StoredForm> {
+        if !self.batches() {
+            return None;
+        }
+        let start = out.len();
+        let mut form = StoredForm {
+            flags: FLAG_COMPRESSED,
+            key_id: 0,
+        };
+        if self.encrypt {
+            form.flags |= FLAG_ENCRYPTED;
+            form.key_id = self.keyring.as_ref().map_or(0, |k| k.active_id());
+            out.extend_from_slice(&[0u8; NONCE_LEN]);
+        }
+        let t = Instant::now();
+        let before = out.len();
+        let kept = self.compression.compress_into(raw, out);
+        let c = &self.counters;
+        Counters::add(&c.compress_ns, t.elapsed().as_nanos() as u64);
+        Counters::add(&c.compress_in, raw.len() as u64);
+        if !kept {
+            // Counted as stored as it was (the caller writes the events as Put records).
+            Counters::add(&c.compress_out, raw.len() as u64);
+            out.truncate(start);
+            return None;
+        }
+        Counters::add(&c.compress_out, (out.len() - before) as u64);
+        Counters::add(&c.compressed_events, u64::from(count));
+        Counters::add(&c.compressed_batches, 1);
+        if self.encrypt {
+            out.extend_from_slice(&[0u8; TAG_LEN]);
+            Counters::add(&c.encrypted_events, u64::from(count));
+        }
+        Some(form)
     }
 
     /// Encrypts a stored payload in place (nonce and tag space included) with key `key_id`, the

@@ -81,6 +81,10 @@ pub struct WorkloadArgs {
     /// Compress events at rest.
     #[arg(long, value_enum)]
     compress: Option<Compress>,
+    /// With `--compress`: compress the events of each put transaction together (PutBatch
+    /// records, `batch_compression`).
+    #[arg(long)]
+    batch_compress: bool,
 }
 
 impl WorkloadArgs {
@@ -97,6 +101,7 @@ impl WorkloadArgs {
             (self.checkpoint_every_us > 0).then(|| Duration::from_micros(self.checkpoint_every_us));
         o.encrypt = self.encrypt;
         o.compression = self.compress.map_or(Compression::None, Into::into);
+        o.batch_compression = self.batch_compress;
         o
     }
 }

@@ -29,7 +29,8 @@ fn json(r: &InspectReport) -> serde_json::Value {
     let ev = |e: &Option<inspect::EventSummary>| {
         e.map(|e| {
             serde_json::json!({
-                "segment": e.ptr.segment.0, "offset": e.ptr.offset, "seq": e.seq,
+                "segment": e.ptr.segment.0, "offset": e.ptr.record_offset(),
+                "index": e.ptr.index(), "seq": e.seq,
                 "txn": e.txn, "payload_len": e.payload_len,
             })
         })

@@ -73,6 +73,8 @@ pub struct Options {
     pub encrypt: bool,
     /// Compress events at rest (above the default threshold).
     pub compression: Compression,
+    /// With `compression`: compress each put transaction's events together (PutBatch records).
+    pub batch_compression: bool,
 }
 
 impl Options {
@@ -97,6 +99,7 @@ impl Options {
             keep: false,
             encrypt: false,
             compression: Compression::None,
+            batch_compression: false,
         }
     }
 
@@ -136,6 +139,9 @@ impl Options {
             args.push("--compress".to_owned());
             args.push(self.compression.name().to_owned());
         }
+        if self.batch_compression {
+            args.push("--batch-compress".to_owned());
+        }
         args
     }
 }
@@ -170,7 +176,8 @@ pub fn config(o: &Options, run_dir: &Path) -> FileChannelConfig {
         .fsync(o.fsync)
         .capacity(100_000_000)
         .transaction_capacity(100_000_000)
-        .compression(o.compression);
+        .compression(o.compression)
+        .batch_compression(o.batch_compression);
     if o.encrypt {
         cfg = cfg.encryption(EncryptionConfig::new(1).key(1, key_file(run_dir)));
     }

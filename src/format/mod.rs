@@ -20,8 +20,14 @@ pub mod segment_header;
 
 use thiserror::Error;
 
-/// The format version written into every segment header and checkpoint.
+/// The format version written into every checkpoint and quarantine file, and into the header of
+/// a segment that holds no PutBatch record.
 pub const FORMAT_VERSION: u16 = 1;
+/// The version in the header of a segment that may hold PutBatch records (a channel with
+/// batch compression on writes it into every segment it creates). Version 1 segments are read
+/// as before; a binary that predates PutBatch refuses a version 2 segment instead of
+/// misreading its records.
+pub const BATCH_FORMAT_VERSION: u16 = 2;
 
 /// Largest sequence number or transaction id a valid record or checkpoint holds (2^62). The
 /// counters restart 2^32 higher at each open, so bounding what is read leaves room for billions

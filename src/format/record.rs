@@ -6,7 +6,7 @@
 //!  0      4   hcrc     CRC-32 (IEEE) of header bytes 4 .. 32 (everything below, pcrc included)
 //!  4      4   pcrc     CRC-32 (IEEE) of the payload as stored
 //!  8      4   len      payload length in bytes
-//! 12      1   kind     1 = Put, 2 = Take, 3 = Commit, 4 = Rollback
+//! 12      1   kind     1 = Put, 2 = Take, 3 = Commit, 4 = Rollback, 5 = PutBatch
 //! 13      1   flags    bit 0 = payload compressed, bit 1 = payload encrypted; others reserved (0)
 //! 14      2   key_id   id of the encryption key (0 = none)
 //! 16      8   seq      sequence number: strictly increasing along each data directory's log
@@ -16,10 +16,18 @@
 //! Payloads:
 //! ```text
 //! Put:      body_len u32 | body | header_count u32 | (key_len u32 | key | value_len u32 | value)*
-//! Take:     segment u32 | offset u64             (where the taken Put record starts)
-//! Commit:   record_count u32                     (Put or Take records the transaction wrote)
-//! Rollback: record_count u32                     (Put records written before the rollback)
+//! PutBatch: count u32 | stored form of ((put_len u32 | Put payload) * count)
+//! Take:     segment u32 | offset u64             (where the taken record starts; bits 48..64
+//!                                                 of offset: the event's index in a PutBatch)
+//! Commit:   record_count u32                     (events the transaction put or took)
+//! Rollback: record_count u32                     (events put before the rollback)
 //! ```
+//! A PutBatch holds several events of one put transaction, compressed (and encrypted) as one
+//! block; `count` (1 ..= [`MAX_BATCH_EVENTS`]) stays in the clear so that replay can enqueue a
+//! pointer per event without keys and without decompressing, and it is bound to the ciphertext
+//! as associated data (after the header's). The raw block is at most [`MAX_BATCH_RAW`] bytes.
+//! Event `i` of the batch at offset `o` is addressed as offset `o | i << 48` (see
+//! [`RecordPtr`]). A plain Put counts as one event in `record_count`, a PutBatch as `count`.
 //! The header has its own CRC so that a reader can trust a header without reading the payload:
 //! replay checks every header but only the payloads it must (see DESIGN.md §7), and a Put
 //! payload is checked against `pcrc` whenever an event is read. The payload CRC is computed when
@@ -57,6 +65,15 @@ pub const FLAG_ENCRYPTED: u8 = 2;
 /// Flags understood by this version.
 const KNOWN_FLAGS: u8 = FLAG_COMPRESSED | FLAG_ENCRYPTED;
 
+/// Most events one PutBatch record holds (their index must fit the 16 bits of a pointer).
+pub const MAX_BATCH_EVENTS: u32 = 1 << 16;
+/// Largest raw (uncompressed, unencrypted) block a PutBatch holds; readers refuse a larger
+/// stated size before allocating.
+pub const MAX_BATCH_RAW: usize = 1 << 20;
+/// Events whose Put payload is larger than this are never batched: they are written as Put
+/// records of their own (a batch then never needs more than about [`MAX_BATCH_RAW`] in memory).
+pub const MAX_BATCHED_EVENT: usize = 64 << 10;
+
 /// What a record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -69,15 +86,23 @@ pub enum Kind {
     Commit = 3,
     /// The transaction rolled back.
     Rollback = 4,
+    /// Several events put by a transaction, stored as one compressed (and encrypted) block.
+    PutBatch = 5,
 }
 
 impl Kind {
+    /// True for the kinds that hold event data (Put, PutBatch).
+    pub fn holds_events(self) -> bool {
+        matches!(self, Kind::Put | Kind::PutBatch)
+    }
+
     fn from_u8(v: u8) -> Result<Kind, DecodeError> {
         match v {
             1 => Ok(Kind::Put),
             2 => Ok(Kind::Take),
             3 => Ok(Kind::Commit),
             4 => Ok(Kind::Rollback),
+            5 => Ok(Kind::PutBatch),
             _ => Err(DecodeError::Invalid {
                 field: "record kind",
                 value: u64::from(v),
@@ -157,7 +182,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
             value: u64::from(flags),
         });
     }
-    if flags != 0 && kind != Kind::Put {
+    if flags != 0 && !kind.holds_events() {
         return Err(DecodeError::Invalid {
             field: "record flags (only Put payloads are compressed or encrypted)",
             value: u64::from(flags),
@@ -173,6 +198,15 @@ pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
         Kind::Take => Some(TAKE_PAYLOAD_LEN),
         Kind::Commit | Kind::Rollback => Some(MARKER_PAYLOAD_LEN),
         Kind::Put => None,
+        Kind::PutBatch => {
+            if (len as usize) < BATCH_COUNT_LEN {
+                return Err(DecodeError::Invalid {
+                    field: "record length (a PutBatch holds at least its count)",
+                    value: u64::from(len),
+                });
+            }
+            None
+        }
     };
     match fixed {
         Some(n) if len as usize != n => {
@@ -371,13 +405,29 @@ pub fn seal_with(
             key_id: u16::from_le_bytes([buf[s + 14], buf[s + 15]]),
         };
         let (header, payload) = buf[s..e].split_at_mut(HEADER_LEN);
-        codec.seal(form, seq, &header[AAD_RANGE], payload)?;
+        if header[KIND_BYTE] == Kind::PutBatch as u8 {
+            // The clear count is bound as associated data after the header's.
+            let (count, sealed) = payload.split_at_mut(BATCH_COUNT_LEN);
+            let mut aad = [0u8; BATCH_AAD_LEN];
+            aad[..HEADER_LEN - 8].copy_from_slice(&header[AAD_RANGE]);
+            aad[HEADER_LEN - 8..].copy_from_slice(count);
+            codec.seal(form, seq, &aad, sealed)?;
+        } else {
+            codec.seal(form, seq, &header[AAD_RANGE], payload)?;
+        }
         let pcrc = crc32(payload);
         header[4..8].copy_from_slice(&pcrc.to_le_bytes());
     }
     seal(buf, record, seq);
     Ok(())
 }
+
+/// Offset of the kind byte in a record header.
+const KIND_BYTE: usize = 12;
+/// Bytes of a PutBatch's clear event count.
+pub const BATCH_COUNT_LEN: usize = 4;
+/// Associated data of an encrypted PutBatch: the header's, then the count.
+const BATCH_AAD_LEN: usize = HEADER_LEN - 8 + BATCH_COUNT_LEN;
 
 /// The header bytes bound to an encrypted payload as AEAD associated data: `len`, `kind`,
 /// `flags`, `key_id`, `seq` and `txn` (everything but the two CRCs).
@@ -417,6 +467,192 @@ pub fn decode_put_stored(
     };
     let plain = codec.read_payload(form, &associated_data(h), stored, max_len)?;
     decode_put(&plain)
+}
+
+/// Appends one entry of a PutBatch's raw block: the Put payload of `event` after its length.
+/// Returns the entry's length (what it adds to the raw block).
+pub fn write_batch_entry(raw: &mut Vec<u8>, event: &Event) -> usize {
+    let before = raw.len();
+    let len = u32::try_from(put_payload_len(event)).unwrap_or(u32::MAX);
+    Writer::new(raw).u32(len);
+    write_put_payload(raw, event);
+    raw.len() - before
+}
+
+/// Appends an unsealed Put record whose plain payload is `payload` (an entry of a raw batch
+/// block, without its length), stored in the form `codec` chooses, like [`encode_put_with`]
+/// (compressed only if `compress` also says so).
+pub fn encode_put_payload_with(
+    buf: &mut Vec<u8>,
+    txn: u64,
+    payload: &[u8],
+    codec: &PayloadCodec,
+    scratch: &mut Vec<u8>,
+    compress: bool,
+) -> Unsealed {
+    let start = begin(buf, Kind::Put, txn, 0);
+    let form = codec.write_payload_opt(buf, scratch, payload.len(), compress, |b| {
+        b.extend_from_slice(payload)
+    });
+    let len = (buf.len() - start - HEADER_LEN) as u32;
+    buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
+    buf[start + 13] = form.flags;
+    buf[start + 14..start + 16].copy_from_slice(&form.key_id.to_le_bytes());
+    if form.flags & FLAG_ENCRYPTED == 0 {
+        return finish(buf, start);
+    }
+    Unsealed {
+        start,
+        end: buf.len(),
+    }
+}
+
+/// Appends an unsealed PutBatch record holding the `count` entries of `raw` (each written by
+/// [`write_batch_entry`]), compressed by `codec` and, if it encrypts, with room for the nonce
+/// and tag ([`seal_with`] encrypts it). Returns `None`, leaving `buf` as it was, when `codec`
+/// does not compress or compression would not save
+/// [`MIN_SAVING_PERCENT`](crate::at_rest::MIN_SAVING_PERCENT) of `raw`: the caller then writes
+/// Put records. The caller
+/// keeps `count` within 1 ..= [`MAX_BATCH_EVENTS`] and `raw` within [`MAX_BATCH_RAW`].
+pub fn encode_put_batch(
+    buf: &mut Vec<u8>,
+    txn: u64,
+    count: u32,
+    raw: &[u8],
+    codec: &PayloadCodec,
+) -> Option<Unsealed> {
+    let start = begin(buf, Kind::PutBatch, txn, 0);
+    Writer::new(buf).u32(count);
+    let Some(form) = codec.write_batch_payload(buf, raw, count) else {
+        buf.truncate(start);
+        return None;
+    };
+    let len = (buf.len() - start - HEADER_LEN) as u32;
+    buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
+    buf[start + 13] = form.flags;
+    buf[start + 14..start + 16].copy_from_slice(&form.key_id.to_le_bytes());
+    if form.flags & FLAG_ENCRYPTED == 0 {
+        return Some(finish(buf, start));
+    }
+    Some(Unsealed {
+        start,
+        end: buf.len(),
+    })
+}
+
+/// The clear event count at the start of a PutBatch payload, checked against
+/// 1 ..= [`MAX_BATCH_EVENTS`].
+pub fn batch_count(payload: &[u8]) -> Result<u32, DecodeError> {
+    let count = Reader::new(payload).u32()?;
+    if count == 0 || count > MAX_BATCH_EVENTS {
+        return Err(DecodeError::Invalid {
+            field: "PutBatch event count",
+            value: u64::from(count),
+        });
+    }
+    Ok(count)
+}
+
+/// The share of a PutBatch's stored payload length `len` that its event `index` (of `count`)
+/// counts against `capacity_bytes`: `len / count`, plus one for the first `len % count` events,
+/// so the shares add up to `len`. Replay computes it from the header and the count alone.
+pub fn batch_share(len: u32, count: u32, index: u16) -> u32 {
+    let count = count.max(1);
+    len / count + u32::from(u32::from(index) < len % count)
+}
+
+/// A decoded PutBatch: its raw block and where each event's Put payload lies in it.
+#[derive(Debug, Clone)]
+pub struct DecodedBatch {
+    raw: Vec<u8>,
+    entries: Vec<(u32, u32)>,
+    stored_len: u32,
+}
+
+impl DecodedBatch {
+    /// Events in the batch.
+    pub fn count(&self) -> u32 {
+        self.entries.len() as u32
+    }
+    /// Bytes held in memory (for cache bounds).
+    pub fn memory(&self) -> usize {
+        self.raw.len() + self.entries.len() * 8
+    }
+    /// Decodes event `index`.
+    pub fn event(&self, index: u16) -> Result<Event, DecodeError> {
+        let (s, e) = self
+            .entries
+            .get(usize::from(index))
+            .copied()
+            .ok_or(DecodeError::Invalid {
+                field: "event index (past the PutBatch's count)",
+                value: u64::from(index),
+            })?;
+        decode_put(&self.raw[s as usize..e as usize])
+    }
+    /// What event `index` counts against `capacity_bytes` ([`batch_share`]).
+    pub fn share(&self, index: u16) -> u32 {
+        batch_share(self.stored_len, self.count(), index)
+    }
+}
+
+/// Decodes the stored payload of a PutBatch record whose CRCs were checked: checks the count,
+/// decrypts (checking the tag, which binds the header and the count) and decompresses (to at
+/// most [`MAX_BATCH_RAW`] bytes), then splits the block into its `count` entries (no more, no
+/// fewer, no trailing bytes). Events are decoded one by one with [`DecodedBatch::event`].
+pub fn decode_batch_stored(
+    h: &RecordHeader,
+    stored: &[u8],
+    codec: &PayloadCodec,
+) -> Result<DecodedBatch, DecodeError> {
+    let count = batch_count(stored)?;
+    let body = &stored[BATCH_COUNT_LEN..];
+    let form = StoredForm {
+        flags: h.flags,
+        key_id: h.key_id,
+    };
+    let mut aad = [0u8; BATCH_AAD_LEN];
+    aad[..HEADER_LEN - 8].copy_from_slice(&associated_data(h));
+    aad[HEADER_LEN - 8..].copy_from_slice(&count.to_le_bytes());
+    let plain = codec.read_payload(form, &aad, body, MAX_BATCH_RAW as u64)?;
+    if plain.len() > MAX_BATCH_RAW {
+        return Err(DecodeError::Invalid {
+            field: "PutBatch raw length (above the format's bound)",
+            value: plain.len() as u64,
+        });
+    }
+    let raw = plain.into_owned();
+    if count as usize > raw.len() / 4 {
+        return Err(DecodeError::Invalid {
+            field: "PutBatch event count (more than its block holds)",
+            value: u64::from(count),
+        });
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    {
+        let mut r = Reader::new(&raw);
+        let short = |_| DecodeError::Invalid {
+            field: "PutBatch entries (fewer than its count)",
+            value: u64::from(count),
+        };
+        for _ in 0..count {
+            let n = r.u32().map_err(short)? as usize;
+            let start = r.position();
+            r.take(n).map_err(short)?;
+            entries.push((start as u32, (start + n) as u32));
+        }
+        if r.remaining() != 0 {
+            return Err(DecodeError::Invalid {
+                field: "PutBatch trailing bytes",
+                value: r.remaining() as u64,
+            });
+        }
+    }
+    Ok(DecodedBatch {
+        raw,
+        entries,
+        stored_len: h.len,
+    })
 }
 
 /// Recomputes both CRCs of the record at the start of `bytes` from its stored fields, without
@@ -633,6 +869,81 @@ mod tests {
                 ));
             }
         }
+    }
+
+    #[test]
+    fn put_batches_round_trip_and_bind_header_and_count() {
+        use crate::at_rest::{Compression, Keyring};
+        use std::sync::Arc;
+        let ring = Arc::new(Keyring::from_bytes(5, [(5, [9u8; 32])]).expect("keyring"));
+        let events: Vec<Event> = (0..7)
+            .map(|i| {
+                Event::new(format!("GET /orders/{i} HTTP/1.1 200 512 curl/8.5").into_bytes())
+                    .with_header("i", i.to_string())
+            })
+            .collect();
+        let mut raw = Vec::new();
+        for e in &events {
+            write_batch_entry(&mut raw, e);
+        }
+        for keys in [None, Some(ring.clone())] {
+            let codec = PayloadCodec::new(Compression::Lz4, 0, keys.clone())
+                .expect("codec")
+                .with_batching(true);
+            let mut buf = Vec::new();
+            let u = encode_put_batch(&mut buf, 7, 7, &raw, &codec).expect("compresses");
+            seal_with(&mut buf, &u, 42, &codec).expect("seal");
+            let (h, stored) = decode(&buf).expect("both CRCs hold");
+            assert_eq!(h.kind, Kind::PutBatch);
+            assert_eq!(batch_count(stored), Ok(7));
+            let b = decode_batch_stored(&h, stored, &codec).expect("decodes");
+            assert_eq!(b.count(), 7);
+            for (i, e) in events.iter().enumerate() {
+                assert_eq!(&b.event(i as u16).expect("event"), e);
+            }
+            assert!(b.event(7).is_err());
+            let shares: u32 = (0..7).map(|i| b.share(i)).sum();
+            assert_eq!(shares, h.len);
+            // Every bit flip of the record is caught by a CRC.
+            for bit in 0..buf.len() * 8 {
+                let mut bad = buf.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                assert!(decode(&bad).is_err(), "flip of bit {bit} not detected");
+            }
+            // With the CRCs recomputed: a changed count is refused (by the tag when encrypted,
+            // by the framing otherwise), and so is a changed transaction id when encrypted.
+            let mut count = buf.clone();
+            count[HEADER_LEN] = 6;
+            reseal(&mut count);
+            let (h2, s2) = decode(&count).expect("resealed");
+            assert!(decode_batch_stored(&h2, s2, &codec).is_err());
+            if keys.is_some() {
+                assert!(matches!(
+                    decode_batch_stored(&h2, s2, &codec),
+                    Err(DecodeError::Authentication { key_id: 5 })
+                ));
+                let mut txn = buf.clone();
+                txn[24] ^= 1;
+                reseal(&mut txn);
+                let (h3, s3) = decode(&txn).expect("resealed");
+                assert!(matches!(
+                    decode_batch_stored(&h3, s3, &codec),
+                    Err(DecodeError::Authentication { key_id: 5 })
+                ));
+            }
+        }
+        // A codec that does not batch (or data that does not compress) writes nothing.
+        let plain = PayloadCodec::new(Compression::Lz4, 0, None).expect("codec");
+        let mut buf = vec![1u8];
+        assert!(encode_put_batch(&mut buf, 1, 7, &raw, &plain).is_none());
+        assert_eq!(buf, vec![1u8]);
+        // Counts of 0 and above the bound are refused before anything else is read.
+        assert!(batch_count(&0u32.to_le_bytes()).is_err());
+        assert!(batch_count(&(MAX_BATCH_EVENTS + 1).to_le_bytes()).is_err());
+        assert_eq!(
+            batch_count(&MAX_BATCH_EVENTS.to_le_bytes()),
+            Ok(MAX_BATCH_EVENTS)
+        );
     }
 
     #[test]

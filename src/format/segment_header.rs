@@ -4,7 +4,7 @@
 //! ```text
 //! offset size field
 //!  0      8   magic      "TIDEGSEG"
-//!  8      2   version    FORMAT_VERSION (1)
+//!  8      2   version    1, or 2 (BATCH_FORMAT_VERSION) if the segment may hold PutBatch records
 //! 10      2   flags      0 (reserved)
 //! 12      4   reserved   0
 //! 16      8   segment id (equals the id in the file name; fits in 32 bits)
@@ -14,7 +14,7 @@
 //! ```
 //! Records start at byte 64. Do not reorder fields.
 
-use super::{DecodeError, FORMAT_VERSION, Reader, Writer, crc32};
+use super::{BATCH_FORMAT_VERSION, DecodeError, FORMAT_VERSION, Reader, Writer, crc32};
 
 /// Length of the segment header; the first record starts here.
 pub const LEN: usize = 64;
@@ -30,12 +30,17 @@ pub struct SegmentHeader {
     pub created_ms: u64,
 }
 
-/// Encodes the header.
+/// Encodes the header with version 1 (no PutBatch records).
 pub fn encode(h: &SegmentHeader) -> Vec<u8> {
+    encode_version(h, FORMAT_VERSION)
+}
+
+/// Encodes the header with `version` ([`FORMAT_VERSION`] or [`BATCH_FORMAT_VERSION`]).
+pub fn encode_version(h: &SegmentHeader, version: u16) -> Vec<u8> {
     let mut buf = Vec::with_capacity(LEN);
     let mut w = Writer::new(&mut buf);
     w.bytes(MAGIC);
-    w.u16(FORMAT_VERSION);
+    w.u16(version);
     w.u16(0);
     w.u32(0);
     w.u64(u64::from(h.segment_id));
@@ -66,10 +71,10 @@ pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != BATCH_FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion {
             found: version,
-            supported: FORMAT_VERSION,
+            supported: BATCH_FORMAT_VERSION,
         });
     }
     let segment_id = u32::try_from(id).map_err(|_| DecodeError::Invalid {
@@ -100,6 +105,13 @@ mod tests {
             bad[i] ^= 0x10;
             assert!(decode(&bad).is_err(), "flip at {i} not detected");
         }
+        let v2 = encode_version(&h, BATCH_FORMAT_VERSION);
+        assert_eq!(decode(&v2), Ok(h));
+        let v3 = encode_version(&h, BATCH_FORMAT_VERSION + 1);
+        assert!(matches!(
+            decode(&v3),
+            Err(DecodeError::UnsupportedVersion { found: 3, .. })
+        ));
         assert!(matches!(
             decode(&bytes[..10]),
             Err(DecodeError::Truncated { .. })

@@ -28,7 +28,7 @@ pub struct EventSummary {
     pub seq: u64,
     /// The transaction that put it.
     pub txn: u64,
-    /// Payload bytes (body and headers).
+    /// Stored payload bytes: the Put record's, or the event's share of its PutBatch's.
     pub payload_len: u32,
 }
 
@@ -95,12 +95,20 @@ pub fn inspect(dirs: &ChannelDirs, mode: RecoveryMode) -> Result<InspectReport> 
             .iter()
             .flat_map(|d| d.segments.iter())
             .find(|s| s.id == ptr.segment)?;
-        let h = seg.put_header(ptr.offset).ok()?;
+        let h = seg.event_header(ptr).ok()?;
+        // An event of a PutBatch: its share of the batch's stored length (DESIGN.md §3.5).
+        let payload_len =
+            match replay::read_record(seg, ptr.record_offset(), 0, replay::BodyCheck::Full) {
+                Ok((_, Payload::Batch(n))) => {
+                    crate::format::record::batch_share(h.len, n, ptr.index())
+                }
+                _ => h.len,
+            };
         Some(EventSummary {
             ptr,
             seq: h.seq,
             txn: h.txn,
-            payload_len: h.len,
+            payload_len,
         })
     };
     let segments = rec
@@ -174,6 +182,7 @@ fn kind_label(kind: Kind) -> &'static str {
         Kind::Take => "take",
         Kind::Commit => "commit",
         Kind::Rollback => "rollback",
+        Kind::PutBatch => "put_batch",
     }
 }
 
@@ -198,6 +207,23 @@ pub fn dump(dirs: &ChannelDirs, out: &mut dyn FnMut(DumpRecord)) -> Result<Vec<P
         let detail = match v.payload {
             Payload::Take(ptr) => format!("takes {ptr}"),
             Payload::Count(n) => format!("{n} records"),
+            Payload::Batch(n) => match session.read_batch(v.segment, v.offset, &v.header) {
+                Ok(b) => {
+                    let bodies: usize = (0..b.count())
+                        .filter_map(|i| b.event(i as u16).ok())
+                        .map(|ev| ev.body().len())
+                        .sum();
+                    format!(
+                        "{n} events, bodies {bodies} B in all{}",
+                        stored_form(&v.header)
+                    )
+                }
+                Err(DecodeError::MissingKey { key_id }) => format!(
+                    "{n} events encrypted with key {key_id}, which was not given (--key \
+                     {key_id}=PATH, or --config with the channel's encryption)"
+                ),
+                Err(e) => format!("{n} events; payload does not decode: {e}"),
+            },
             Payload::Put => match session.read_event(v.segment, v.offset, &v.header) {
                 Ok(ev) => {
                     let headers: Vec<String> = ev

@@ -190,6 +190,32 @@ impl Session {
         out
     }
 
+    /// The decoded PutBatch record `h` at `offset` of `seg` (its CRCs checked by the scan):
+    /// decrypted, decompressed and split into its events.
+    pub(crate) fn read_batch(
+        &self,
+        seg: &Segment,
+        offset: u64,
+        h: &RecordHeader,
+    ) -> std::result::Result<record::DecodedBatch, DecodeError> {
+        let mut out = Err(DecodeError::Truncated {
+            needed: u64::from(h.len),
+            available: 0,
+        });
+        let visited = seg
+            .map
+            .visit(offset + HEADER_LEN as u64, h.len as usize, &mut |p| {
+                out = record::decode_batch_stored(h, p, &self.codec);
+            });
+        if visited.is_err() {
+            return Err(DecodeError::Truncated {
+                needed: offset + h.record_len(),
+                available: seg.map.len(),
+            });
+        }
+        out
+    }
+
     /// A configuration for these directories on `fs`.
     pub(crate) fn config(&self, fs: Arc<dyn FileSystem>, mode: RecoveryMode) -> FileChannelConfig {
         FileChannelConfig::new(

@@ -196,10 +196,15 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             &mut report,
         )?;
         let real = open_real(fs, seg)?;
-        let header = segment_header::encode(&segment_header::SegmentHeader {
-            segment_id: seg.id.0,
-            created_ms: now_ms(),
-        });
+        // Version 2: the segment may hold PutBatch records, which an older binary must refuse
+        // rather than misread (§3.5); this binary reads both versions.
+        let header = segment_header::encode_version(
+            &segment_header::SegmentHeader {
+                segment_id: seg.id.0,
+                created_ms: now_ms(),
+            },
+            crate::format::BATCH_FORMAT_VERSION,
+        );
         real.file
             .write_all_at(&header, 0)
             .map_err(io_err("rewriting segment header", &seg.path))?;
@@ -244,6 +249,10 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
                 put_txns.insert(v.header.txn);
                 *valid_records.entry(v.header.txn).or_default() += 1;
             }
+            (Kind::PutBatch, Payload::Batch(n)) => {
+                put_txns.insert(v.header.txn);
+                *valid_records.entry(v.header.txn).or_default() += u64::from(n);
+            }
             (Kind::Take, Payload::Take(target)) => {
                 take_targets.insert(target);
                 take_txns.insert(v.header.txn);
@@ -263,15 +272,14 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
 
     // Where the replay above started applying commits, per segment's directory: damaged Puts
     // before it count as lost only if its queue held them.
-    let used_tails: Vec<LogPosition> = rec
-        .report
-        .checkpoint_generation
-        .and_then(|g| {
-            let path = dirs.checkpoint_dir.join(file_name::checkpoint(g));
-            replay::read_file(fs, &path)
-                .ok()
-                .and_then(|b| checkpoint::decode(&b).ok())
-        })
+    let used_checkpoint = rec.report.checkpoint_generation.and_then(|g| {
+        let path = dirs.checkpoint_dir.join(file_name::checkpoint(g));
+        replay::read_file(fs, &path)
+            .ok()
+            .and_then(|b| checkpoint::decode(&b).ok())
+    });
+    let used_tails: Vec<LogPosition> = used_checkpoint
+        .as_ref()
         .map(|ck| ck.dirs.iter().map(|d| d.tail).collect())
         .unwrap_or_default();
     let seg_dir: HashMap<SegmentId, usize> = rec
@@ -290,7 +298,9 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
     };
     let in_region = |ptr: &RecordPtr| {
         log.regions.iter().any(|r: &Region| {
-            r.segment.id == ptr.segment && ptr.offset >= r.offset && ptr.offset < r.end
+            r.segment.id == ptr.segment
+                && ptr.record_offset() >= r.offset
+                && ptr.record_offset() < r.end
         })
     };
 
@@ -304,20 +314,37 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
     let mut queued_bytes = 0u64;
     let mut lost: HashSet<RecordPtr> = HashSet::new();
     for ptr in &rec.state.queue {
-        let intact = !in_region(ptr)
-            && segs.get(&ptr.segment).is_some_and(|s| {
-                replay::read_record(s, ptr.offset, 0, replay::BodyCheck::Full)
-                    .is_ok_and(|(h, _)| h.kind == Kind::Put)
-            });
-        if intact {
-            let len = segs
-                .get(&ptr.segment)
-                .and_then(|s| s.put_header(ptr.offset).ok())
-                .map_or(0, |h| u64::from(h.len));
-            queued_bytes += len;
+        // What the event counts against capacity_bytes, if its record is intact.
+        let intact = if in_region(ptr) {
+            None
+        } else {
+            segs.get(&ptr.segment).and_then(|s| {
+                match replay::read_record(s, ptr.record_offset(), 0, replay::BodyCheck::Full) {
+                    Ok((h, replay::Payload::Put)) if h.kind == Kind::Put && ptr.index() == 0 => {
+                        Some(h.len)
+                    }
+                    Ok((h, replay::Payload::Batch(n))) if u32::from(ptr.index()) < n => {
+                        Some(record::batch_share(h.len, n, ptr.index()))
+                    }
+                    _ => None,
+                }
+            })
+        };
+        if let Some(len) = intact {
+            queued_bytes += u64::from(len);
             queue.push(*ptr);
         } else {
             lost.insert(*ptr);
+        }
+    }
+    // Events the checkpoint queued whose record is damaged and that no later take took: skip
+    // mode already left out those it could tell were damaged (e.g. every event of a PutBatch
+    // whose payload fails its CRC, §3.5), so the queue above does not show them.
+    if let Some(ck) = &used_checkpoint {
+        for ptr in &ck.queue {
+            if in_region(ptr) && !take_targets.contains(ptr) {
+                lost.insert(*ptr);
+            }
         }
     }
     // Damaged Puts after the checkpoint: lost when their transaction committed and no take
@@ -334,7 +361,7 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             };
             let e = damaged_per_txn.entry(h.txn).or_default();
             e.0 += 1;
-            if h.kind == Kind::Put {
+            if h.kind.holds_events() {
                 e.1 = true;
                 if commits.contains_key(&h.txn)
                     && !take_targets.contains(&ptr)

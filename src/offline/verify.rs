@@ -68,12 +68,20 @@ pub fn verify(dirs: &ChannelDirs) -> Result<VerifyReport> {
     let view = session.view();
     let mut keys = KeyCheck::default();
     let log = scan::scan(&*view, &dirs.data_dirs, &mut |v| {
-        if v.header.kind != Kind::Put || v.header.flags & FLAG_ENCRYPTED == 0 {
+        if !v.header.kind.holds_events() || v.header.flags & FLAG_ENCRYPTED == 0 {
             return;
         }
         keys.encrypted += 1;
         if session.has_keys() {
-            let outcome = session.read_event(v.segment, v.offset, &v.header);
+            let outcome = if v.header.kind == Kind::PutBatch {
+                session
+                    .read_batch(v.segment, v.offset, &v.header)
+                    .map(|_| ())
+            } else {
+                session
+                    .read_event(v.segment, v.offset, &v.header)
+                    .map(|_| ())
+            };
             keys.record(v.header.key_id, &v.segment.path, v.offset, outcome.err());
         }
     })?;
