@@ -104,8 +104,8 @@ pub const DEFAULT_TRANSACTION_CAPACITY: usize = 10_000;
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// Default `max_event_size`: 32 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: u64 = 32 << 20;
-/// Default `batch_compression`.
-pub const DEFAULT_BATCH_COMPRESSION: bool = false;
+/// Default `batch_compression`: on (compression, when configured, works per put transaction).
+pub const DEFAULT_BATCH_COMPRESSION: bool = true;
 /// Largest `max_segment_size` accepted: 2^48 bytes (a pointer's offset field; DESIGN.md §3.5).
 pub const MAX_SEGMENT_SIZE: u64 = 1 << 48;
 /// Default `max_segment_size`: 128 MiB (see DESIGN.md, "Segment size").
@@ -258,13 +258,14 @@ impl FileChannelConfig {
         self
     }
 
-    /// With compression on, compress the events of a put transaction together, as PutBatch
+    /// With compression on (the default), compress the events of a put transaction together, as PutBatch
     /// records of up to 1 MiB of events each (events of up to 64 KiB; larger ones are compressed
     /// on their own), instead of event by event: small events (log lines) compress several
     /// times better together. A batch is kept only if it saves at least 10%; otherwise the
     /// events are written as Put records. `compression_threshold` then applies to the batch's
     /// total. Segments written with this on get format version 2, which older binaries refuse
-    /// to open (DESIGN.md §3.5). No effect without compression.
+    /// to open (DESIGN.md §3.5). Off: each event is compressed on its own (segment format
+    /// version 1). No effect without compression.
     #[must_use]
     pub fn batch_compression(mut self, on: bool) -> Self {
         self.batch_compression = on;

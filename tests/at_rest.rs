@@ -69,8 +69,13 @@ fn key(root: &Path, id: u16) -> PathBuf {
     p
 }
 
+/// These tests are about events compressed one by one (format version 1, what
+/// `batch_compression(false)` writes); tests/batch_compression.rs covers the per-transaction
+/// form, the default.
 fn cfg(root: &Path) -> FileChannelConfig {
-    common::cfg(root).compression_threshold(64)
+    common::cfg(root)
+        .compression_threshold(64)
+        .batch_compression(false)
 }
 
 fn codecs() -> Vec<Compression> {

@@ -596,6 +596,7 @@ struct FileChannelToml {
     encryption: Option<EncryptionToml>,
     compression: Option<CompressionToml>,
     compression_threshold: Option<ByteSize>,
+    batch_compression: Option<bool>,
 }
 
 /// The at-rest settings of a file channel for the topology (empty when both are off).
@@ -611,9 +612,14 @@ fn at_rest_summary(f: &FileChannelConfig) -> String {
     }
     if f.compression != Compression::None {
         out.push_str(&format!(
-            ", compression {} above {} bytes",
+            ", compression {} above {} bytes{}",
             f.compression.name(),
-            f.compression_threshold
+            f.compression_threshold,
+            if f.batch_compression {
+                " per transaction"
+            } else {
+                " per event"
+            }
         ));
     }
     out
@@ -954,6 +960,9 @@ fn file_channel_config(
     }
     if let Some(t) = f.compression_threshold {
         cfg = cfg.compression_threshold(t.get());
+    }
+    if let Some(b) = f.batch_compression {
+        cfg = cfg.batch_compression(b);
     }
     match cfg.validate() {
         Ok(()) => Some(cfg),
