@@ -7,6 +7,8 @@
 
 pub mod file_roll;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod logger;
 pub mod null;
 
@@ -16,7 +18,14 @@ use super::component::{ComponentError, Sink};
 use super::config::Checker;
 
 /// Sink type names this binary knows.
-pub const SINK_TYPES: &[&str] = &["file_roll", "http", "logger", "null"];
+pub const SINK_TYPES: &[&str] = &[
+    "file_roll",
+    "http",
+    #[cfg(feature = "kafka")]
+    "kafka",
+    "logger",
+    "null",
+];
 
 /// A sink's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +57,10 @@ pub(crate) fn parse_spec(
         }
         "http" => {
             ck.parse::<http::HttpSinkConfig>(prefix, value)?;
+        }
+        #[cfg(feature = "kafka")]
+        "kafka" => {
+            ck.parse::<kafka::KafkaSinkConfig>(prefix, value)?;
         }
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;
@@ -83,6 +96,8 @@ pub fn build(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ComponentErro
     match spec.kind.as_str() {
         "file_roll" => file_roll::build(name, params(spec)?),
         "http" => http::build(name, params(spec)?),
+        #[cfg(feature = "kafka")]
+        "kafka" => kafka::build(name, params(spec)?),
         "logger" => Ok(Box::new(logger::LoggerSink::new(name, params(spec)?))),
         "null" => Ok(Box::new(null::NullSink::new(name, params(spec)?))),
         other => Err(ComponentError::Config(format!(

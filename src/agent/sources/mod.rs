@@ -6,6 +6,8 @@
 //! `netcat` (their own modules).
 
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod netcat;
 pub mod seq;
 pub mod stdin;
@@ -20,7 +22,14 @@ use super::config::Checker;
 use crate::Event;
 
 /// Source type names this binary knows.
-pub const SOURCE_TYPES: &[&str] = &["http", "netcat", "seq", "stdin"];
+pub const SOURCE_TYPES: &[&str] = &[
+    "http",
+    #[cfg(feature = "kafka")]
+    "kafka",
+    "netcat",
+    "seq",
+    "stdin",
+];
 
 /// A source's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +69,11 @@ pub(crate) fn parse_spec(
             ck.parse::<http::HttpSourceConfig>(prefix, value)?;
             None
         }
+        #[cfg(feature = "kafka")]
+        "kafka" => Some(
+            ck.parse::<kafka::KafkaSourceConfig>(prefix, value)?
+                .batch_size,
+        ),
         "netcat" => {
             ck.parse::<netcat::NetcatSourceConfig>(prefix, value)?;
             None
@@ -98,6 +112,8 @@ fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
 pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
     match spec.kind.as_str() {
         "http" => http::build(name, params(spec)?),
+        #[cfg(feature = "kafka")]
+        "kafka" => kafka::build(name, params(spec)?),
         "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
