@@ -39,7 +39,12 @@ fn source_config(addr: &str, topic: &str, group: &str) -> KafkaSourceConfig {
         batch_duration: HumanDuration(Duration::from_millis(200)),
         set_topic_header: true,
         topic_header: "topic".into(),
-        properties: BTreeMap::new(),
+        // A member that left holds its partitions until its session ends, if the broker
+        // misses the leave: keep that short.
+        properties: BTreeMap::from([
+            ("session.timeout.ms".to_string(), "6000".to_string()),
+            ("heartbeat.interval.ms".to_string(), "1000".to_string()),
+        ]),
     }
 }
 
@@ -285,4 +290,84 @@ async fn source_commits_offsets_only_after_the_channel_commit() {
         got.iter().all(|b| b.starts_with("new-")),
         "committed records were read again by the next member: {got:?}"
     );
+}
+
+/// The keys as the agent's TOML writes them: defaults, and every refused value named by its
+/// key path when the config is loaded (before anything connects).
+#[test]
+fn config_keys_defaults_and_errors_name_the_key() {
+    use tidegate::agent::config::{load_config_table, parse_toml};
+    let sink: KafkaSinkConfig =
+        toml::from_str("bootstrap_servers = \"b:9092\"\ntopic = \"t\"").expect("parse");
+    assert_eq!(sink.key_header, "key");
+    assert_eq!(sink.topic_header, None);
+    assert_eq!(sink.compression, Compression::None);
+    assert_eq!(sink.delivery_timeout.0, Duration::from_secs(30));
+    let source: KafkaSourceConfig =
+        toml::from_str("bootstrap_servers = \"b:9092\"\ntopics = [\"t\"]").expect("parse");
+    assert_eq!(
+        (
+            source.group_id.as_str(),
+            source.batch_size,
+            source.batch_duration.0
+        ),
+        ("tidegate", 1000, Duration::from_secs(1))
+    );
+    assert!(source.set_topic_header && source.topic_header == "topic");
+
+    let load = |extra_sink: &str, extra_source: &str| {
+        let text = format!(
+            "[channels.c1]\ntype = \"memory\"\n\n[sources.k2]\ntype = \"kafka\"\nchannels = [\"c1\"]\nbootstrap_servers = \"127.0.0.1:1\"\n{extra_source}\n\n[sinks.k1]\ntype = \"kafka\"\nchannel = \"c1\"\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"t\"\n{extra_sink}\n"
+        );
+        let (table, origin) = parse_toml(&text, "agent.toml").expect("toml");
+        load_config_table(table, origin)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    assert!(
+        matches!(load("", "topics = [\"t\"]"), Ok(())),
+        "{:?}",
+        load("", "topics = [\"t\"]")
+    );
+    for (sink, source, key) in [
+        (
+            "properties = { acks = \"1\" }",
+            "topics = [\"t\"]",
+            "sinks.k1.properties",
+        ),
+        (
+            "properties = { \"enable.idempotence\" = \"false\" }",
+            "topics = [\"t\"]",
+            "sinks.k1.properties",
+        ),
+        (
+            "compression = \"zstd\"",
+            "topics = [\"t\"]",
+            "sinks.k1.compression",
+        ),
+        (
+            "compression = \"brotli\"",
+            "topics = [\"t\"]",
+            "sinks.k1.compression",
+        ),
+        (
+            "",
+            "topics = [\"t\"]\nproperties = { \"enable.auto.commit\" = \"true\" }",
+            "sources.k2.properties",
+        ),
+        ("", "topics = []", "sources.k2.topics"),
+        (
+            "",
+            "topics = [\"t\"]\ntopics_regex = \"^t\"",
+            "sources.k2.topics_regex",
+        ),
+        (
+            "",
+            "topics = [\"t\"]\nproperties = { \"no.such.thing\" = \"1\" }",
+            "sources.k2.properties",
+        ),
+    ] {
+        let e = load(sink, source).expect_err(key);
+        assert!(e.contains(key), "{key}: {e}");
+    }
 }

@@ -108,6 +108,68 @@ fn default_delivery_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
+impl KafkaSinkConfig {
+    /// Checks the keys (without creating a producer); on error, the key at fault (relative to
+    /// the sink's table) and the problem.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: &str| Err((key.to_string(), msg.to_string()));
+        if self.bootstrap_servers.trim().is_empty() {
+            return bad("bootstrap_servers", "must not be empty");
+        }
+        if self.topic.trim().is_empty() {
+            return bad("topic", "must not be empty");
+        }
+        if self.topic_header.as_deref().is_some_and(str::is_empty) {
+            return bad("topic_header", "must not be empty");
+        }
+        if self.key_header.is_empty() {
+            return bad("key_header", "must not be empty");
+        }
+        let timeout_ms = self.delivery_timeout.0.as_millis();
+        if timeout_ms == 0 || timeout_ms > i32::MAX as u128 {
+            return bad(
+                "delivery_timeout",
+                &format!("must be between 1ms and {}ms", i32::MAX),
+            );
+        }
+        check_properties(&self.properties).map_err(|msg| ("properties".to_string(), msg))?;
+        // librdkafka checks every name and value (and which codecs it was built with).
+        self.client_config()
+            .create_native_config()
+            .map(drop)
+            .map_err(|e| librdkafka_error(&e))
+    }
+
+    /// The producer's librdkafka configuration.
+    fn client_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        for (k, v) in &self.properties {
+            client.set(k, v);
+        }
+        client
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("compression.codec", self.compression.as_str())
+            .set(
+                "message.timeout.ms",
+                self.delivery_timeout.0.as_millis().to_string(),
+            );
+        client
+    }
+}
+
+/// The key a librdkafka configuration error is about, and the error.
+fn librdkafka_error(e: &rdkafka::error::KafkaError) -> (String, String) {
+    let msg = e.to_string();
+    let key = if msg.contains("compression") {
+        "compression"
+    } else {
+        "properties"
+    };
+    (key.to_string(), format!("librdkafka refuses it: {msg}"))
+}
+
 /// librdkafka properties that have a key of their own in the sink's table.
 const OWN_KEYS: &[(&str, &str)] = &[
     ("bootstrap.servers", "bootstrap_servers"),
@@ -166,40 +228,12 @@ impl KafkaSink {
     /// Checks `cfg` and creates the producer (it connects in the background).
     pub fn new(name: &str, cfg: KafkaSinkConfig) -> Result<Self, ComponentError> {
         let config_err = |msg: String| ComponentError::Config(format!("sink {name}: {msg}"));
-        if cfg.bootstrap_servers.trim().is_empty() {
-            return Err(config_err("bootstrap_servers must not be empty".into()));
-        }
-        if cfg.topic.trim().is_empty() {
-            return Err(config_err("topic must not be empty".into()));
-        }
-        if cfg.topic_header.as_deref().is_some_and(str::is_empty) {
-            return Err(config_err("topic_header must not be empty".into()));
-        }
-        let timeout_ms = cfg.delivery_timeout.0.as_millis();
-        if timeout_ms == 0 || timeout_ms > i32::MAX as u128 {
-            return Err(config_err(format!(
-                "delivery_timeout must be between 1ms and {}ms",
-                i32::MAX
-            )));
-        }
-        check_properties(&cfg.properties).map_err(config_err)?;
-        let mut client = ClientConfig::new();
-        for (k, v) in &cfg.properties {
-            client.set(k, v);
-        }
-        client
-            .set("bootstrap.servers", &cfg.bootstrap_servers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set("compression.codec", cfg.compression.as_str())
-            .set("message.timeout.ms", timeout_ms.to_string());
+        cfg.check()
+            .map_err(|(key, msg)| config_err(format!("{key}: {msg}")))?;
+        let client = cfg.client_config();
         let producer = create(&client).map_err(|e| {
-            let key = if e.to_string().contains("compression") {
-                "compression"
-            } else {
-                "properties"
-            };
-            config_err(format!("{key}: cannot create the Kafka producer: {e}"))
+            let (key, msg) = librdkafka_error(&e);
+            config_err(format!("{key}: {msg}"))
         })?;
         Ok(KafkaSink {
             name: name.to_string(),

@@ -60,7 +60,11 @@ pub(crate) fn parse_spec(
         }
         #[cfg(feature = "kafka")]
         "kafka" => {
-            ck.parse::<kafka::KafkaSinkConfig>(prefix, value)?;
+            let cfg = ck.parse::<kafka::KafkaSinkConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
         }
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;

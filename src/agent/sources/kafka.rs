@@ -89,6 +89,88 @@ fn default_topic_header() -> String {
     "topic".to_string()
 }
 
+impl KafkaSourceConfig {
+    /// Checks the keys (without creating a consumer); returns what `subscribe` gets (the
+    /// topic names, or one `^`-anchored pattern), or the key at fault (relative to the
+    /// source's table) and the problem.
+    pub fn check(&self) -> Result<Vec<String>, (String, String)> {
+        let bad = |key: &str, msg: String| Err((key.to_string(), msg));
+        if self.bootstrap_servers.trim().is_empty() {
+            return bad("bootstrap_servers", "must not be empty".into());
+        }
+        let subscription = match (&self.topics_regex, self.topics.is_empty()) {
+            (Some(_), false) => {
+                return bad(
+                    "topics_regex",
+                    "set topics or topics_regex, not both".into(),
+                );
+            }
+            (None, true) => {
+                return bad(
+                    "topics",
+                    "must name at least one topic (or set topics_regex)".into(),
+                );
+            }
+            (None, false) => {
+                if let Some(t) = self.topics.iter().find(|t| t.trim().is_empty()) {
+                    return bad("topics", format!("{t:?} is not a topic name"));
+                }
+                if let Some(t) = self.topics.iter().find(|t| t.starts_with('^')) {
+                    return bad(
+                        "topics",
+                        format!("{t:?} starts with ^ (a pattern): use topics_regex"),
+                    );
+                }
+                self.topics.clone()
+            }
+            (Some(re), true) => {
+                if let Err(e) = regex::Regex::new(re) {
+                    return bad("topics_regex", format!("{re:?}: {e}"));
+                }
+                // librdkafka treats a subscription that starts with `^` as a pattern.
+                let anchored = if re.starts_with('^') {
+                    re.clone()
+                } else {
+                    format!("^.*({re})")
+                };
+                vec![anchored]
+            }
+        };
+        if self.group_id.trim().is_empty() {
+            return bad("group_id", "must not be empty".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if self.batch_duration.0.is_zero() {
+            return bad("batch_duration", "must be more than 0".into());
+        }
+        if self.set_topic_header && self.topic_header.is_empty() {
+            return bad("topic_header", "must not be empty".into());
+        }
+        check_properties(&self.properties).map_err(|msg| ("properties".to_string(), msg))?;
+        // librdkafka checks every name and value.
+        if let Err(e) = self.client_config().create_native_config() {
+            return bad("properties", format!("librdkafka refuses it: {e}"));
+        }
+        Ok(subscription)
+    }
+
+    /// The consumer's librdkafka configuration.
+    fn client_config(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("auto.offset.reset", "earliest");
+        for (k, v) in &self.properties {
+            client.set(k, v);
+        }
+        client
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false");
+        client
+    }
+}
+
 /// librdkafka properties that have a key of their own in the source's table.
 const OWN_KEYS: &[(&str, &str)] = &[
     ("bootstrap.servers", "bootstrap_servers"),
@@ -130,73 +212,10 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// Checks `cfg`.
     pub fn new(name: &str, cfg: KafkaSourceConfig) -> Result<Self, ComponentError> {
-        let config_err = |msg: String| ComponentError::Config(format!("source {name}: {msg}"));
-        if cfg.bootstrap_servers.trim().is_empty() {
-            return Err(config_err("bootstrap_servers must not be empty".into()));
-        }
-        let subscription = match (&cfg.topics_regex, cfg.topics.is_empty()) {
-            (Some(_), false) => {
-                return Err(config_err(
-                    "topics and topics_regex: set one of them, not both".into(),
-                ));
-            }
-            (None, true) => {
-                return Err(config_err(
-                    "topics must name at least one topic (or set topics_regex)".into(),
-                ));
-            }
-            (None, false) => {
-                if let Some(t) = cfg.topics.iter().find(|t| t.trim().is_empty()) {
-                    return Err(config_err(format!("topics: {t:?} is not a topic name")));
-                }
-                if let Some(t) = cfg.topics.iter().find(|t| t.starts_with('^')) {
-                    return Err(config_err(format!(
-                        "topics: {t:?} starts with ^ (a pattern): use topics_regex"
-                    )));
-                }
-                cfg.topics.clone()
-            }
-            (Some(re), true) => {
-                regex::Regex::new(re)
-                    .map_err(|e| config_err(format!("topics_regex {re:?}: {e}")))?;
-                // librdkafka treats a subscription that starts with `^` as a pattern.
-                let anchored = if re.starts_with('^') {
-                    re.clone()
-                } else {
-                    format!("^.*({re})")
-                };
-                vec![anchored]
-            }
-        };
-        if cfg.group_id.trim().is_empty() {
-            return Err(config_err("group_id must not be empty".into()));
-        }
-        if cfg.batch_size == 0 {
-            return Err(config_err("batch_size must be at least 1".into()));
-        }
-        if cfg.batch_duration.0.is_zero() {
-            return Err(config_err("batch_duration must be more than 0".into()));
-        }
-        if cfg.set_topic_header && cfg.topic_header.is_empty() {
-            return Err(config_err("topic_header must not be empty".into()));
-        }
-        check_properties(&cfg.properties).map_err(config_err)?;
-        let mut client = ClientConfig::new();
-        client.set("auto.offset.reset", "earliest");
-        for (k, v) in &cfg.properties {
-            client.set(k, v);
-        }
-        client
-            .set("bootstrap.servers", &cfg.bootstrap_servers)
-            .set("group.id", &cfg.group_id)
-            .set("enable.auto.commit", "false");
-        // Fail now, not at run time, on a property librdkafka refuses.
-        let probe: Result<StreamConsumer, _> = client.create();
-        if let Err(e) = probe {
-            return Err(config_err(format!(
-                "properties: cannot create the Kafka consumer: {e}"
-            )));
-        }
+        let subscription = cfg
+            .check()
+            .map_err(|(key, msg)| ComponentError::Config(format!("source {name}: {key}: {msg}")))?;
+        let client = cfg.client_config();
         Ok(KafkaSource {
             name: name.to_string(),
             cfg,
@@ -380,6 +399,10 @@ mod tests {
         cfg.topics_regex = Some("^logs-.*".into());
         let e = KafkaSource::new("k2", cfg).err().expect("both");
         assert!(e.to_string().contains("not both"), "{e}");
+        let mut cfg = config();
+        cfg.properties.insert("no.such.property".into(), "1".into());
+        let e = KafkaSource::new("k2", cfg).err().expect("unknown property");
+        assert!(e.to_string().contains("properties"), "{e}");
         let mut cfg = config();
         cfg.topics.clear();
         let e = KafkaSource::new("k2", cfg).err().expect("neither");

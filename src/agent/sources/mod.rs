@@ -70,10 +70,14 @@ pub(crate) fn parse_spec(
             None
         }
         #[cfg(feature = "kafka")]
-        "kafka" => Some(
-            ck.parse::<kafka::KafkaSourceConfig>(prefix, value)?
-                .batch_size,
-        ),
+        "kafka" => {
+            let cfg = ck.parse::<kafka::KafkaSourceConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
+        }
         "netcat" => {
             ck.parse::<netcat::NetcatSourceConfig>(prefix, value)?;
             None
