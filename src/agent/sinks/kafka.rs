@@ -284,6 +284,20 @@ impl KafkaSink {
                     record = r;
                     tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
+                Err((e, r))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge) =>
+                {
+                    return Err(SinkError::Delivery(format!(
+                        "an event of {} bytes (body and headers) for topic {:?} is larger than librdkafka's message.max.bytes (set with properties.\"message.max.bytes\"; the broker's own limit applies too): the batch cannot be delivered until the limit is raised or the event removed",
+                        event.body().len()
+                            + event
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| k.len() + v.len())
+                                .sum::<usize>(),
+                        r.topic
+                    )));
+                }
                 Err((e, r)) => {
                     return Err(SinkError::Delivery(format!(
                         "cannot enqueue a record for topic {:?}: {e}",
@@ -449,6 +463,26 @@ mod tests {
             .err()
             .expect("this build has no zstd");
         assert!(e.to_string().contains("compression"), "{e}");
+    }
+
+    /// An event over `message.max.bytes` fails its batch at once, with an error naming the
+    /// limit and the key that sets it (the take is rolled back: nothing is lost).
+    #[test]
+    fn an_event_over_message_max_bytes_fails_naming_the_limit() {
+        let mut cfg = config(Compression::None);
+        cfg.properties
+            .insert("message.max.bytes".into(), "1000".into());
+        let mut sink = KafkaSink::new("k1", cfg).expect("sink");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let batch = [Event::new(vec![b'x'; 5000])];
+        let e = rt.block_on(sink.deliver(&batch)).expect_err("too large");
+        assert!(
+            matches!(&e, SinkError::Delivery(m) if m.contains("message.max.bytes") && m.contains("5000 bytes")),
+            "{e}"
+        );
     }
 
     #[test]
