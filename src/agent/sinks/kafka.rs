@@ -341,14 +341,12 @@ impl KafkaSink {
         }
         match first_error {
             None => Ok(()),
-            Some(e) => Err(match e {
-                SinkError::Delivery(msg) => SinkError::Delivery(format!(
-                    "{failed} of {} records not acknowledged by {}: {msg}",
-                    batch.len(),
-                    self.cfg.bootstrap_servers
-                )),
-                other => other,
-            }),
+            Some(SinkError::Delivery(msg)) if failed > 0 => Err(SinkError::Delivery(format!(
+                "{failed} of {} records not acknowledged by {}: {msg}",
+                batch.len(),
+                self.cfg.bootstrap_servers
+            ))),
+            Some(e) => Err(e),
         }
     }
 
