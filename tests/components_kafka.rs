@@ -371,3 +371,28 @@ fn config_keys_defaults_and_errors_name_the_key() {
         assert!(e.contains(key), "{key}: {e}");
     }
 }
+
+/// `topics_regex` (without a leading `^`: it matches anywhere in the name) reads every
+/// matching topic and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_topics_regex_reads_every_matching_topic() {
+    let broker = Tansu::start();
+    for t in ["logs-a", "logs-b", "metrics"] {
+        broker.create_topic(t, 1);
+        produce(&broker.addr(), t, &records(t, 3)).await;
+    }
+    let mut cfg = source_config(&broker.addr(), "unused", "g3");
+    cfg.topics.clear();
+    cfg.topics_regex = Some("logs-.".into());
+    let ch = memory_channel();
+    let source = KafkaSource::new("k2", cfg).expect("source");
+    let running = Running::start(Box::new(source), Arc::new(ChannelDeliver(ch.clone())));
+    let got = collect(&ch, 6).await;
+    running.stop().await;
+    let got: BTreeSet<String> = bodies(&got).into_iter().collect();
+    let want: BTreeSet<String> = ["logs-a", "logs-b"]
+        .iter()
+        .flat_map(|t| (0..3).map(move |i| format!("{t}-{i}")))
+        .collect();
+    assert_eq!(got, want, "only the topics matching the pattern");
+}
