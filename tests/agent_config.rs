@@ -160,13 +160,13 @@ fn bad_values_name_their_key_and_line() {
 #[test]
 fn every_problem_is_listed_not_just_the_first() {
     let cfg = format!(
-        "[agent]\nshutdown_timeout = \"soon\"\n{CHANNEL}\n[sinks.k1]\ntype = \"kafka\"\nchannel = \"c1\"\n\n[sinks.k2]\ntype = \"null\"\nchannel = \"nope\"\n"
+        "[agent]\nshutdown_timeout = \"soon\"\n{CHANNEL}\n[sinks.k1]\ntype = \"no_such_type\"\nchannel = \"c1\"\n\n[sinks.k2]\ntype = \"null\"\nchannel = \"nope\"\n"
     );
     let (code, _, err) = validate(&cfg);
     assert_eq!(code, 78);
     for want in [
         "agent.toml:2: `agent.shutdown_timeout`",
-        "agent.toml:8: `sinks.k1.type`: unknown sink type \"kafka\"",
+        "agent.toml:8: `sinks.k1.type`: unknown sink type \"no_such_type\"",
         "agent.toml:13: `sinks.k2.channel`",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");

@@ -7,6 +7,8 @@
 
 pub mod file_roll;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod logger;
 pub mod nats;
 pub mod null;
@@ -17,7 +19,15 @@ use super::component::{ComponentError, Sink};
 use super::config::Checker;
 
 /// Sink type names this binary knows.
-pub const SINK_TYPES: &[&str] = &["file_roll", "http", "logger", "nats", "null"];
+pub const SINK_TYPES: &[&str] = &[
+    "file_roll",
+    "http",
+    #[cfg(feature = "kafka")]
+    "kafka",
+    "logger",
+    "nats",
+    "null",
+];
 
 /// A sink's type and its own (already checked) keys.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +59,14 @@ pub(crate) fn parse_spec(
         }
         "http" => {
             ck.parse::<http::HttpSinkConfig>(prefix, value)?;
+        }
+        #[cfg(feature = "kafka")]
+        "kafka" => {
+            let cfg = ck.parse::<kafka::KafkaSinkConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
         }
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;
@@ -91,6 +109,8 @@ pub fn build(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ComponentErro
     match spec.kind.as_str() {
         "file_roll" => file_roll::build(name, params(spec)?),
         "http" => http::build(name, params(spec)?),
+        #[cfg(feature = "kafka")]
+        "kafka" => kafka::build(name, params(spec)?),
         "logger" => Ok(Box::new(logger::LoggerSink::new(name, params(spec)?))),
         "nats" => nats::build(name, params(spec)?),
         "null" => Ok(Box::new(null::NullSink::new(name, params(spec)?))),

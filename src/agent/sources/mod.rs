@@ -8,6 +8,8 @@
 pub mod exec;
 mod file_lines;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod nats;
 pub mod netcat;
 pub mod seq;
@@ -27,7 +29,17 @@ use crate::Event;
 
 /// Source type names this binary knows.
 pub const SOURCE_TYPES: &[&str] = &[
-    "exec", "http", "nats", "netcat", "seq", "spooldir", "stdin", "syslog", "taildir",
+    "exec",
+    "http",
+    #[cfg(feature = "kafka")]
+    "kafka",
+    "nats",
+    "netcat",
+    "seq",
+    "spooldir",
+    "stdin",
+    "syslog",
+    "taildir",
 ];
 
 /// A source's type and its own (already checked) keys.
@@ -71,6 +83,15 @@ pub(crate) fn parse_spec(
         "http" => {
             ck.parse::<http::HttpSourceConfig>(prefix, value)?;
             None
+        }
+        #[cfg(feature = "kafka")]
+        "kafka" => {
+            let cfg = ck.parse::<kafka::KafkaSourceConfig>(prefix, value)?;
+            if let Err((key, msg)) = cfg.check() {
+                ck.error(format!("{prefix}.{key}"), msg);
+                return None;
+            }
+            Some(cfg.batch_size)
         }
         "nats" => {
             let cfg = ck.parse::<nats::NatsSourceConfig>(prefix, value)?;
@@ -140,6 +161,8 @@ pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Component
         "exec" => exec::build(name, params(spec)?),
         "http" => http::build(name, params(spec)?),
         "nats" => nats::build(name, params(spec)?),
+        #[cfg(feature = "kafka")]
+        "kafka" => kafka::build(name, params(spec)?),
         "netcat" => netcat::build(name, params(spec)?),
         "seq" => Ok(Box::new(seq::SeqSource::new(name, params(spec)?))),
         "stdin" => Ok(Box::new(stdin::StdinSource::new(name, params(spec)?))),
