@@ -1410,3 +1410,24 @@ fn adapters_what_tidegate_cannot_do_is_named() {
     );
     assert_eq!(e.errors.len(), 15, "{e}");
 }
+
+#[test]
+fn kafka_source_keeps_flumes_group_and_offset_reset() {
+    let text = "a.sources = k\na.channels = c1\na.sinks = n\na.channels.c1.type = memory\n\
+        a.channels.c1.transactionCapacity = 1000\n\
+        a.sources.k.type = kafka\na.sources.k.channels = c1\n\
+        a.sources.k.kafka.bootstrap.servers = b:9092\na.sources.k.kafka.topics = t\n\
+        a.sinks.n.type = null\na.sinks.n.channel = c1\n";
+    let a = convert_text(text, "a", &options());
+    let t = &a.table;
+    assert_eq!(s(t, "sources.k.group_id"), "flume", "Flume's default group");
+    assert_eq!(
+        get(t, "sources.k.properties")
+            .get("auto.offset.reset")
+            .and_then(toml::Value::as_str),
+        Some("latest"),
+        "Flume's (the Kafka consumer's) default"
+    );
+    assert_warns(&a.warnings, "auto.offset.reset = latest written");
+    assert_eq!(i(t, "sources.k.batch_size"), 1000, "Flume's default");
+}

@@ -158,7 +158,19 @@ impl Mapper<'_> {
             self.error(v, "tidegate's kafka source commits offsets only after the channel commit; automatic offset commits could lose records, remove the key".into());
         }
         let props = keys.with_prefix("kafka.consumer.");
+        let reset_set = props.iter().any(|(k, _)| *k == "auto.offset.reset");
         self.kafka_properties(props, out, false, ty);
+        if !reset_set {
+            // The Kafka consumer's default, which Flume keeps: a new group starts at the end.
+            let mut t = out
+                .table
+                .remove("properties")
+                .and_then(|v| v.as_table().cloned())
+                .unwrap_or_default();
+            t.insert("auto.offset.reset".into(), "latest".into());
+            out.put("properties", toml::Value::Table(t), ty.line);
+            self.warn(ty, "auto.offset.reset = latest written (Flume's Kafka default): a new consumer group starts at the end of its topics; tidegate's own default is earliest".into());
+        }
     }
 
     fn bootstrap(&mut self, keys: &mut Keys<'_>, out: &mut Out, legacy: &str, ty: &Value) {
