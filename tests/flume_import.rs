@@ -1414,7 +1414,7 @@ fn adapters_what_tidegate_cannot_do_is_named() {
 #[test]
 fn kafka_source_keeps_flumes_group_and_offset_reset() {
     let text = "a.sources = k\na.channels = c1\na.sinks = n\na.channels.c1.type = memory\n\
-        a.channels.c1.transactionCapacity = 1000\n\
+        a.channels.c1.capacity = 5000\na.channels.c1.transactionCapacity = 1000\n\
         a.sources.k.type = kafka\na.sources.k.channels = c1\n\
         a.sources.k.kafka.bootstrap.servers = b:9092\na.sources.k.kafka.topics = t\n\
         a.sinks.n.type = null\na.sinks.n.channel = c1\n";
