@@ -520,6 +520,22 @@ impl<'o> Checker<'o> {
 
     /// Deserializes `value` (found at `key`) as a `T`, recording the problem (with the exact
     /// key path inside `value`) on failure.
+    /// Parses `value` as [`parse`](Self::parse) does, then runs the component's own `check`;
+    /// a failed check is reported under `key.<the key it names>`.
+    pub(crate) fn parse_checked<T: DeserializeOwned, K: std::fmt::Display, W>(
+        &mut self,
+        key: &str,
+        value: toml::Value,
+        check: fn(&T) -> Result<W, (K, String)>,
+    ) -> Option<T> {
+        let cfg = self.parse::<T>(key, value)?;
+        if let Err((k, msg)) = check(&cfg) {
+            self.error(format!("{key}.{k}"), msg);
+            return None;
+        }
+        Some(cfg)
+    }
+
     pub(crate) fn parse<T: DeserializeOwned>(
         &mut self,
         key: &str,

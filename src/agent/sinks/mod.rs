@@ -51,8 +51,6 @@ pub(crate) fn parse_spec(
     params: toml::Table,
 ) -> Option<SinkSpec> {
     let value = toml::Value::Table(params.clone());
-    // At merge: `"file_roll"` (`file_roll::FileRollSinkConfig`) and `"http"`
-    // (`http::HttpSinkConfig`) arms like these, plus their names in SINK_TYPES.
     match kind {
         "file_roll" => {
             ck.parse::<file_roll::FileRollSinkConfig>(prefix, value)?;
@@ -62,21 +60,13 @@ pub(crate) fn parse_spec(
         }
         #[cfg(feature = "kafka")]
         "kafka" => {
-            let cfg = ck.parse::<kafka::KafkaSinkConfig>(prefix, value)?;
-            if let Err((key, msg)) = cfg.check() {
-                ck.error(format!("{prefix}.{key}"), msg);
-                return None;
-            }
+            ck.parse_checked(prefix, value, kafka::KafkaSinkConfig::check)?;
         }
         "logger" => {
             ck.parse::<logger::LoggerConfig>(prefix, value)?;
         }
         "nats" => {
-            let cfg = ck.parse::<nats::NatsSinkConfig>(prefix, value)?;
-            if let Err((key, msg)) = cfg.check() {
-                ck.error(format!("{prefix}.{key}"), msg);
-                return None;
-            }
+            ck.parse_checked(prefix, value, nats::NatsSinkConfig::check)?;
         }
         "null" => {
             ck.parse::<null::NullConfig>(prefix, value)?;
@@ -103,8 +93,7 @@ fn params<T: DeserializeOwned>(spec: &SinkSpec) -> Result<T, ComponentError> {
         .map_err(|e| ComponentError::Config(e.to_string()))
 }
 
-/// Builds a sink from its checked spec. (At merge: `"file_roll" => file_roll::build(name,
-/// params(spec)?)` and `"http" => http::build(name, params(spec)?)`.)
+/// Builds a sink from its checked spec.
 pub fn build(name: &str, spec: &SinkSpec) -> Result<Box<dyn Sink>, ComponentError> {
     match spec.kind.as_str() {
         "file_roll" => file_roll::build(name, params(spec)?),

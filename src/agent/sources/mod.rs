@@ -61,8 +61,7 @@ impl SourceSpec {
     }
 }
 
-/// One interceptor's table as written (checked at load). At merge this becomes
-/// `super::interceptors::InterceptorConfig`.
+/// One interceptor's table as written (checked at load).
 pub type InterceptorSpec = super::interceptors::InterceptorConfig;
 
 /// Checks a source's own keys; records problems under `prefix`.
@@ -73,8 +72,6 @@ pub(crate) fn parse_spec(
     params: toml::Table,
 ) -> Option<SourceSpec> {
     let value = toml::Value::Table(params.clone());
-    // At merge: `"http" => { ck.parse::<http::HttpSourceConfig>(prefix, value)?; None }` and
-    // the same for `"netcat"` (`netcat::NetcatSourceConfig`), plus their names in SOURCE_TYPES.
     let batch_size = match kind {
         "exec" => Some(
             ck.parse::<exec::ExecSourceConfig>(prefix, value)?
@@ -85,22 +82,14 @@ pub(crate) fn parse_spec(
             None
         }
         #[cfg(feature = "kafka")]
-        "kafka" => {
-            let cfg = ck.parse::<kafka::KafkaSourceConfig>(prefix, value)?;
-            if let Err((key, msg)) = cfg.check() {
-                ck.error(format!("{prefix}.{key}"), msg);
-                return None;
-            }
-            Some(cfg.batch_size)
-        }
-        "nats" => {
-            let cfg = ck.parse::<nats::NatsSourceConfig>(prefix, value)?;
-            if let Err((key, msg)) = cfg.check() {
-                ck.error(format!("{prefix}.{key}"), msg);
-                return None;
-            }
-            Some(cfg.batch_size)
-        }
+        "kafka" => Some(
+            ck.parse_checked(prefix, value, kafka::KafkaSourceConfig::check)?
+                .batch_size,
+        ),
+        "nats" => Some(
+            ck.parse_checked(prefix, value, nats::NatsSourceConfig::check)?
+                .batch_size,
+        ),
         "netcat" => {
             ck.parse::<netcat::NetcatSourceConfig>(prefix, value)?;
             None
@@ -111,22 +100,14 @@ pub(crate) fn parse_spec(
             ck.parse::<syslog::SyslogSourceConfig>(prefix, value)?
                 .batch_size,
         ),
-        "taildir" => {
-            let cfg = ck.parse::<taildir::TaildirConfig>(prefix, value)?;
-            if let Err((key, msg)) = cfg.check() {
-                ck.error(format!("{prefix}.{key}"), msg);
-                return None;
-            }
-            Some(cfg.batch_size)
-        }
-        "spooldir" => {
-            let cfg = ck.parse::<spooldir::SpooldirConfig>(prefix, value)?;
-            if let Err((key, msg)) = cfg.check() {
-                ck.error(format!("{prefix}.{key}"), msg);
-                return None;
-            }
-            Some(cfg.batch_size)
-        }
+        "taildir" => Some(
+            ck.parse_checked(prefix, value, taildir::TaildirConfig::check)?
+                .batch_size,
+        ),
+        "spooldir" => Some(
+            ck.parse_checked(prefix, value, spooldir::SpooldirConfig::check)?
+                .batch_size,
+        ),
         other => {
             ck.error(
                 format!("{prefix}.type"),
@@ -154,8 +135,7 @@ fn params<T: DeserializeOwned>(spec: &SourceSpec) -> Result<T, ComponentError> {
         .map_err(|e| ComponentError::Config(e.to_string()))
 }
 
-/// Builds a source from its checked spec. (At merge: `"http" => http::build(name, params(spec)?)`,
-/// and the same for `"netcat"`.)
+/// Builds a source from its checked spec.
 pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, ComponentError> {
     match spec.kind.as_str() {
         "exec" => exec::build(name, params(spec)?),
@@ -175,8 +155,7 @@ pub fn build(name: &str, spec: &SourceSpec) -> Result<Box<dyn Source>, Component
     }
 }
 
-/// Checks a source's `interceptors` array. (At merge the body becomes
-/// `ck.parse::<Vec<InterceptorConfig>>(key, value)`.)
+/// Checks a source's `interceptors` array.
 pub(crate) fn parse_interceptors(
     ck: &mut Checker<'_>,
     key: &str,
