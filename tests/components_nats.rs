@@ -586,3 +586,48 @@ async fn sink_authenticates_with_token_or_user_and_password() {
     .await;
     assert!(matches!(r, Err(SinkError::Connection(_))), "{r:?}");
 }
+
+/// The server goes away while the channels refuse a batch: the source's in-progress acks
+/// (and, at shutdown, its naks) cannot reach the server and pile up in the client's bounded
+/// command queue (2048). Once that queue is full a publish waits for ever; the source must not
+/// wait with it: it still stops when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_stops_while_the_server_is_down_and_the_channel_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = PrivateServer::start(dir.path());
+    let url = server.url();
+    let n = 400;
+    {
+        let js = nats_common::js(&url).await;
+        create_stream(&js, "HELD", &["held.in"]).await;
+        let mut acks = Vec::new();
+        for i in 0..n {
+            acks.push(
+                js.publish("held.in", format!("m-{i:03}").into())
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for a in acks {
+            a.await.expect("puback");
+        }
+    }
+    let mut cfg = source_config("HELD", "held", n);
+    cfg.url = url.clone();
+    // In-progress acks every 500 ms, one per held message.
+    cfg.ack_wait = HumanDuration(Duration::from_secs(1));
+    let src = Running::start(
+        build_source("r1", cfg).expect("source"),
+        Arc::new(FullDeliver),
+    );
+    wait_for("the source holds a batch", || {
+        let held = src.counters.received.load(Relaxed) >= 100;
+        async move { held }
+    })
+    .await;
+    server.kill();
+    // Enough in-progress ack rounds to fill the client's command queue several times over.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // `stop` fails unless the source returns within 20 s.
+    src.stop().await;
+}

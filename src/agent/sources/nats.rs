@@ -218,14 +218,25 @@ impl NatsSource {
                 continue;
             }
             let events = messages.iter().map(to_event).collect::<Vec<_>>();
-            match self.deliver(ctx, events, &messages, progress_every).await {
+            match self
+                .deliver(ctx, &client, events, &messages, progress_every)
+                .await
+            {
                 Ok(()) => self.ack(&messages).await,
                 Err(Stopped::Shutdown(_)) => {
-                    // Not committed: ask for redelivery now rather than after ack_wait.
-                    for m in &messages {
-                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    // Not committed: ask for redelivery now rather than after ack_wait. Bounded:
+                    // with the server away a publish waits for room in the client's command
+                    // queue, for ever once it is full (the server then redelivers after
+                    // ack_wait anyway).
+                    if client.connection_state() == State::Connected {
+                        let nak = async {
+                            for m in &messages {
+                                let _ = m.ack_with(AckKind::Nak(None)).await;
+                            }
+                            let _ = client.flush().await;
+                        };
+                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, nak).await;
                     }
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.flush()).await;
                     return Ok(());
                 }
             }
@@ -330,9 +341,15 @@ impl NatsSource {
 
     /// `deliver_or_retry`, sending in-progress acks `every` (half the consumer's AckWait) while
     /// it waits, so the server does not redeliver the batch meanwhile.
+    ///
+    /// While the connection is down no in-progress ack is sent: a publish then only queues in
+    /// the client's bounded command queue, and once that is full it waits for the server, which
+    /// would stall the delivery (and the shutdown) for as long as the server is away. A round of
+    /// in-progress acks is also cut off after `every` (at most [`REQUEST_TIMEOUT`]).
     async fn deliver(
         &self,
         ctx: &SourceContext,
+        client: &async_nats::Client,
         events: Vec<Event>,
         messages: &[jetstream::Message],
         every: Duration,
@@ -344,11 +361,21 @@ impl NatsSource {
             tokio::select! {
                 r = &mut deliver => return r,
                 _ = tick.tick() => {
+                    if client.connection_state() != State::Connected {
+                        tracing::debug!(source = %self.name, "delivery still running; no in-progress acks while disconnected");
+                        continue;
+                    }
                     tracing::debug!(source = %self.name, messages = messages.len(), "delivery still running; in-progress acks");
-                    for m in messages {
-                        if let Err(e) = m.ack_with(AckKind::Progress).await {
-                            tracing::warn!(source = %self.name, error = %e, "in-progress ack failed");
+                    let progress = async {
+                        for m in messages {
+                            if let Err(e) = m.ack_with(AckKind::Progress).await {
+                                tracing::warn!(source = %self.name, error = %e, "in-progress ack failed");
+                                break;
+                            }
                         }
+                    };
+                    if tokio::time::timeout(every.min(REQUEST_TIMEOUT), progress).await.is_err() {
+                        tracing::warn!(source = %self.name, "in-progress acks not sent within {:?}; the server may redeliver the batch (a duplicate)", every.min(REQUEST_TIMEOUT));
                     }
                 }
             }
