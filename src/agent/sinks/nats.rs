@@ -21,8 +21,10 @@
 //!
 //! **Connection.** The sink connects on its first batch (and again after a failed first
 //! connection); once connected, the client reconnects by itself, forever, and logs each
-//! disconnection and reconnection. While the server is away, batches fail with `timeout` and the
-//! runner backs off. With `stream` set, the sink checks at connection time that the stream exists
+//! disconnection and reconnection. While the client is not connected, a batch fails at once
+//! without publishing anything (a publish would only be queued in the client and sent on
+//! reconnection, on top of the runner's retry), and the runner backs off. A batch published
+//! just before the connection broke fails after `timeout`. With `stream` set, the sink checks at connection time that the stream exists
 //! (`create_stream = true`: creates it with `stream_subjects`, default `[subject]`, if missing).
 //!
 //! The connection helpers here ([`NatsAuth`], [`parse_servers`], [`connect`]) are shared with
@@ -386,6 +388,15 @@ impl NatsSink {
             .map(|(i, e)| self.message(i, e))
             .collect::<Result<Vec<_>, _>>()?;
         let js = self.context().await?;
+        // While the client reconnects, a publish is only queued in it (up to 2048 commands)
+        // and sent when the server is back: on top of the retry of this batch, which the
+        // runner makes after the timeout. Fail at once instead.
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err(SinkError::Connection(format!(
+                "not connected to NATS ({}); the client is reconnecting",
+                self.cfg.url
+            )));
+        }
         let timeout = self.cfg.timeout.0;
         let n = messages.len();
         let all = async {
