@@ -14,7 +14,9 @@
 //! required channel committed) is each message acknowledged, with a double ack (the server
 //! confirms it). While the channels refuse the batch (full) the source keeps the messages
 //! alive with in-progress acks every half of the consumer's AckWait, so the server does not
-//! redeliver them meanwhile. An event the channels reject for itself (too large) is logged and counted as
+//! redeliver them meanwhile (not while the connection is down: those would only queue in the
+//! client, and a full queue would stall the source; the server may then redeliver the batch
+//! after AckWait, a duplicate). An event the channels reject for itself (too large) is logged and counted as
 //! rejected by `deliver_or_retry`, and its message is acknowledged like the others.
 //!
 //! **What a crash does.** Messages fetched but not acknowledged (the agent was killed before
