@@ -446,9 +446,24 @@ fn source_keys_are_checked() {
     assert_eq!(
         key_of(NatsSourceConfig {
             password: Some("p".into()),
-            ..ok
+            ..ok.clone()
         }),
         Some("user")
+    );
+    // Over a day: `batch_timeout + 5s` overflowed (a panic) near the largest duration.
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            batch_timeout: HumanDuration(Duration::from_secs(u64::MAX)),
+            ..ok.clone()
+        }),
+        Some("batch_timeout")
+    );
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            ack_wait: HumanDuration(Duration::from_secs(25 * 3600)),
+            ..ok
+        }),
+        Some("ack_wait")
     );
     let parsed: Result<NatsSourceConfig, _> =
         toml::from_str("url = \"nats://x:1\"\nstream = \"S\"\nnope = 1");

@@ -163,6 +163,21 @@ pub fn check_subject(subject: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest duration key of a `nats` sink or source (`timeout`, `batch_timeout`,
+/// `ack_wait`): longer ones would overflow the time arithmetic (a panic).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks that duration `key` is at most [`MAX_DURATION`].
+pub fn check_duration(key: &'static str, d: Duration) -> Result<(), (&'static str, String)> {
+    if d > MAX_DURATION {
+        return Err((
+            key,
+            format!("must be at most {}", HumanDuration(MAX_DURATION)),
+        ));
+    }
+    Ok(())
+}
+
 /// Connects to `servers`; `who` (`sink n1`) names the component in the connection-event logs.
 /// Fails (does not retry) when no server answers within `timeout`; once connected, the client
 /// reconnects by itself, forever.
@@ -234,6 +249,7 @@ impl NatsSinkConfig {
         if self.timeout.0.is_zero() {
             return Err(("timeout", "must be more than 0".into()));
         }
+        check_duration("timeout", self.timeout.0)?;
         for (key, v) in [
             ("subject_header", &self.subject_header),
             ("msg_id_header", &self.msg_id_header),
@@ -487,6 +503,13 @@ mod tests {
         );
         assert_eq!(key_of("stream = \"A.B\""), Some("stream"));
         assert_eq!(key_of("timeout = \"0s\""), Some("timeout"));
+        assert_eq!(
+            key_of("timeout = \"18446744073709551615s\""),
+            Some("timeout"),
+            "(overflowed `timeout + 1s` when connecting: a panic)"
+        );
+        assert_eq!(key_of("timeout = \"25h\""), Some("timeout"));
+        assert_eq!(key_of("timeout = \"24h\""), None);
         assert_eq!(
             key_of("token = \"t\"\nuser = \"u\"\npassword = \"p\""),
             Some("token")

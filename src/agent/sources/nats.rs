@@ -43,7 +43,7 @@ use serde::Deserialize;
 use super::{Stopped, deliver_or_retry};
 use crate::Event;
 use crate::agent::component::{BoxFuture, ComponentError, Source, SourceContext};
-use crate::agent::sinks::nats::{NatsAuth, connect, parse_servers};
+use crate::agent::sinks::nats::{NatsAuth, check_duration, connect, parse_servers};
 use crate::agent::units::HumanDuration;
 
 /// Longest wait for connecting and for the server's answer to a management request or a
@@ -125,6 +125,8 @@ impl NatsSourceConfig {
         if self.ack_wait.0 < Duration::from_secs(1) {
             return Err(("ack_wait", "must be at least 1s".into()));
         }
+        check_duration("batch_timeout", self.batch_timeout.0)?;
+        check_duration("ack_wait", self.ack_wait.0)?;
         NatsAuth::from_keys(
             self.credentials.as_ref(),
             self.token.as_ref(),
