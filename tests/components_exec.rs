@@ -267,3 +267,28 @@ batch_size = 10
     assert_eq!(src.counters.accepted.load(Relaxed), 0);
     src.stop().await;
 }
+
+/// Absurd durations are config errors naming the key (a `restart_throttle` of 3e11 years made
+/// the pause arithmetic overflow: the source task panicked at the first restart).
+#[test]
+fn durations_over_a_day_are_config_errors_naming_the_key() {
+    for (key, value) in [
+        ("restart_throttle", "300000000000years"),
+        ("batch_timeout", "300000000000years"),
+        ("restart_throttle", "25h"),
+    ] {
+        let cfg: ExecSourceConfig = toml::from_str(&format!(
+            "command = \"true\"\nrestart = true\n{key} = \"{value}\""
+        ))
+        .unwrap_or_else(|e| panic!("config: {e}"));
+        let r = ExecSource::new("ex", cfg).map(|_| ());
+        assert!(
+            matches!(&r, Err(ComponentError::Config(m)) if m.contains(key) && m.contains("at most")),
+            "{key} = {value:?}: {r:?}"
+        );
+    }
+    let cfg: ExecSourceConfig =
+        toml::from_str("command = \"true\"\nrestart_throttle = \"24h\"\nbatch_timeout = \"24h\"")
+            .unwrap_or_else(|e| panic!("config: {e}"));
+    assert!(ExecSource::new("ex", cfg).is_ok(), "a day is accepted");
+}

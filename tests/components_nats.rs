@@ -204,11 +204,16 @@ async fn sink_fails_while_the_server_is_down_and_loses_nothing() {
     assert!(r.is_ok(), "{r:?}");
 
     let js = nats_common::js(&url).await;
-    let got: BTreeSet<String> = read_stream(&js, &stream)
-        .await
-        .into_iter()
-        .map(|m| m.body)
-        .collect();
+    let stored = read_stream(&js, &stream).await;
+    // The attempts made while the server was away failed; they must not be stored later
+    // (queued in the client and sent on reconnection) on top of the retry that succeeded.
+    // One extra copy is allowed: an attempt racing the disconnection.
+    let copies = stored.iter().filter(|m| m.body == "ev-010").count();
+    assert!(
+        copies <= 2,
+        "{copies} copies of ev-010: failed attempts were published after the server returned"
+    );
+    let got: BTreeSet<String> = stored.into_iter().map(|m| m.body).collect();
     let want: BTreeSet<String> = (0..30).map(|i| format!("ev-{i:03}")).collect();
     assert_eq!(
         got, want,
@@ -441,9 +446,24 @@ fn source_keys_are_checked() {
     assert_eq!(
         key_of(NatsSourceConfig {
             password: Some("p".into()),
-            ..ok
+            ..ok.clone()
         }),
         Some("user")
+    );
+    // Over a day: `batch_timeout + 5s` overflowed (a panic) near the largest duration.
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            batch_timeout: HumanDuration(Duration::from_secs(u64::MAX)),
+            ..ok.clone()
+        }),
+        Some("batch_timeout")
+    );
+    assert_eq!(
+        key_of(NatsSourceConfig {
+            ack_wait: HumanDuration(Duration::from_secs(25 * 3600)),
+            ..ok
+        }),
+        Some("ack_wait")
     );
     let parsed: Result<NatsSourceConfig, _> =
         toml::from_str("url = \"nats://x:1\"\nstream = \"S\"\nnope = 1");
@@ -585,4 +605,49 @@ async fn sink_authenticates_with_token_or_user_and_password() {
     })
     .await;
     assert!(matches!(r, Err(SinkError::Connection(_))), "{r:?}");
+}
+
+/// The server goes away while the channels refuse a batch: the source's in-progress acks
+/// (and, at shutdown, its naks) cannot reach the server and pile up in the client's bounded
+/// command queue (2048). Once that queue is full a publish waits for ever; the source must not
+/// wait with it: it still stops when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_stops_while_the_server_is_down_and_the_channel_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = PrivateServer::start(dir.path());
+    let url = server.url();
+    let n = 400;
+    {
+        let js = nats_common::js(&url).await;
+        create_stream(&js, "HELD", &["held.in"]).await;
+        let mut acks = Vec::new();
+        for i in 0..n {
+            acks.push(
+                js.publish("held.in", format!("m-{i:03}").into())
+                    .await
+                    .expect("publish"),
+            );
+        }
+        for a in acks {
+            a.await.expect("puback");
+        }
+    }
+    let mut cfg = source_config("HELD", "held", n);
+    cfg.url = url.clone();
+    // In-progress acks every 500 ms, one per held message.
+    cfg.ack_wait = HumanDuration(Duration::from_secs(1));
+    let src = Running::start(
+        build_source("r1", cfg).expect("source"),
+        Arc::new(FullDeliver),
+    );
+    wait_for("the source holds a batch", || {
+        let held = src.counters.received.load(Relaxed) >= 100;
+        async move { held }
+    })
+    .await;
+    server.kill();
+    // Enough in-progress ack rounds to fill the client's command queue several times over.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // `stop` fails unless the source returns within 20 s.
+    src.stop().await;
 }

@@ -21,8 +21,10 @@
 //!
 //! **Connection.** The sink connects on its first batch (and again after a failed first
 //! connection); once connected, the client reconnects by itself, forever, and logs each
-//! disconnection and reconnection. While the server is away, batches fail with `timeout` and the
-//! runner backs off. With `stream` set, the sink checks at connection time that the stream exists
+//! disconnection and reconnection. While the client is not connected, a batch fails at once
+//! without publishing anything (a publish would only be queued in the client and sent on
+//! reconnection, on top of the runner's retry), and the runner backs off. A batch published
+//! just before the connection broke fails after `timeout`. With `stream` set, the sink checks at connection time that the stream exists
 //! (`create_stream = true`: creates it with `stream_subjects`, default `[subject]`, if missing).
 //!
 //! The connection helpers here ([`NatsAuth`], [`parse_servers`], [`connect`]) are shared with
@@ -161,6 +163,21 @@ pub fn check_subject(subject: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The longest duration key of a `nats` sink or source (`timeout`, `batch_timeout`,
+/// `ack_wait`): longer ones would overflow the time arithmetic (a panic).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks that duration `key` is at most [`MAX_DURATION`].
+pub fn check_duration(key: &'static str, d: Duration) -> Result<(), (&'static str, String)> {
+    if d > MAX_DURATION {
+        return Err((
+            key,
+            format!("must be at most {}", HumanDuration(MAX_DURATION)),
+        ));
+    }
+    Ok(())
+}
+
 /// Connects to `servers`; `who` (`sink n1`) names the component in the connection-event logs.
 /// Fails (does not retry) when no server answers within `timeout`; once connected, the client
 /// reconnects by itself, forever.
@@ -232,6 +249,7 @@ impl NatsSinkConfig {
         if self.timeout.0.is_zero() {
             return Err(("timeout", "must be more than 0".into()));
         }
+        check_duration("timeout", self.timeout.0)?;
         for (key, v) in [
             ("subject_header", &self.subject_header),
             ("msg_id_header", &self.msg_id_header),
@@ -386,6 +404,15 @@ impl NatsSink {
             .map(|(i, e)| self.message(i, e))
             .collect::<Result<Vec<_>, _>>()?;
         let js = self.context().await?;
+        // While the client reconnects, a publish is only queued in it (up to 2048 commands)
+        // and sent when the server is back: on top of the retry of this batch, which the
+        // runner makes after the timeout. Fail at once instead.
+        if js.client().connection_state() != async_nats::connection::State::Connected {
+            return Err(SinkError::Connection(format!(
+                "not connected to NATS ({}); the client is reconnecting",
+                self.cfg.url
+            )));
+        }
         let timeout = self.cfg.timeout.0;
         let n = messages.len();
         let all = async {
@@ -476,6 +503,13 @@ mod tests {
         );
         assert_eq!(key_of("stream = \"A.B\""), Some("stream"));
         assert_eq!(key_of("timeout = \"0s\""), Some("timeout"));
+        assert_eq!(
+            key_of("timeout = \"18446744073709551615s\""),
+            Some("timeout"),
+            "(overflowed `timeout + 1s` when connecting: a panic)"
+        );
+        assert_eq!(key_of("timeout = \"25h\""), Some("timeout"));
+        assert_eq!(key_of("timeout = \"24h\""), None);
         assert_eq!(
             key_of("token = \"t\"\nuser = \"u\"\npassword = \"p\""),
             Some("token")

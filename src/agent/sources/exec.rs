@@ -58,6 +58,8 @@ use crate::agent::units::{ByteSize, HumanDuration};
 
 /// How long the child has between SIGTERM and SIGKILL at shutdown.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
+/// The longest `restart_throttle` and `batch_timeout`.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// Bytes read from the child's output at a time.
 const READ_CHUNK: usize = 8 << 10;
 
@@ -167,6 +169,19 @@ impl ExecSource {
             return Err(ComponentError::Config(format!(
                 "source {name}: restart_throttle must be more than 0"
             )));
+        }
+        // Bounded so the pause arithmetic (up to 10x the throttle) and the batch deadline
+        // cannot overflow (which would panic).
+        for (key, d) in [
+            ("restart_throttle", cfg.restart_throttle.get()),
+            ("batch_timeout", cfg.batch_timeout.get()),
+        ] {
+            if d > MAX_DURATION {
+                return Err(ComponentError::Config(format!(
+                    "source {name}: {key} must be at most {}",
+                    HumanDuration(MAX_DURATION)
+                )));
+            }
         }
         Ok(ExecSource {
             name: name.to_owned(),

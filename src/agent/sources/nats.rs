@@ -14,7 +14,9 @@
 //! required channel committed) is each message acknowledged, with a double ack (the server
 //! confirms it). While the channels refuse the batch (full) the source keeps the messages
 //! alive with in-progress acks every half of the consumer's AckWait, so the server does not
-//! redeliver them meanwhile. An event the channels reject for itself (too large) is logged and counted as
+//! redeliver them meanwhile (not while the connection is down: those would only queue in the
+//! client, and a full queue would stall the source; the server may then redeliver the batch
+//! after AckWait, a duplicate). An event the channels reject for itself (too large) is logged and counted as
 //! rejected by `deliver_or_retry`, and its message is acknowledged like the others.
 //!
 //! **What a crash does.** Messages fetched but not acknowledged (the agent was killed before
@@ -41,7 +43,7 @@ use serde::Deserialize;
 use super::{Stopped, deliver_or_retry};
 use crate::Event;
 use crate::agent::component::{BoxFuture, ComponentError, Source, SourceContext};
-use crate::agent::sinks::nats::{NatsAuth, connect, parse_servers};
+use crate::agent::sinks::nats::{NatsAuth, check_duration, connect, parse_servers};
 use crate::agent::units::HumanDuration;
 
 /// Longest wait for connecting and for the server's answer to a management request or a
@@ -123,6 +125,8 @@ impl NatsSourceConfig {
         if self.ack_wait.0 < Duration::from_secs(1) {
             return Err(("ack_wait", "must be at least 1s".into()));
         }
+        check_duration("batch_timeout", self.batch_timeout.0)?;
+        check_duration("ack_wait", self.ack_wait.0)?;
         NatsAuth::from_keys(
             self.credentials.as_ref(),
             self.token.as_ref(),
@@ -218,14 +222,25 @@ impl NatsSource {
                 continue;
             }
             let events = messages.iter().map(to_event).collect::<Vec<_>>();
-            match self.deliver(ctx, events, &messages, progress_every).await {
+            match self
+                .deliver(ctx, &client, events, &messages, progress_every)
+                .await
+            {
                 Ok(()) => self.ack(&messages).await,
                 Err(Stopped::Shutdown(_)) => {
-                    // Not committed: ask for redelivery now rather than after ack_wait.
-                    for m in &messages {
-                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                    // Not committed: ask for redelivery now rather than after ack_wait. Bounded:
+                    // with the server away a publish waits for room in the client's command
+                    // queue, for ever once it is full (the server then redelivers after
+                    // ack_wait anyway).
+                    if client.connection_state() == State::Connected {
+                        let nak = async {
+                            for m in &messages {
+                                let _ = m.ack_with(AckKind::Nak(None)).await;
+                            }
+                            let _ = client.flush().await;
+                        };
+                        let _ = tokio::time::timeout(REQUEST_TIMEOUT, nak).await;
                     }
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, client.flush()).await;
                     return Ok(());
                 }
             }
@@ -330,9 +345,15 @@ impl NatsSource {
 
     /// `deliver_or_retry`, sending in-progress acks `every` (half the consumer's AckWait) while
     /// it waits, so the server does not redeliver the batch meanwhile.
+    ///
+    /// While the connection is down no in-progress ack is sent: a publish then only queues in
+    /// the client's bounded command queue, and once that is full it waits for the server, which
+    /// would stall the delivery (and the shutdown) for as long as the server is away. A round of
+    /// in-progress acks is also cut off after `every` (at most [`REQUEST_TIMEOUT`]).
     async fn deliver(
         &self,
         ctx: &SourceContext,
+        client: &async_nats::Client,
         events: Vec<Event>,
         messages: &[jetstream::Message],
         every: Duration,
@@ -344,11 +365,21 @@ impl NatsSource {
             tokio::select! {
                 r = &mut deliver => return r,
                 _ = tick.tick() => {
+                    if client.connection_state() != State::Connected {
+                        tracing::debug!(source = %self.name, "delivery still running; no in-progress acks while disconnected");
+                        continue;
+                    }
                     tracing::debug!(source = %self.name, messages = messages.len(), "delivery still running; in-progress acks");
-                    for m in messages {
-                        if let Err(e) = m.ack_with(AckKind::Progress).await {
-                            tracing::warn!(source = %self.name, error = %e, "in-progress ack failed");
+                    let progress = async {
+                        for m in messages {
+                            if let Err(e) = m.ack_with(AckKind::Progress).await {
+                                tracing::warn!(source = %self.name, error = %e, "in-progress ack failed");
+                                break;
+                            }
                         }
+                    };
+                    if tokio::time::timeout(every.min(REQUEST_TIMEOUT), progress).await.is_err() {
+                        tracing::warn!(source = %self.name, "in-progress acks not sent within {:?}; the server may redeliver the batch (a duplicate)", every.min(REQUEST_TIMEOUT));
                     }
                 }
             }

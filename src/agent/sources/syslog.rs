@@ -359,7 +359,6 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, s: &Shared) -> std::io::Re
     let mut framer = Framer::new(s.framing, s.max);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut batch = Vec::new();
-    let mut offset = 0u64;
     loop {
         // Wait for data only when nothing is pending; with a partial batch, take what is
         // already there and deliver when nothing more is.
@@ -388,7 +387,6 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, s: &Shared) -> std::io::Re
             Some(bytes) if n > 0 => framer.push(bytes),
             _ => framer.finish(),
         };
-        offset += n as u64;
         for f in frames {
             match f {
                 Frame::Message(m) => batch.push(s.event(&m)),
@@ -409,7 +407,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, s: &Shared) -> std::io::Re
                     s.deliver(std::mem::take(&mut batch), peer).await;
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        format!("framing error near byte {offset} of the connection: {what}"),
+                        format!("framing error at {what} (offsets from the connection's start)"),
                     ));
                 }
             }
@@ -506,6 +504,8 @@ pub struct Framer {
     max: usize,
     state: State,
     current: Vec<u8>,
+    /// Bytes of the stream consumed by earlier pushes (for error offsets).
+    pos: u64,
 }
 
 /// Longest octet count accepted (10 digits: more than any `max_message_size`).
@@ -519,12 +519,17 @@ impl Framer {
             max,
             state: State::Start,
             current: Vec::new(),
+            pos: 0,
         }
     }
 
     /// Feeds `bytes`; returns the frames they completed.
     pub fn push(&mut self, mut bytes: &[u8]) -> Vec<Frame> {
         let mut out = Vec::new();
+        let (pos, len) = (self.pos, bytes.len());
+        self.pos += len as u64;
+        // The stream offset of the first byte of `rest`.
+        let at = |rest: &[u8]| pos + (len - rest.len()) as u64;
         while let Some((&b, rest)) = bytes.split_first() {
             match self.state {
                 State::Failed => return out,
@@ -540,7 +545,8 @@ impl Framer {
                         _ if self.framing == Framing::OctetCounting => {
                             self.state = State::Failed;
                             out.push(Frame::Error(format!(
-                                "expected an octet count, found byte {b:#04x}"
+                                "byte {}: expected an octet count, found {b:#04x}",
+                                at(bytes) - 1
                             )));
                         }
                         _ => {
@@ -574,7 +580,8 @@ impl Framer {
                     _ if self.framing == Framing::OctetCounting => {
                         self.state = State::Failed;
                         out.push(Frame::Error(format!(
-                            "octet count followed by byte {b:#04x} instead of a space"
+                            "byte {}: octet count followed by {b:#04x} instead of a space",
+                            at(bytes)
                         )));
                     }
                     // Auto: not an octet count after all; the digits (in `current`) start a
@@ -725,6 +732,25 @@ mod tests {
         assert_eq!(f.push(b"2 ab"), [], "nothing after a framing error");
         let mut f = Framer::new(Framing::Newline, 100);
         assert_eq!(f.push(b"5 hello\n"), [msg("5 hello")]);
+    }
+
+    /// A framing error names the offset of the offending byte in the connection's stream, not
+    /// the end of the read chunk it came in.
+    #[test]
+    fn framing_errors_name_the_offset_of_the_bad_byte() {
+        let mut f = Framer::new(Framing::OctetCounting, 100);
+        assert_eq!(f.push(b"2 ab3 c"), [msg("ab")]);
+        let got = f.push(b"de<13>x and much more that is read in the same chunk");
+        assert!(
+            matches!(got.as_slice(), [Frame::Message(_), Frame::Error(e)] if e.contains("byte 9:")),
+            "{got:?}"
+        );
+        let mut f = Framer::new(Framing::OctetCounting, 100);
+        let got = f.push(b"2 ab12x more bytes");
+        assert!(
+            matches!(got.as_slice(), [Frame::Message(_), Frame::Error(e)] if e.contains("byte 6:")),
+            "{got:?}"
+        );
     }
 
     /// The frames of `input` read in one piece.
