@@ -306,8 +306,11 @@ impl Tailer {
     }
 
     /// Lists the groups' files: follows new ones, notes renames, drops gone ones, detects
-    /// truncation.
-    fn scan(&mut self) {
+    /// truncation. True when it followed a file not followed before (its starting position
+    /// must be recorded before anything else happens: with `skip_to_end` a restart would
+    /// otherwise start it at its end again and skip what was appended meanwhile).
+    fn scan(&mut self) -> bool {
+        let before: HashSet<u64> = self.files.keys().copied().collect();
         let mut seen = HashSet::new();
         for gi in 0..self.groups.len() {
             for path in self.list(&self.groups[gi]) {
@@ -362,6 +365,7 @@ impl Tailer {
                 tracing::info!(source = %self.name, file = %t.path.display(), "file renamed away or deleted and read to its end; no longer followed");
             }
         }
+        self.files.keys().any(|ino| !before.contains(ino))
     }
 
     /// A recorded file no pattern matches any more (renamed away while the source was down):
@@ -721,14 +725,26 @@ impl Source for TaildirSource {
                 if scan {
                     last_scan = Some(Instant::now());
                 }
-                let (t, batch) = blocking(tailer, move |t| {
-                    if scan {
-                        t.scan();
-                    }
-                    t.read_batch(batch_size)
+                let path = pos_path.clone();
+                let (t, (batch, recorded)) = blocking(tailer, move |t| {
+                    // Newly followed files are recorded at their starting position (committed
+                    // positions only: new files start at 0 or, skip_to_end, at their end).
+                    let recorded = if scan && t.scan() {
+                        let entries = t.entries();
+                        save_positions(&path, &entries)
+                    } else {
+                        Ok(())
+                    };
+                    (t.read_batch(batch_size), recorded)
                 })
                 .await?;
                 tailer = t;
+                recorded.map_err(|e| {
+                    ComponentError::Other(format!(
+                        "cannot write positions file {}: {e}",
+                        pos_path.display()
+                    ))
+                })?;
                 for (path, offset) in &batch.skipped {
                     ctx.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(source = %ctx.name, file = %path.display(), offset, limit = tailer.cfg.max_line_length.get(), "line longer than max_line_length skipped");
