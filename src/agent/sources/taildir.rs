@@ -347,6 +347,11 @@ impl Tailer {
             let deleted = meta.as_ref().map(|m| m.nlink() == 0).unwrap_or(true);
             let size = meta.map(|m| m.len()).unwrap_or(0);
             t.matched = seen.contains(ino) && !deleted;
+            if size != t.scan_size {
+                // Grown (or truncated) since the last scan: a read that found it at its end
+                // before that says nothing now; only a read after this scan can.
+                t.idle = false;
+            }
             // Dropped once it stayed unmatched, read to its end and without growth for two
             // scans in a row (its writer may still append right after a rotation).
             if !t.matched && t.idle && size == t.scan_size {
@@ -784,5 +789,79 @@ impl Source for TaildirSource {
             tracing::info!(source = %ctx.name, "taildir source stopped");
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn tailer(dir: &Path) -> Tailer {
+        let cfg: TaildirConfig = toml::from_str(&format!(
+            "position_file = \"{}\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
+            dir.join("pos.json").display(),
+            dir.display()
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let groups = cfg.groups().unwrap_or_else(|e| panic!("{e:?}"));
+        Tailer {
+            name: "t1".into(),
+            cfg,
+            groups,
+            files: BTreeMap::new(),
+            saved: HashMap::new(),
+            first_scan: true,
+            next: 0,
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn bodies(b: &Batch) -> Vec<String> {
+        b.events
+            .iter()
+            .map(|e| String::from_utf8_lossy(e.body()).into_owned())
+            .collect()
+    }
+
+    /// A file renamed away right after its writer appended to it, then not reached by the
+    /// reads of the next scans (other files fill every batch, and with a slow channel every
+    /// loop rescans), must not be dropped with its last lines unread: a read that found it
+    /// at its end before it grew says nothing about it now.
+    #[test]
+    fn a_renamed_away_file_that_grew_is_not_dropped_before_it_is_read_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = dir.path().join("a.log");
+        append(&a, "a1\n");
+        let mut t = tailer(dir.path());
+        assert!(t.scan());
+        let b = t.read_batch(10);
+        assert_eq!(bodies(&b), ["a1"]);
+        t.advance(&b.moves);
+        let b = t.read_batch(10);
+        assert!(b.moves.is_empty(), "caught up: the file is idle");
+        // The writer appends once more, the file is rotated away.
+        append(&a, "a2\n");
+        std::fs::rename(&a, dir.path().join("a.log.1")).unwrap_or_else(|e| panic!("{e}"));
+        // Scans in a row with no read of this file in between.
+        for _ in 0..3 {
+            t.scan();
+        }
+        let b = t.read_batch(10);
+        assert_eq!(
+            bodies(&b),
+            ["a2"],
+            "the line appended before the rotation was lost"
+        );
     }
 }
