@@ -360,3 +360,40 @@ async fn recursive_directories_and_orphan_trackers() {
     assert_eq!(got, ["deep", "top"]);
     assert!(!orphan.exists(), "the orphan tracker was removed");
 }
+
+/// A file whose name is legal but long (here 250 bytes, deleted once consumed; with
+/// `recursive` a subdirectory's name adds to it) is consumed: its tracker's name must stay
+/// under the file-system limit of 255 bytes (it failed after the first batch, leaving the file
+/// in place and delivering that batch again at every restart).
+#[tokio::test]
+async fn a_file_with_a_long_name_is_consumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    let long = "n".repeat(250);
+    std::fs::write(spool.join(&long), numbered(1, 5, "l")).expect("write");
+    std::fs::create_dir(spool.join("sub")).expect("mkdir");
+    let long2 = "m".repeat(240);
+    std::fs::write(spool.join("sub").join(&long2), numbered(1, 3, "k")).expect("write");
+    let ch = memory();
+    let src = start(
+        config(
+            spool,
+            "batch_size = 2\ndelete_policy = \"immediate\"\nrecursive = true\n",
+        ),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    let mut got = Vec::new();
+    wait_until("both files consumed and deleted", || {
+        got.extend(drain(ch.as_ref()));
+        !spool.join(&long).exists() && !spool.join("sub").join(&long2).exists()
+    })
+    .await;
+    src.stop().await;
+    got.extend(drain(ch.as_ref()));
+    let mut want = expected(1, 5, "l");
+    want.extend(expected(1, 3, "k"));
+    let mut b = bodies(&got);
+    b.sort();
+    want.sort();
+    assert_eq!(b, want, "every line once");
+}

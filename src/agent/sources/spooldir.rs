@@ -272,7 +272,7 @@ impl SpooldirSource {
             .to_string_lossy()
             .replace('%', "%25")
             .replace('/', "%2F");
-        self.tracker_dir.join(format!("{name}.json"))
+        self.tracker_dir.join(tracker_name(&name))
     }
 
     fn completed_path(&self, file: &Path) -> PathBuf {
@@ -546,6 +546,31 @@ impl SpooldirSource {
         self.finish(path).await?;
         Ok(true)
     }
+}
+
+/// Longest encoded name kept whole in a tracker's file name: with `.json` and the `.tmp` of
+/// its atomic rewrite it stays under the usual 255-byte limit of a file name.
+const TRACKER_NAME_MAX: usize = 200;
+
+/// A tracker's file name for the encoded relative name `name`: `name.json`, or for a longer
+/// name its first bytes, `~` and a 64-bit hash of all of it (two CRC-32s), `.json`.
+fn tracker_name(name: &str) -> String {
+    if name.len() <= TRACKER_NAME_MAX {
+        return format!("{name}.json");
+    }
+    let mut cut = TRACKER_NAME_MAX - 20;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut salted = crc32fast::Hasher::new();
+    salted.update(b"tidegate-spool");
+    salted.update(name.as_bytes());
+    format!(
+        "{}~{:08x}{:08x}.json",
+        &name[..cut],
+        crc32fast::hash(name.as_bytes()),
+        salted.finalize()
+    )
 }
 
 /// The next batch of a spool file from `offset`: bodies and the offset after them, or `None`
