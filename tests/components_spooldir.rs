@@ -397,3 +397,41 @@ async fn a_file_with_a_long_name_is_consumed() {
     want.sort();
     assert_eq!(b, want, "every line once");
 }
+
+/// An event the channel refuses for good (larger than the channel's max_event_size, though
+/// within max_line_length) is not a consumed file: the file is left in place, not deleted
+/// (delete_policy = "immediate" destroyed the only copy of that event), with an error naming
+/// it; the other events of the file are committed and the next file is consumed.
+#[tokio::test]
+async fn a_file_with_an_event_the_channel_refuses_is_left_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    let big = format!("ok1\n{}\nok2\n", "x".repeat(300));
+    std::fs::write(spool.join("1.log"), &big).expect("write");
+    std::fs::write(spool.join("2.log"), "next\n").expect("write");
+    let log = Log::default();
+    let _guard = log.capture();
+    let ch = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+        max_event_size: 100,
+        ..MemoryChannelConfig::default()
+    }));
+    let src = start(
+        config(
+            spool,
+            "batch_size = 10\ndelete_policy = \"immediate\"\nmax_line_length = 1000\n",
+        ),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    wait_until("2.log consumed", || !spool.join("2.log").exists()).await;
+    src.stop().await;
+    assert_eq!(bodies(&drain(ch.as_ref())), ["ok1", "ok2", "next"]);
+    assert!(
+        spool.join("1.log").exists(),
+        "the file holding the refused event was deleted"
+    );
+    let text = log.text();
+    assert!(
+        text.contains("1.log") && text.contains("refused"),
+        "the error names the file: {text}"
+    );
+}

@@ -16,9 +16,11 @@
 //!
 //! **Errors.** A file whose size or mtime changes while it is read (or after it was read and
 //! before it is renamed), or differs from its tracker at a restart, a file whose completed name
-//! already exists, and (whole_file) a file larger than `max_line_length` are errors naming the
-//! file: it is left in place (not renamed), logged as an error, counted as a failed file, and
-//! skipped until the source restarts; other files go on. What was committed from it stays
+//! already exists, (whole_file) a file larger than `max_line_length`, and an event of it the
+//! channel refuses for good (larger than its `max_event_size`: the batch's other events are
+//! committed, the tracker stays before that batch) are errors naming the file: it is left in
+//! place (not renamed), logged as an error, counted as a failed file, and skipped until the
+//! source restarts; other files go on. What was committed from it stays
 //! committed and its tracker keeps the offset, so nothing is lost.
 //!
 //! **Guarantee.** At-least-once. A crash (kill -9) after a commit and before the tracker write
@@ -32,6 +34,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -533,9 +536,23 @@ impl SpooldirSource {
                 .collect();
             // Checked again after reading: a change during the read is not committed.
             unchanged(&file, offset)?;
+            // deliver_or_retry drops (counts as rejected) an event the channel refuses for
+            // good; the file then still holds it and must not be renamed or deleted.
+            let rejected_before = ctx.counters.rejected.load(Ordering::Relaxed);
             match deliver_or_retry(ctx, events).await {
                 Ok(()) => {}
                 Err(Stopped::Shutdown(_)) => return Ok(false),
+            }
+            let refused = ctx
+                .counters
+                .rejected
+                .load(Ordering::Relaxed)
+                .saturating_sub(rejected_before);
+            if refused > 0 {
+                return Err(FileError(format!(
+                    "{}: {refused} event(s) of the batch at offsets {offset}..{end} refused by the channel (see the error before; e.g. larger than its max_event_size), the others committed; left in place, its tracker kept at offset {offset} (a restart delivers that batch again)",
+                    path.display()
+                )));
             }
             offset = end;
             self.write_tracker(path, &tracker(offset, false)).await?;
