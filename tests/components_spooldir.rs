@@ -435,3 +435,34 @@ async fn a_file_with_an_event_the_channel_refuses_is_left_in_place() {
         "the error names the file: {text}"
     );
 }
+
+/// A file whose name is not UTF-8 cannot be matched against the patterns nor named in a
+/// tracker: it is not consumed, and an error names it (it was skipped without a word), once.
+#[tokio::test]
+async fn a_file_whose_name_is_not_utf8_is_an_error_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    let odd = spool.join(std::ffi::OsStr::from_bytes(b"caf\xe9.log"));
+    std::fs::write(&odd, "odd\n").expect("write");
+    std::fs::write(spool.join("2.log"), "fine\n").expect("write");
+    let log = Log::default();
+    let _guard = log.capture();
+    let ch = memory();
+    let src = start(config(spool, ""), Arc::new(ChannelDeliver(ch.clone())));
+    wait_until("2.log completed", || spool.join("2.log.COMPLETED").exists()).await;
+    wait_until("an error naming the odd file", || {
+        log.text().contains("caf\u{FFFD}.log")
+    })
+    .await;
+    // More polls: the error is not repeated.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    src.stop().await;
+    assert_eq!(bodies(&drain(ch.as_ref())), ["fine"]);
+    assert!(odd.exists(), "left in place");
+    assert_eq!(
+        log.text().matches("caf\u{FFFD}.log").count(),
+        1,
+        "logged once"
+    );
+}

@@ -3,8 +3,8 @@
 //!
 //! **Model.** Every `poll_delay` the directory (and, with `recursive`, its subdirectories) is
 //! listed; files whose names match `include_pattern` and not `ignore_pattern` are candidates,
-//! except hidden files (names starting with `.`), files ending with `completed_suffix`, and the
-//! tracker directory. One file at a time is consumed, chosen by modification time
+//! except hidden files (names starting with `.`), files ending with `completed_suffix`, the
+//! tracker directory, and names that are not UTF-8 (reported once by an error naming them). One file at a time is consumed, chosen by modification time
 //! (`consume_order`). Its lines are read in batches of `batch_size` with a bounded buffer; a
 //! line longer than `max_line_length` bytes is split into pieces of that length (Flume's LINE
 //! deserializer truncates; splitting loses nothing); the bytes after the last `\n` are a last
@@ -284,9 +284,11 @@ impl SpooldirSource {
         PathBuf::from(s)
     }
 
-    /// Candidate files with their mtimes.
-    fn list(&self, failed: &HashSet<PathBuf>) -> Vec<(PathBuf, i128)> {
+    /// Candidate files with their mtimes, and the files (not failed yet) whose names are not
+    /// UTF-8 (they cannot be matched nor tracked: the caller reports them).
+    fn list(&self, failed: &HashSet<PathBuf>) -> (Vec<(PathBuf, i128)>, Vec<PathBuf>) {
         let mut out = Vec::new();
+        let mut odd = Vec::new();
         let mut dirs = vec![self.cfg.directory.clone()];
         while let Some(dir) = dirs.pop() {
             let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -295,6 +297,13 @@ impl SpooldirSource {
             for entry in rd.filter_map(Result::ok) {
                 let path = entry.path();
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    use std::os::unix::ffi::OsStrExt;
+                    if !entry.file_name().as_bytes().starts_with(b".")
+                        && !failed.contains(&path)
+                        && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+                    {
+                        odd.push(path);
+                    }
                     continue;
                 };
                 if name.starts_with('.') || path == self.tracker_dir {
@@ -321,13 +330,14 @@ impl SpooldirSource {
                 out.push((path, ident(&meta).mtime_ns));
             }
         }
-        out
+        (out, odd)
     }
 
-    fn pick(&self, failed: &HashSet<PathBuf>) -> Option<PathBuf> {
-        let mut files = self.list(failed);
+    /// The next file to consume, and the files [`Self::list`] found with names not UTF-8.
+    fn pick(&self, failed: &HashSet<PathBuf>) -> (Option<PathBuf>, Vec<PathBuf>) {
+        let (mut files, odd) = self.list(failed);
         if files.is_empty() {
-            return None;
+            return (None, odd);
         }
         match self.cfg.consume_order {
             ConsumeOrder::Oldest => files.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0))),
@@ -337,7 +347,7 @@ impl SpooldirSource {
                 files.swap(0, i);
             }
         }
-        files.into_iter().next().map(|f| f.0)
+        (files.into_iter().next().map(|f| f.0), odd)
     }
 
     /// Removes the trackers of files that are gone (a crash between a file's rename or
@@ -695,10 +705,14 @@ impl Source for SpooldirSource {
                     break;
                 }
                 let (lister, skip) = (this.clone(), failed.clone());
-                let picked = match off_runtime(move || lister.pick(&skip)).await {
+                let (picked, odd) = match off_runtime(move || lister.pick(&skip)).await {
                     Ok(p) => p,
                     Err(FileError(msg)) => return Err(ComponentError::Other(msg)),
                 };
+                for path in odd {
+                    tracing::error!(source = %ctx.name, file = %path.display(), "spool file name is not UTF-8: not consumed (rename it); skipped until the source restarts");
+                    failed.insert(path);
+                }
                 let Some(path) = picked else {
                     tokio::select! {
                         () = ctx.shutdown.cancelled() => break,
