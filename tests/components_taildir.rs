@@ -535,3 +535,64 @@ async fn skip_to_end_does_not_skip_lines_written_while_stopped() {
         "the lines written while stopped, once; the old ones skipped"
     );
 }
+
+/// The log lines of the current thread (this test runs the source on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A line the channel refuses for good (larger than its max_event_size, within
+/// max_line_length) is dropped by the delivery (counted as rejected); the warning must say
+/// which file and where, or nobody can find it again. Its neighbours are committed.
+#[tokio::test]
+async fn a_line_the_channel_refuses_is_logged_with_its_file_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_file = dir.path().join("app.log");
+    append(&log_file, &format!("ok1\n{}\nok2\n", "x".repeat(300)));
+    let log = Log::default();
+    let sub = {
+        let log = log.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || log.clone())
+            .with_ansi(false)
+            .finish()
+    };
+    let _guard = tracing::subscriber::set_default(sub);
+    let ch = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+        max_event_size: 100,
+        ..MemoryChannelConfig::default()
+    }));
+    let cfg = config(&format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\n[filegroups.f1]\npath = \"{}\"\n",
+        dir.path().join("pos.json").display(),
+        log_file.display()
+    ));
+    let src = start(cfg, &ch);
+    let mut got = Vec::new();
+    collect_until(&ch, &mut got, |g| has(g, "ok2")).await;
+    src.stop().await;
+    assert_eq!(bodies(&got), ["ok1", "ok2"]);
+    assert_eq!(src_rejected(&log), 1, "{}", log_text(&log));
+    let text = log_text(&log);
+    let named = text.lines().any(|l| {
+        l.contains("refused") && l.contains(log_file.to_str().expect("utf-8")) && l.contains("0..")
+    });
+    assert!(named, "a warning names the file and the offsets: {text}");
+}
+
+fn log_text(log: &Log) -> String {
+    String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned()
+}
+
+fn src_rejected(log: &Log) -> usize {
+    log_text(log).matches("event rejected").count()
+}

@@ -764,9 +764,27 @@ impl Source for TaildirSource {
                 }
                 woke = false;
                 if !batch.events.is_empty() {
+                    let rejected_before = ctx.counters.rejected.load(Ordering::Relaxed);
                     match deliver_or_retry(&ctx, batch.events).await {
                         Ok(()) => {}
                         Err(Stopped::Shutdown(_)) => break,
+                    }
+                    let refused = ctx
+                        .counters
+                        .rejected
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(rejected_before);
+                    if refused > 0 {
+                        // deliver_or_retry dropped them (its error does not know the files).
+                        let ranges: Vec<String> = batch
+                            .moves
+                            .iter()
+                            .filter_map(|(ino, end)| {
+                                let t = tailer.files.get(ino)?;
+                                Some(format!("{} {}..{}", t.path.display(), t.cur.pos, end.pos))
+                            })
+                            .collect();
+                        tracing::warn!(source = %ctx.name, refused, lines_in = %ranges.join(", "), "lines refused by the channel for good (see the error before) were dropped; they are in these files at these offsets");
                     }
                 }
                 // Committed: now (and only now) the positions move and are recorded.
