@@ -31,9 +31,11 @@
 //! committed is lost, and nothing complete in a followed file is skipped. A recorded file that
 //! no pattern matches at a restart (renamed away while the agent was down) is looked for by
 //! inode in its recorded directory and, if its fingerprint matches, read from its position to
-//! its end. Two cases a restart cannot see: such a file moved to another directory (or
-//! deleted), and a truncated file that grew back past its old position with the same first
-//! KiB.
+//! its end. Three cases a restart cannot see: such a file moved to another directory (or
+//! deleted), a file that appeared and was renamed to an unmatched name while the source was
+//! down, and a truncated file that grew back past its old position with the same first KiB.
+//! Copy-truncate: the lines written between the last read and the truncation are only in the
+//! copy, so they are read only if a pattern matches the copy's name.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
