@@ -596,3 +596,72 @@ fn log_text(log: &Log) -> String {
 fn src_rejected(log: &Log) -> usize {
     log_text(log).matches("event rejected").count()
 }
+
+/// Inode numbers repeat across file systems: two followed files on two devices that share an
+/// inode number are two files (the second one was never read: files were keyed by inode
+/// alone). Needs /dev/shm on another device than `/` and a readable regular file on `/` with the
+/// inode number of a new file in /dev/shm (found with `find`); where there is none the test
+/// says so and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_two_devices_with_the_same_inode_number_are_both_followed() {
+    use std::os::unix::fs::MetadataExt;
+    let shm = std::path::PathBuf::from(format!("/dev/shm/tidegate-taildir-{}", std::process::id()));
+    let dev_of = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if dev_of(Path::new("/dev/shm")).is_none()
+        || dev_of(Path::new("/dev/shm")) == dev_of(Path::new("/"))
+    {
+        eprintln!("no /dev/shm on its own device: nothing to check here");
+        return;
+    }
+    std::fs::create_dir_all(&shm).expect("mkdir");
+    let a = shm.join("a.log");
+    append(&a, "on-shm\n");
+    let ino = std::fs::metadata(&a).expect("stat").ino();
+    let found = std::process::Command::new("find")
+        .args([
+            "/usr",
+            "/root",
+            "/opt",
+            "-xdev",
+            "-inum",
+            &ino.to_string(),
+            "-type",
+            "f",
+            "-readable",
+            "-print",
+            "-quit",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let other = Path::new(&found);
+    if found.is_empty() || dev_of(other) != dev_of(Path::new("/")) {
+        let _ = std::fs::remove_dir_all(&shm);
+        eprintln!("no file on / with inode {ino}: nothing to check here");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\nbatch_size = 1000\nmax_line_length = \"1MiB\"\n[filegroups.f1]\npath = \"{}\"\n[filegroups.f2]\npath = \"{}\"\n",
+        dir.path().join("pos.json").display(),
+        found,
+        a.display()
+    ));
+    let ch = memory();
+    let src = start(cfg, &ch);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&got, "on-shm") && Instant::now() < deadline {
+        got.extend(drain(ch.as_ref()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.stop().await;
+    let _ = std::fs::remove_dir_all(&shm);
+    assert!(
+        has(&got, "on-shm"),
+        "{} shares inode {ino} with {found} on another device and was never read",
+        a.display()
+    );
+    let entries = load_positions(&dir.path().join("pos.json")).expect("positions");
+    assert_eq!(entries.len(), 2, "one position per file: {entries:?}");
+}
