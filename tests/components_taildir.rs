@@ -647,6 +647,7 @@ async fn files_on_two_devices_with_the_same_inode_number_are_both_followed() {
         found,
         a.display()
     ));
+    let cfg_again = cfg.clone();
     let ch = memory();
     let src = start(cfg, &ch);
     let mut got = Vec::new();
@@ -656,7 +657,23 @@ async fn files_on_two_devices_with_the_same_inode_number_are_both_followed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     src.stop().await;
+    // A restart resumes both files at their own positions: only the new line.
+    append(&a, "on-shm-2\n");
+    let src = start(cfg_again, &ch);
+    let mut again = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&again, "on-shm-2") && Instant::now() < deadline {
+        again.extend(drain(ch.as_ref()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.stop().await;
+    again.extend(drain(ch.as_ref()));
     let _ = std::fs::remove_dir_all(&shm);
+    assert_eq!(
+        bodies(&again),
+        ["on-shm-2"],
+        "after a restart, only the new line"
+    );
     assert!(
         has(&got, "on-shm"),
         "{} shares inode {ino} with {found} on another device and was never read",
