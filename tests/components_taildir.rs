@@ -669,8 +669,13 @@ async fn files_on_two_devices_with_the_same_inode_number_are_both_followed() {
     src.stop().await;
     again.extend(drain(ch.as_ref()));
     let _ = std::fs::remove_dir_all(&shm);
+    // (Lines of the other file the first run had not read yet may follow.)
+    let shm_lines: Vec<String> = bodies(&again)
+        .into_iter()
+        .filter(|b| b.starts_with("on-shm"))
+        .collect();
     assert_eq!(
-        bodies(&again),
+        shm_lines,
         ["on-shm-2"],
         "after a restart, only the new line"
     );
