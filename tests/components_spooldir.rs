@@ -360,3 +360,109 @@ async fn recursive_directories_and_orphan_trackers() {
     assert_eq!(got, ["deep", "top"]);
     assert!(!orphan.exists(), "the orphan tracker was removed");
 }
+
+/// A file whose name is legal but long (here 250 bytes, deleted once consumed; with
+/// `recursive` a subdirectory's name adds to it) is consumed: its tracker's name must stay
+/// under the file-system limit of 255 bytes (it failed after the first batch, leaving the file
+/// in place and delivering that batch again at every restart).
+#[tokio::test]
+async fn a_file_with_a_long_name_is_consumed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    let long = "n".repeat(250);
+    std::fs::write(spool.join(&long), numbered(1, 5, "l")).expect("write");
+    std::fs::create_dir(spool.join("sub")).expect("mkdir");
+    let long2 = "m".repeat(240);
+    std::fs::write(spool.join("sub").join(&long2), numbered(1, 3, "k")).expect("write");
+    let ch = memory();
+    let src = start(
+        config(
+            spool,
+            "batch_size = 2\ndelete_policy = \"immediate\"\nrecursive = true\n",
+        ),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    let mut got = Vec::new();
+    wait_until("both files consumed and deleted", || {
+        got.extend(drain(ch.as_ref()));
+        !spool.join(&long).exists() && !spool.join("sub").join(&long2).exists()
+    })
+    .await;
+    src.stop().await;
+    got.extend(drain(ch.as_ref()));
+    let mut want = expected(1, 5, "l");
+    want.extend(expected(1, 3, "k"));
+    let mut b = bodies(&got);
+    b.sort();
+    want.sort();
+    assert_eq!(b, want, "every line once");
+}
+
+/// An event the channel refuses for good (larger than the channel's max_event_size, though
+/// within max_line_length) is not a consumed file: the file is left in place, not deleted
+/// (delete_policy = "immediate" destroyed the only copy of that event), with an error naming
+/// it; the other events of the file are committed and the next file is consumed.
+#[tokio::test]
+async fn a_file_with_an_event_the_channel_refuses_is_left_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    let big = format!("ok1\n{}\nok2\n", "x".repeat(300));
+    std::fs::write(spool.join("1.log"), &big).expect("write");
+    std::fs::write(spool.join("2.log"), "next\n").expect("write");
+    let log = Log::default();
+    let _guard = log.capture();
+    let ch = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+        max_event_size: 100,
+        ..MemoryChannelConfig::default()
+    }));
+    let src = start(
+        config(
+            spool,
+            "batch_size = 10\ndelete_policy = \"immediate\"\nmax_line_length = 1000\n",
+        ),
+        Arc::new(ChannelDeliver(ch.clone())),
+    );
+    wait_until("2.log consumed", || !spool.join("2.log").exists()).await;
+    src.stop().await;
+    assert_eq!(bodies(&drain(ch.as_ref())), ["ok1", "ok2", "next"]);
+    assert!(
+        spool.join("1.log").exists(),
+        "the file holding the refused event was deleted"
+    );
+    let text = log.text();
+    assert!(
+        text.contains("1.log") && text.contains("refused"),
+        "the error names the file: {text}"
+    );
+}
+
+/// A file whose name is not UTF-8 cannot be matched against the patterns nor named in a
+/// tracker: it is not consumed, and an error names it (it was skipped without a word), once.
+#[tokio::test]
+async fn a_file_whose_name_is_not_utf8_is_an_error_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path();
+    let odd = spool.join(std::ffi::OsStr::from_bytes(b"caf\xe9.log"));
+    std::fs::write(&odd, "odd\n").expect("write");
+    std::fs::write(spool.join("2.log"), "fine\n").expect("write");
+    let log = Log::default();
+    let _guard = log.capture();
+    let ch = memory();
+    let src = start(config(spool, ""), Arc::new(ChannelDeliver(ch.clone())));
+    wait_until("2.log completed", || spool.join("2.log.COMPLETED").exists()).await;
+    wait_until("an error naming the odd file", || {
+        log.text().contains("caf\u{FFFD}.log")
+    })
+    .await;
+    // More polls: the error is not repeated.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    src.stop().await;
+    assert_eq!(bodies(&drain(ch.as_ref())), ["fine"]);
+    assert!(odd.exists(), "left in place");
+    assert_eq!(
+        log.text().matches("caf\u{FFFD}.log").count(),
+        1,
+        "logged once"
+    );
+}

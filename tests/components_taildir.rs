@@ -499,3 +499,191 @@ async fn a_file_renamed_away_while_stopped_is_read_to_its_end_after_a_restart() 
         "the group's headers also on the renamed file's lines"
     );
 }
+
+/// `skip_to_end` and a restart: a file the source followed from its end but read no line of
+/// yet is recorded at that position, so lines appended while the source was down (clean stop
+/// here; a kill -9 is the same) are read after the restart, not skipped as "present at start".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_to_end_does_not_skip_lines_written_while_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("app.log");
+    let pos = dir.path().join("pos.json");
+    append(&log, &numbered(1, 3, "old"));
+    let toml_text = format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\nskip_to_end = true\n[filegroups.f1]\npath = \"{}\"\n",
+        pos.display(),
+        log.display()
+    );
+    let ch = memory();
+    let src = start(config(&toml_text), &ch);
+    // Give the source its first scan: the positions file appears (bounded; without it the
+    // restart below shows the loss).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !pos.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.stop().await;
+    append(&log, &numbered(1, 4, "down"));
+    let src = start(config(&toml_text), &ch);
+    let mut got = Vec::new();
+    collect_until(&ch, &mut got, |g| has(g, "down4")).await;
+    src.stop().await;
+    got.extend(drain(ch.as_ref()));
+    assert_eq!(
+        sorted(&got),
+        expected(1, 4, "down"),
+        "the lines written while stopped, once; the old ones skipped"
+    );
+}
+
+/// The log lines of the current thread (this test runs the source on a current-thread runtime).
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A line the channel refuses for good (larger than its max_event_size, within
+/// max_line_length) is dropped by the delivery (counted as rejected); the warning must say
+/// which file and where, or nobody can find it again. Its neighbours are committed.
+#[tokio::test]
+async fn a_line_the_channel_refuses_is_logged_with_its_file_and_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_file = dir.path().join("app.log");
+    append(&log_file, &format!("ok1\n{}\nok2\n", "x".repeat(300)));
+    let log = Log::default();
+    let sub = {
+        let log = log.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || log.clone())
+            .with_ansi(false)
+            .finish()
+    };
+    let _guard = tracing::subscriber::set_default(sub);
+    let ch = Arc::new(MemoryChannel::new(MemoryChannelConfig {
+        max_event_size: 100,
+        ..MemoryChannelConfig::default()
+    }));
+    let cfg = config(&format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\n[filegroups.f1]\npath = \"{}\"\n",
+        dir.path().join("pos.json").display(),
+        log_file.display()
+    ));
+    let src = start(cfg, &ch);
+    let mut got = Vec::new();
+    collect_until(&ch, &mut got, |g| has(g, "ok2")).await;
+    src.stop().await;
+    assert_eq!(bodies(&got), ["ok1", "ok2"]);
+    assert_eq!(src_rejected(&log), 1, "{}", log_text(&log));
+    let text = log_text(&log);
+    let named = text.lines().any(|l| {
+        l.contains("refused") && l.contains(log_file.to_str().expect("utf-8")) && l.contains("0..")
+    });
+    assert!(named, "a warning names the file and the offsets: {text}");
+}
+
+fn log_text(log: &Log) -> String {
+    String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned()
+}
+
+fn src_rejected(log: &Log) -> usize {
+    log_text(log).matches("event rejected").count()
+}
+
+/// Inode numbers repeat across file systems: two followed files on two devices that share an
+/// inode number are two files (the second one was never read: files were keyed by inode
+/// alone). Needs /dev/shm on another device than `/` and a readable regular file on `/` with the
+/// inode number of a new file in /dev/shm (found with `find`); where there is none the test
+/// says so and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_two_devices_with_the_same_inode_number_are_both_followed() {
+    use std::os::unix::fs::MetadataExt;
+    let shm = std::path::PathBuf::from(format!("/dev/shm/tidegate-taildir-{}", std::process::id()));
+    let dev_of = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if dev_of(Path::new("/dev/shm")).is_none()
+        || dev_of(Path::new("/dev/shm")) == dev_of(Path::new("/"))
+    {
+        eprintln!("no /dev/shm on its own device: nothing to check here");
+        return;
+    }
+    std::fs::create_dir_all(&shm).expect("mkdir");
+    let a = shm.join("a.log");
+    append(&a, "on-shm\n");
+    let ino = std::fs::metadata(&a).expect("stat").ino();
+    let found = std::process::Command::new("find")
+        .args([
+            "/usr",
+            "/root",
+            "/opt",
+            "-xdev",
+            "-inum",
+            &ino.to_string(),
+            "-type",
+            "f",
+            "-readable",
+            "-print",
+            "-quit",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let other = Path::new(&found);
+    if found.is_empty() || dev_of(other) != dev_of(Path::new("/")) {
+        let _ = std::fs::remove_dir_all(&shm);
+        eprintln!("no file on / with inode {ino}: nothing to check here");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&format!(
+        "position_file = \"{}\"\npoll_interval = \"100ms\"\nbatch_size = 1000\nmax_line_length = \"1MiB\"\n[filegroups.f1]\npath = \"{}\"\n[filegroups.f2]\npath = \"{}\"\n",
+        dir.path().join("pos.json").display(),
+        found,
+        a.display()
+    ));
+    let cfg_again = cfg.clone();
+    let ch = memory();
+    let src = start(cfg, &ch);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&got, "on-shm") && Instant::now() < deadline {
+        got.extend(drain(ch.as_ref()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.stop().await;
+    // A restart resumes both files at their own positions: only the new line.
+    append(&a, "on-shm-2\n");
+    let src = start(cfg_again, &ch);
+    let mut again = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&again, "on-shm-2") && Instant::now() < deadline {
+        again.extend(drain(ch.as_ref()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    src.stop().await;
+    again.extend(drain(ch.as_ref()));
+    let _ = std::fs::remove_dir_all(&shm);
+    // (Lines of the other file the first run had not read yet may follow.)
+    let shm_lines: Vec<String> = bodies(&again)
+        .into_iter()
+        .filter(|b| b.starts_with("on-shm"))
+        .collect();
+    assert_eq!(
+        shm_lines,
+        ["on-shm-2"],
+        "after a restart, only the new line"
+    );
+    assert!(
+        has(&got, "on-shm"),
+        "{} shares inode {ino} with {found} on another device and was never read",
+        a.display()
+    );
+    let entries = load_positions(&dir.path().join("pos.json")).expect("positions");
+    assert_eq!(entries.len(), 2, "one position per file: {entries:?}");
+}

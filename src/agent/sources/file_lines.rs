@@ -315,6 +315,52 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// A growing file (taildir: `eof_ends_line = false`) read after each append of any
+        /// size, resuming from the end of every read: once it ends with `\n`, the items are
+        /// the reference items, each once.
+        #[test]
+        fn a_growing_file_read_between_appends_gives_the_reference_items(
+            input in prop::collection::vec(prop::sample::select(b"ab\r\n".to_vec()), 0..120),
+            max in 1usize..6,
+            skip in any::<bool>(),
+            cuts in prop::collection::vec(0usize..130, 0..10),
+            max_items in 1usize..5,
+        ) {
+            let mode = if skip { LongLines::Skip } else { LongLines::Split };
+            let mut input = input;
+            input.push(b'\n');
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.push(input.len());
+            cuts.sort_unstable();
+            let mut file = tempfile::tempfile().unwrap_or_else(|e| panic!("{e}"));
+            let lim = Limits { max_line_length: max, long_lines: mode, max_items, eof_ends_line: false };
+            let mut cur = Cursor::at(0);
+            let mut got = Vec::new();
+            let mut written = 0;
+            for cut in cuts {
+                file.write_all(&input[written..cut]).unwrap_or_else(|e| panic!("{e}"));
+                written = cut;
+                loop {
+                    let read = read_lines(&file, cur, lim).unwrap_or_else(|e| panic!("{e}"));
+                    let progressed = read.end != cur;
+                    for (item, _) in read.items {
+                        got.push(match item {
+                            Item::Line { body, .. } => Some(body),
+                            Item::Skipped { .. } => None,
+                        });
+                    }
+                    cur = read.end;
+                    if !progressed {
+                        break;
+                    }
+                }
+            }
+            prop_assert_eq!(got, reference(&input, max, mode));
+            prop_assert_eq!(cur.pos, input.len() as u64);
+        }
+    }
+
     #[test]
     fn an_unfinished_last_line_is_not_returned_until_complete() {
         let file = file_with(b"one\ntw");

@@ -3,8 +3,8 @@
 //!
 //! **Model.** Every `poll_delay` the directory (and, with `recursive`, its subdirectories) is
 //! listed; files whose names match `include_pattern` and not `ignore_pattern` are candidates,
-//! except hidden files (names starting with `.`), files ending with `completed_suffix`, and the
-//! tracker directory. One file at a time is consumed, chosen by modification time
+//! except hidden files (names starting with `.`), files ending with `completed_suffix`, the
+//! tracker directory, and names that are not UTF-8 (reported once by an error naming them). One file at a time is consumed, chosen by modification time
 //! (`consume_order`). Its lines are read in batches of `batch_size` with a bounded buffer; a
 //! line longer than `max_line_length` bytes is split into pieces of that length (Flume's LINE
 //! deserializer truncates; splitting loses nothing); the bytes after the last `\n` are a last
@@ -16,9 +16,11 @@
 //!
 //! **Errors.** A file whose size or mtime changes while it is read (or after it was read and
 //! before it is renamed), or differs from its tracker at a restart, a file whose completed name
-//! already exists, and (whole_file) a file larger than `max_line_length` are errors naming the
-//! file: it is left in place (not renamed), logged as an error, counted as a failed file, and
-//! skipped until the source restarts; other files go on. What was committed from it stays
+//! already exists, (whole_file) a file larger than `max_line_length`, and an event of it the
+//! channel refuses for good (larger than its `max_event_size`: the batch's other events are
+//! committed, the tracker stays before that batch) are errors naming the file: it is left in
+//! place (not renamed), logged as an error, counted as a failed file, and skipped until the
+//! source restarts; other files go on. What was committed from it stays
 //! committed and its tracker keeps the offset, so nothing is lost.
 //!
 //! **Guarantee.** At-least-once. A crash (kill -9) after a commit and before the tracker write
@@ -32,6 +34,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -272,7 +275,7 @@ impl SpooldirSource {
             .to_string_lossy()
             .replace('%', "%25")
             .replace('/', "%2F");
-        self.tracker_dir.join(format!("{name}.json"))
+        self.tracker_dir.join(tracker_name(&name))
     }
 
     fn completed_path(&self, file: &Path) -> PathBuf {
@@ -281,9 +284,11 @@ impl SpooldirSource {
         PathBuf::from(s)
     }
 
-    /// Candidate files with their mtimes.
-    fn list(&self, failed: &HashSet<PathBuf>) -> Vec<(PathBuf, i128)> {
+    /// Candidate files with their mtimes, and the files (not failed yet) whose names are not
+    /// UTF-8 (they cannot be matched nor tracked: the caller reports them).
+    fn list(&self, failed: &HashSet<PathBuf>) -> (Vec<(PathBuf, i128)>, Vec<PathBuf>) {
         let mut out = Vec::new();
+        let mut odd = Vec::new();
         let mut dirs = vec![self.cfg.directory.clone()];
         while let Some(dir) = dirs.pop() {
             let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -292,6 +297,13 @@ impl SpooldirSource {
             for entry in rd.filter_map(Result::ok) {
                 let path = entry.path();
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    use std::os::unix::ffi::OsStrExt;
+                    if !entry.file_name().as_bytes().starts_with(b".")
+                        && !failed.contains(&path)
+                        && std::fs::metadata(&path).is_ok_and(|m| m.is_file())
+                    {
+                        odd.push(path);
+                    }
                     continue;
                 };
                 if name.starts_with('.') || path == self.tracker_dir {
@@ -318,13 +330,14 @@ impl SpooldirSource {
                 out.push((path, ident(&meta).mtime_ns));
             }
         }
-        out
+        (out, odd)
     }
 
-    fn pick(&self, failed: &HashSet<PathBuf>) -> Option<PathBuf> {
-        let mut files = self.list(failed);
+    /// The next file to consume, and the files [`Self::list`] found with names not UTF-8.
+    fn pick(&self, failed: &HashSet<PathBuf>) -> (Option<PathBuf>, Vec<PathBuf>) {
+        let (mut files, odd) = self.list(failed);
         if files.is_empty() {
-            return None;
+            return (None, odd);
         }
         match self.cfg.consume_order {
             ConsumeOrder::Oldest => files.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0))),
@@ -334,7 +347,7 @@ impl SpooldirSource {
                 files.swap(0, i);
             }
         }
-        files.into_iter().next().map(|f| f.0)
+        (files.into_iter().next().map(|f| f.0), odd)
     }
 
     /// Removes the trackers of files that are gone (a crash between a file's rename or
@@ -533,9 +546,23 @@ impl SpooldirSource {
                 .collect();
             // Checked again after reading: a change during the read is not committed.
             unchanged(&file, offset)?;
+            // deliver_or_retry drops (counts as rejected) an event the channel refuses for
+            // good; the file then still holds it and must not be renamed or deleted.
+            let rejected_before = ctx.counters.rejected.load(Ordering::Relaxed);
             match deliver_or_retry(ctx, events).await {
                 Ok(()) => {}
                 Err(Stopped::Shutdown(_)) => return Ok(false),
+            }
+            let refused = ctx
+                .counters
+                .rejected
+                .load(Ordering::Relaxed)
+                .saturating_sub(rejected_before);
+            if refused > 0 {
+                return Err(FileError(format!(
+                    "{}: {refused} event(s) of the batch at offsets {offset}..{end} refused by the channel (see the error before; e.g. larger than its max_event_size), the others committed; left in place, its tracker kept at offset {offset} (a restart delivers that batch again)",
+                    path.display()
+                )));
             }
             offset = end;
             self.write_tracker(path, &tracker(offset, false)).await?;
@@ -546,6 +573,31 @@ impl SpooldirSource {
         self.finish(path).await?;
         Ok(true)
     }
+}
+
+/// Longest encoded name kept whole in a tracker's file name: with `.json` and the `.tmp` of
+/// its atomic rewrite it stays under the usual 255-byte limit of a file name.
+const TRACKER_NAME_MAX: usize = 200;
+
+/// A tracker's file name for the encoded relative name `name`: `name.json`, or for a longer
+/// name its first bytes, `~` and a 64-bit hash of all of it (two CRC-32s), `.json`.
+fn tracker_name(name: &str) -> String {
+    if name.len() <= TRACKER_NAME_MAX {
+        return format!("{name}.json");
+    }
+    let mut cut = TRACKER_NAME_MAX - 20;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut salted = crc32fast::Hasher::new();
+    salted.update(b"tidegate-spool");
+    salted.update(name.as_bytes());
+    format!(
+        "{}~{:08x}{:08x}.json",
+        &name[..cut],
+        crc32fast::hash(name.as_bytes()),
+        salted.finalize()
+    )
 }
 
 /// The next batch of a spool file from `offset`: bodies and the offset after them, or `None`
@@ -653,10 +705,14 @@ impl Source for SpooldirSource {
                     break;
                 }
                 let (lister, skip) = (this.clone(), failed.clone());
-                let picked = match off_runtime(move || lister.pick(&skip)).await {
+                let (picked, odd) = match off_runtime(move || lister.pick(&skip)).await {
                     Ok(p) => p,
                     Err(FileError(msg)) => return Err(ComponentError::Other(msg)),
                 };
+                for path in odd {
+                    tracing::error!(source = %ctx.name, file = %path.display(), "spool file name is not UTF-8: not consumed (rename it); skipped until the source restarts");
+                    failed.insert(path);
+                }
                 let Some(path) = picked else {
                     tokio::select! {
                         () = ctx.shutdown.cancelled() => break,

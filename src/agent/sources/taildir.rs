@@ -1,7 +1,7 @@
 //! `taildir`: follows the files matching the patterns of several file groups and emits one
 //! event per complete line (Flume's TAILDIR source).
 //!
-//! **Model.** Files are told apart by inode. Every poll (`poll_interval`, or sooner when a
+//! **Model.** Files are told apart by device and inode. Every poll (`poll_interval`, or sooner when a
 //! `notify` file-system event wakes the source; the polling is the fallback when watching is
 //! unavailable or misses events) the groups' patterns are listed again: a file of an inode not
 //! followed yet is opened and followed; a followed inode found under a new name (rotation by
@@ -13,7 +13,8 @@
 //! `\n` is not emitted (its start offset is kept and it is read again once complete). A line
 //! longer than `max_line_length` is split into pieces or skipped (`long_lines`).
 //!
-//! **Positions.** A JSON file (`position_file`) holds, per followed file, its inode, the offset
+//! **Positions.** A JSON file (`position_file`) holds, per followed file, its inode (and
+//! device: an entry without one, as Flume writes them, matches by inode alone), the offset
 //! of the first line not committed (`pos`), its path, and a fingerprint (CRC-32 of its first
 //! `fp_len` bytes, at most 1 KiB) that tells a rotated or new file that reuses an inode from the
 //! file recorded. It is rewritten atomically (temporary file, fsync, rename, directory fsync)
@@ -31,11 +32,13 @@
 //! committed is lost, and nothing complete in a followed file is skipped. A recorded file that
 //! no pattern matches at a restart (renamed away while the agent was down) is looked for by
 //! inode in its recorded directory and, if its fingerprint matches, read from its position to
-//! its end. Two cases a restart cannot see: such a file moved to another directory (or
-//! deleted), and a truncated file that grew back past its old position with the same first
-//! KiB.
+//! its end. Three cases a restart cannot see: such a file moved to another directory (or
+//! deleted), a file that appeared and was renamed to an unmatched name while the source was
+//! down, and a truncated file that grew back past its old position with the same first KiB.
+//! Copy-truncate: the lines written between the last read and the truncation are only in the
+//! copy, so they are read only if a pattern matches the copy's name.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -211,6 +214,10 @@ pub struct TaildirSource {
 pub struct PositionEntry {
     /// The file's inode.
     pub inode: u64,
+    /// The device of its file system (inode numbers are unique only within one; absent in
+    /// Flume's format and older files: then the inode alone identifies the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<u64>,
     /// Offset of the first byte not committed (the start of a line, or inside a skipped one).
     pub pos: u64,
     /// The path it was last seen under.
@@ -227,6 +234,13 @@ pub struct PositionEntry {
     /// The file group it belongs to (for its headers after a restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+}
+
+/// What identifies a file: its device and inode (inode numbers repeat across file systems).
+type Key = (u64, u64);
+
+fn key_of(m: &std::fs::Metadata) -> Key {
+    (m.dev(), m.ino())
 }
 
 /// A followed file.
@@ -253,18 +267,18 @@ struct Tailer {
     name: String,
     cfg: TaildirConfig,
     groups: Vec<Group>,
-    files: BTreeMap<u64, Tracked>,
+    files: BTreeMap<Key, Tracked>,
     /// Entries of the positions file not matched to a file yet (first scan only).
-    saved: HashMap<u64, PositionEntry>,
+    saved: Vec<PositionEntry>,
     first_scan: bool,
     /// Round-robin start of the next read.
-    next: u64,
+    next: Key,
 }
 
 /// A batch read from the files, with where each file is after it.
 struct Batch {
     events: Vec<Event>,
-    moves: Vec<(u64, Cursor)>,
+    moves: Vec<(Key, Cursor)>,
     skipped: Vec<(PathBuf, u64)>,
 }
 
@@ -306,18 +320,21 @@ impl Tailer {
     }
 
     /// Lists the groups' files: follows new ones, notes renames, drops gone ones, detects
-    /// truncation.
-    fn scan(&mut self) {
+    /// truncation. True when it followed a file not followed before (its starting position
+    /// must be recorded before anything else happens: with `skip_to_end` a restart would
+    /// otherwise start it at its end again and skip what was appended meanwhile).
+    fn scan(&mut self) -> bool {
+        let before: HashSet<Key> = self.files.keys().copied().collect();
         let mut seen = HashSet::new();
         for gi in 0..self.groups.len() {
             for path in self.list(&self.groups[gi]) {
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
                 };
-                if !meta.is_file() || !seen.insert(meta.ino()) {
+                if !meta.is_file() || !seen.insert(key_of(&meta)) {
                     continue;
                 }
-                if let Some(t) = self.files.get_mut(&meta.ino()) {
+                if let Some(t) = self.files.get_mut(&key_of(&meta)) {
                     if t.path != path {
                         tracing::info!(source = %self.name, from = %t.path.display(), to = %path.display(), "followed file renamed");
                         t.path = path;
@@ -332,7 +349,7 @@ impl Tailer {
             }
         }
         if self.first_scan {
-            let left: Vec<PositionEntry> = self.saved.drain().map(|(_, e)| e).collect();
+            let left = std::mem::take(&mut self.saved);
             for e in left {
                 self.follow_renamed_away(e);
             }
@@ -344,6 +361,11 @@ impl Tailer {
             let deleted = meta.as_ref().map(|m| m.nlink() == 0).unwrap_or(true);
             let size = meta.map(|m| m.len()).unwrap_or(0);
             t.matched = seen.contains(ino) && !deleted;
+            if size != t.scan_size {
+                // Grown (or truncated) since the last scan: a read that found it at its end
+                // before that says nothing now; only a read after this scan can.
+                t.idle = false;
+            }
             // Dropped once it stayed unmatched, read to its end and without growth for two
             // scans in a row (its writer may still append right after a rotation).
             if !t.matched && t.idle && size == t.scan_size {
@@ -362,6 +384,7 @@ impl Tailer {
                 tracing::info!(source = %self.name, file = %t.path.display(), "file renamed away or deleted and read to its end; no longer followed");
             }
         }
+        self.files.keys().any(|ino| !before.contains(ino))
     }
 
     /// A recorded file no pattern matches any more (renamed away while the source was down):
@@ -373,9 +396,10 @@ impl Tailer {
             _ => PathBuf::from("."),
         };
         let found = std::fs::read_dir(&dir).ok().and_then(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|d| d.path())
-                .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.ino() == e.inode))
+            rd.filter_map(Result::ok).map(|d| d.path()).find(|p| {
+                // The directory names the file system: the inode alone is enough here.
+                std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.ino() == e.inode)
+            })
         });
         let same = found.as_ref().is_some_and(|p| {
             File::open(p).is_ok_and(|f| {
@@ -392,28 +416,48 @@ impl Tailer {
             .as_ref()
             .and_then(|n| self.groups.iter().position(|g| &g.name == n))
             .unwrap_or(0);
-        let ino = e.inode;
         tracing::info!(source = %self.name, file = %path.display(), recorded = %e.file, "recorded file renamed away while stopped: reading it to its end");
-        self.saved.insert(ino, e);
-        if let Err(err) = self.follow(group, path.clone()) {
-            tracing::warn!(source = %self.name, file = %path.display(), error = %err, "cannot open file to follow");
-        }
-        self.saved.remove(&ino);
-        if let Some(t) = self.files.get_mut(&ino) {
-            t.matched = false;
+        self.saved.push(e);
+        let followed = self.follow(group, path.clone());
+        self.saved.clear();
+        match followed {
+            Ok(key) => {
+                if let Some(t) = self.files.get_mut(&key) {
+                    t.matched = false;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(source = %self.name, file = %path.display(), error = %err, "cannot open file to follow");
+            }
         }
     }
 
-    fn follow(&mut self, group: usize, path: PathBuf) -> io::Result<()> {
+    /// Follows `path` (unless its file is followed already); returns its key.
+    fn follow(&mut self, group: usize, path: PathBuf) -> io::Result<Key> {
         let file = File::open(&path)?;
         let meta = file.metadata()?;
-        let ino = meta.ino();
-        if self.files.contains_key(&ino) {
-            return Ok(());
+        let key = key_of(&meta);
+        if self.files.contains_key(&key) {
+            return Ok(key);
         }
         let mut cur = Cursor::at(0);
         let (mut fp_len, mut fp) = (0, 0);
-        if let Some(e) = self.saved.remove(&ino) {
+        // The entry of this device and inode (or of this inode, recorded without a device);
+        // else one of this inode on another device whose fingerprint matches (device numbers
+        // may change across a reboot; another file system's file of the same inode number
+        // keeps its entry).
+        let recorded = self
+            .saved
+            .iter()
+            .position(|e| e.inode == key.1 && e.dev.is_none_or(|d| d == key.0))
+            .or_else(|| {
+                self.saved.iter().position(|e| {
+                    e.inode == key.1
+                        && e.pos <= meta.len()
+                        && crc_of(&file, e.fp_len).ok().flatten() == Some(e.fp)
+                })
+            });
+        if let Some(e) = recorded.map(|i| self.saved.swap_remove(i)) {
             let same = e.pos <= meta.len() && crc_of(&file, e.fp_len)? == Some(e.fp);
             if same {
                 cur = Cursor {
@@ -430,7 +474,7 @@ impl Tailer {
         }
         tracing::info!(source = %self.name, file = %path.display(), pos = cur.pos, "following file");
         self.files.insert(
-            ino,
+            key,
             Tracked {
                 path,
                 file,
@@ -444,7 +488,7 @@ impl Tailer {
                 scan_size: meta.len(),
             },
         );
-        Ok(())
+        Ok(key)
     }
 
     /// Reads up to `max` lines, round-robin over the files.
@@ -454,7 +498,7 @@ impl Tailer {
             moves: Vec::new(),
             skipped: Vec::new(),
         };
-        let inos: Vec<u64> = self
+        let inos: Vec<Key> = self
             .files
             .range(self.next..)
             .chain(self.files.range(..self.next))
@@ -504,13 +548,13 @@ impl Tailer {
                 }
             }
             batch.moves.push((ino, read.end));
-            self.next = ino.wrapping_add(1);
+            self.next = (ino.0, ino.1.wrapping_add(1));
         }
         batch
     }
 
     /// Applies committed moves.
-    fn advance(&mut self, moves: &[(u64, Cursor)]) {
+    fn advance(&mut self, moves: &[(Key, Cursor)]) {
         for (ino, cur) in moves {
             if let Some(t) = self.files.get_mut(ino) {
                 t.cur = *cur;
@@ -529,7 +573,8 @@ impl Tailer {
                 (t.fp_len, t.fp) = (want, fp);
             }
             out.push(PositionEntry {
-                inode: *ino,
+                inode: ino.1,
+                dev: Some(ino.0),
                 pos: t.cur.pos,
                 file: t.path.to_string_lossy().into_owned(),
                 fp_len: t.fp_len,
@@ -707,9 +752,9 @@ impl Source for TaildirSource {
                 cfg: this.cfg,
                 groups: this.groups,
                 files: BTreeMap::new(),
-                saved: saved.into_iter().map(|e| (e.inode, e)).collect(),
+                saved,
                 first_scan: true,
-                next: 0,
+                next: (0, 0),
             };
             let mut last_scan: Option<Instant> = None;
             let mut woke = false;
@@ -721,14 +766,26 @@ impl Source for TaildirSource {
                 if scan {
                     last_scan = Some(Instant::now());
                 }
-                let (t, batch) = blocking(tailer, move |t| {
-                    if scan {
-                        t.scan();
-                    }
-                    t.read_batch(batch_size)
+                let path = pos_path.clone();
+                let (t, (batch, recorded)) = blocking(tailer, move |t| {
+                    // Newly followed files are recorded at their starting position (committed
+                    // positions only: new files start at 0 or, skip_to_end, at their end).
+                    let recorded = if scan && t.scan() {
+                        let entries = t.entries();
+                        save_positions(&path, &entries)
+                    } else {
+                        Ok(())
+                    };
+                    (t.read_batch(batch_size), recorded)
                 })
                 .await?;
                 tailer = t;
+                recorded.map_err(|e| {
+                    ComponentError::Other(format!(
+                        "cannot write positions file {}: {e}",
+                        pos_path.display()
+                    ))
+                })?;
                 for (path, offset) in &batch.skipped {
                     ctx.counters.rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(source = %ctx.name, file = %path.display(), offset, limit = tailer.cfg.max_line_length.get(), "line longer than max_line_length skipped");
@@ -743,9 +800,27 @@ impl Source for TaildirSource {
                 }
                 woke = false;
                 if !batch.events.is_empty() {
+                    let rejected_before = ctx.counters.rejected.load(Ordering::Relaxed);
                     match deliver_or_retry(&ctx, batch.events).await {
                         Ok(()) => {}
                         Err(Stopped::Shutdown(_)) => break,
+                    }
+                    let refused = ctx
+                        .counters
+                        .rejected
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(rejected_before);
+                    if refused > 0 {
+                        // deliver_or_retry dropped them (its error does not know the files).
+                        let ranges: Vec<String> = batch
+                            .moves
+                            .iter()
+                            .filter_map(|(ino, end)| {
+                                let t = tailer.files.get(ino)?;
+                                Some(format!("{} {}..{}", t.path.display(), t.cur.pos, end.pos))
+                            })
+                            .collect();
+                        tracing::warn!(source = %ctx.name, refused, lines_in = %ranges.join(", "), "lines refused by the channel for good (see the error before) were dropped; they are in these files at these offsets");
                     }
                 }
                 // Committed: now (and only now) the positions move and are recorded.
@@ -768,5 +843,79 @@ impl Source for TaildirSource {
             tracing::info!(source = %ctx.name, "taildir source stopped");
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn tailer(dir: &Path) -> Tailer {
+        let cfg: TaildirConfig = toml::from_str(&format!(
+            "position_file = \"{}\"\n[filegroups.f1]\npath = \"{}/*.log\"\n",
+            dir.join("pos.json").display(),
+            dir.display()
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let groups = cfg.groups().unwrap_or_else(|e| panic!("{e:?}"));
+        Tailer {
+            name: "t1".into(),
+            cfg,
+            groups,
+            files: BTreeMap::new(),
+            saved: Vec::new(),
+            first_scan: true,
+            next: (0, 0),
+        }
+    }
+
+    fn append(path: &Path, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        f.write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn bodies(b: &Batch) -> Vec<String> {
+        b.events
+            .iter()
+            .map(|e| String::from_utf8_lossy(e.body()).into_owned())
+            .collect()
+    }
+
+    /// A file renamed away right after its writer appended to it, then not reached by the
+    /// reads of the next scans (other files fill every batch, and with a slow channel every
+    /// loop rescans), must not be dropped with its last lines unread: a read that found it
+    /// at its end before it grew says nothing about it now.
+    #[test]
+    fn a_renamed_away_file_that_grew_is_not_dropped_before_it_is_read_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = dir.path().join("a.log");
+        append(&a, "a1\n");
+        let mut t = tailer(dir.path());
+        assert!(t.scan());
+        let b = t.read_batch(10);
+        assert_eq!(bodies(&b), ["a1"]);
+        t.advance(&b.moves);
+        let b = t.read_batch(10);
+        assert!(b.moves.is_empty(), "caught up: the file is idle");
+        // The writer appends once more, the file is rotated away.
+        append(&a, "a2\n");
+        std::fs::rename(&a, dir.path().join("a.log.1")).unwrap_or_else(|e| panic!("{e}"));
+        // Scans in a row with no read of this file in between.
+        for _ in 0..3 {
+            t.scan();
+        }
+        let b = t.read_batch(10);
+        assert_eq!(
+            bodies(&b),
+            ["a2"],
+            "the line appended before the rotation was lost"
+        );
     }
 }
