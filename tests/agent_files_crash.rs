@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use agent::{Agent, WAIT, free_port, wait_until};
+use agent::{Agent, WAIT, file_channel_to_files, free_port, wait_until};
 
 /// Numbers with `prefix` found in complete lines of the output files.
 fn seen(out: &Path, prefix: &str) -> BTreeSet<u64> {
@@ -102,26 +102,8 @@ fn every_line_written_reaches_the_output_across_kill_9() {
     std::fs::create_dir_all(&spool).expect("mkdir");
     let mon = free_port();
     let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agent]
-shutdown_timeout = "30s"
-
-[monitoring]
-bind = "127.0.0.1:{mon}"
-
-[channels.c1]
-type = "file"
-checkpoint_dir = "data/checkpoint"
-data_dirs = ["data/log"]
-transaction_capacity = 1000
-minimum_required_space = "1MiB"
-max_segment_size = "1MiB"
-max_event_size = "64KiB"
-checkpoint_interval = "1s"
-
-[sources.tail]
+    let sources = format!(
+        r#"[sources.tail]
 type = "taildir"
 channels = ["c1"]
 position_file = "state/taildir.json"
@@ -136,19 +118,10 @@ channels = ["c1"]
 directory = "spool"
 batch_size = 5
 poll_delay = "100ms"
-
-[sinks.files]
-type = "file_roll"
-channel = "c1"
-batch_size = 50
-directory = "out"
-roll_interval = "1s"
-serializer = "text"
 "#,
-            logs = logs.display()
-        ),
-    )
-    .expect("write config");
+        logs = logs.display()
+    );
+    std::fs::write(&config, file_channel_to_files(mon, &sources)).expect("write config");
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tail_n, spool_n) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

@@ -16,42 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use agent::{Agent, free_port, request, wait_until};
+use agent::{Agent, file_channel_to_files, free_port, request, wait_until};
 
 fn config(dir: &Path, mon: u16, source: &str) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[agent]
-shutdown_timeout = "30s"
-
-[monitoring]
-bind = "127.0.0.1:{mon}"
-
-[channels.c1]
-type = "file"
-checkpoint_dir = "data/checkpoint"
-data_dirs = ["data/log"]
-transaction_capacity = 1000
-minimum_required_space = "1MiB"
-max_segment_size = "1MiB"
-checkpoint_interval = "1s"
-max_event_size = "64KiB"
-
-{source}
-
-[sinks.files]
-type = "file_roll"
-channel = "c1"
-batch_size = 50
-directory = "out"
-roll_interval = "1s"
-serializer = "text"
-"#
-        ),
-    )
-    .expect("write config");
+    std::fs::write(&path, file_channel_to_files(mon, source)).expect("write config");
     path
 }
 

@@ -47,6 +47,40 @@ impl Rng {
     }
 }
 
+/// An agent config for the kill -9 tests: monitoring on `mon`, a small file channel `c1` under
+/// `data/`, the `sources` given (TOML tables writing to `c1`), and a file_roll sink `files`
+/// writing the bodies, one per line, to `out/`.
+pub fn file_channel_to_files(mon: u16, sources: &str) -> String {
+    format!(
+        r#"[agent]
+shutdown_timeout = "30s"
+
+[monitoring]
+bind = "127.0.0.1:{mon}"
+
+[channels.c1]
+type = "file"
+checkpoint_dir = "data/checkpoint"
+data_dirs = ["data/log"]
+transaction_capacity = 1000
+minimum_required_space = "1MiB"
+max_segment_size = "1MiB"
+max_event_size = "64KiB"
+checkpoint_interval = "1s"
+
+{sources}
+
+[sinks.files]
+type = "file_roll"
+channel = "c1"
+batch_size = 50
+directory = "out"
+roll_interval = "1s"
+serializer = "text"
+"#
+    )
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
