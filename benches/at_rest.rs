@@ -229,6 +229,12 @@ fn variants() -> Vec<Variant> {
             encrypt: true,
             batch: false,
         },
+        Variant {
+            name: "aes-batch".into(),
+            compression: Compression::None,
+            encrypt: true,
+            batch: true,
+        },
     ];
     for c in codecs() {
         for batch in [false, true] {

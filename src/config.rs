@@ -258,14 +258,15 @@ impl FileChannelConfig {
         self
     }
 
-    /// With compression on (the default), compress the events of a put transaction together, as PutBatch
-    /// records of up to 1 MiB of events each (events of up to 64 KiB; larger ones are compressed
-    /// on their own), instead of event by event: small events (log lines) compress several
-    /// times better together. A batch is kept only if it saves at least 10%; otherwise the
-    /// events are written as Put records. `compression_threshold` then applies to the batch's
-    /// total. Segments written with this on get format version 2, which older binaries refuse
-    /// to open (DESIGN.md §3.5). Off: each event is compressed on its own (segment format
-    /// version 1). No effect without compression.
+    /// On (the default): compress and/or encrypt the events of a put transaction together, as
+    /// PutBatch records of up to 1 MiB of events each (events of up to 64 KiB; larger ones are
+    /// transformed on their own), instead of event by event: small events (log lines) compress
+    /// several times better together, and encryption seals once per batch. A compressed batch
+    /// is kept only if it saves at least 10%; otherwise the events are written as Put records.
+    /// `compression_threshold` then applies to the batch's total. Segments written with this on
+    /// get format version 2, which older binaries refuse to open (DESIGN.md §3.5). Off: each
+    /// event is transformed on its own (segment format version 1). No effect without
+    /// compression or encryption.
     #[must_use]
     pub fn batch_compression(mut self, on: bool) -> Self {
         self.batch_compression = on;

@@ -766,7 +766,13 @@ impl FileTxn {
             match record::encode_put_batch(&mut p.buf, id, n as u32, &raw, &ch.codec) {
                 Some(u) => {
                     let len = (u.end - u.start - HEADER_LEN) as u64;
-                    let min_saving = reserved * crate::at_rest::MIN_SAVING_PERCENT as u64 / 100;
+                    // A compressed batch must save 10%; an encrypted-only one pays by sealing
+                    // once (it is always smaller than its events' Put records).
+                    let min_saving = if ch.codec.compresses() {
+                        reserved * crate::at_rest::MIN_SAVING_PERCENT as u64 / 100
+                    } else {
+                        0
+                    };
                     if len <= reserved - min_saving {
                         p.records.push(u);
                         p.record_events.push(n as u32);

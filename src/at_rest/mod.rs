@@ -13,10 +13,11 @@
 //! encrypted               nonce[12] | AES-256-GCM(put payload) | tag[16]    (cipher.rs)
 //! compressed + encrypted  nonce[12] | AES-256-GCM(codec | raw_len | data) | tag[16]
 //! ```
-//! With `batch_compression`, the events of a put transaction are compressed together as one
-//! PutBatch record (`count u32` in the clear, then the stored form above of their raw block,
-//! always compressed; the count is bound as associated data after the header's): one nonce and
-//! one tag per batch ([`PayloadCodec::write_batch_payload`], DESIGN.md §3.5).
+//! With `batch_compression`, the events of a put transaction are compressed and/or encrypted
+//! together as one PutBatch record (`count u32` in the clear, then the stored form above of
+//! their raw block: compressed when compressing, or only encrypted; the count is bound as
+//! associated data after the header's): one nonce and one tag per batch
+//! ([`PayloadCodec::write_batch_payload`], DESIGN.md §3.5).
 //!
 //! Compression comes first (ciphertext does not compress). The record header's `key_id` names
 //! the key of an encrypted payload; its CRC covers the stored (encrypted) bytes, so replay checks
@@ -215,23 +216,30 @@ impl PayloadCodec {
         form
     }
 
-    /// Writes PutBatch records (when it compresses) if `on`; otherwise compresses event by
-    /// event. Off by default.
+    /// Writes PutBatch records (when it compresses or encrypts) if `on`; otherwise transforms
+    /// event by event. Off by default.
     #[must_use]
     pub fn with_batching(mut self, on: bool) -> Self {
         self.batch = on;
         self
     }
 
-    /// True when this codec writes PutBatch records: batching is on and it compresses.
+    /// True when this codec writes PutBatch records: batching is on and it compresses or
+    /// encrypts (one seal per batch instead of one per event).
     pub fn batches(&self) -> bool {
-        self.batch && self.compression != Compression::None
+        self.batch && (self.compression != Compression::None || self.encrypt)
+    }
+
+    /// True when this codec compresses.
+    pub fn compresses(&self) -> bool {
+        self.compression != Compression::None
     }
 
     /// Appends the stored form of a PutBatch's raw block of `count` events to `out`: compressed
-    /// (always) and, if this codec encrypts, with room for the nonce and tag (encrypted later by
-    /// [`PayloadCodec::seal`]). Returns `None`, leaving `out` as it was, when this codec does not
-    /// compress or compressing saves less than [`MIN_SAVING_PERCENT`]. Counts the work.
+    /// when this codec compresses, and, if it encrypts, with room for the nonce and tag
+    /// (encrypted later by [`PayloadCodec::seal`]). Returns `None`, leaving `out` as it was,
+    /// when this codec does not batch or compressing saves less than [`MIN_SAVING_PERCENT`].
+    /// Counts the work.
     pub fn write_batch_payload(
         &self,
         out: &mut Vec<u8>,
@@ -242,6 +250,18 @@ impl PayloadCodec {
             return None;
         }
         let start = out.len();
+        if !self.compresses() {
+            // Encryption only: the raw block as it is, sealed once for the whole batch.
+            let form = StoredForm {
+                flags: FLAG_ENCRYPTED,
+                key_id: self.keyring.as_ref().map_or(0, |k| k.active_id()),
+            };
+            out.extend_from_slice(&[0u8; NONCE_LEN]);
+            out.extend_from_slice(raw);
+            out.extend_from_slice(&[0u8; TAG_LEN]);
+            Counters::add(&self.counters.encrypted_events, u64::from(count));
+            return Some(form);
+        }
         let mut form = StoredForm {
             flags: FLAG_COMPRESSED,
             key_id: 0,
