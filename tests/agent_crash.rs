@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent::{Agent, Rng, free_port, request, wait_until};
+use agent::{Agent, Rng, file_channel_to_files, free_port, request, wait_until};
 
 #[test]
 fn acknowledged_events_survive_kill_9_and_reach_the_files() {
@@ -25,41 +25,13 @@ fn acknowledged_events_survive_kill_9_and_reach_the_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (http, mon) = (free_port(), free_port());
     let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[agent]
-shutdown_timeout = "30s"
-
-[monitoring]
-bind = "127.0.0.1:{mon}"
-
-[channels.c1]
-type = "file"
-checkpoint_dir = "data/checkpoint"
-data_dirs = ["data/log"]
-transaction_capacity = 1000
-minimum_required_space = "1MiB"
-max_segment_size = "1MiB"
-max_event_size = "64KiB"
-checkpoint_interval = "1s"
-
-[sources.http]
+    let source = format!(
+        r#"[sources.http]
 type = "http"
 channels = ["c1"]
-bind = "127.0.0.1:{http}"
-
-[sinks.files]
-type = "file_roll"
-channel = "c1"
-batch_size = 50
-directory = "out"
-roll_interval = "1s"
-serializer = "text"
-"#
-        ),
-    )
-    .expect("write config");
+bind = "127.0.0.1:{http}""#
+    );
+    std::fs::write(&config, file_channel_to_files(mon, &source)).expect("write config");
     let http_addr = format!("127.0.0.1:{http}");
     let mon_addr = format!("127.0.0.1:{mon}");
 
