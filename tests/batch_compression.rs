@@ -393,26 +393,8 @@ fn one_batch(root: &Path, encrypt: bool) -> (FileChannelConfig, PathBuf, usize, 
     (c, seg, off, h)
 }
 
-/// Takes everything in strict mode; returns the ids and the (path, offset) of every error.
 fn take_all(ch: &FileChannel) -> (Vec<u64>, Vec<(PathBuf, u64, String)>) {
-    let (mut ids, mut errors) = (Vec::new(), Vec::new());
-    loop {
-        let mut tx = ch.transaction();
-        match tx.take_batch(1000, Duration::ZERO) {
-            Ok(evs) if evs.is_empty() => {
-                tx.commit().expect("commit");
-                return (ids, errors);
-            }
-            Ok(evs) => ids.extend(evs.iter().map(check)),
-            Err(Error::Corrupt {
-                path,
-                offset,
-                source,
-            }) => errors.push((path, offset, source.to_string())),
-            Err(e) => panic!("take failed: {e}"),
-        }
-        tx.commit().expect("commit");
-    }
+    common::take_all_reporting_corruption(ch, check)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tidegate::{Event, FileChannel, FileChannelConfig};
+use tidegate::{Error, Event, FileChannel, FileChannelConfig};
 
 /// A config over `root/ckpt` and `root/data`, with small segments so tests roll often.
 pub fn cfg(root: &Path) -> FileChannelConfig {
@@ -55,6 +55,32 @@ pub fn drain_ids(ch: &FileChannel, id: fn(&Event) -> u64) -> Vec<u64> {
             return out;
         }
         out.extend(evs.iter().map(id));
+        tx.commit().expect("commit");
+    }
+}
+
+/// Takes everything in strict mode, committing each batch; returns the ids (`id` checks each
+/// event) and the (path, offset, message) of every `Error::Corrupt` a take reported.
+pub fn take_all_reporting_corruption(
+    ch: &FileChannel,
+    id: fn(&Event) -> u64,
+) -> (Vec<u64>, Vec<(PathBuf, u64, String)>) {
+    let (mut ids, mut errors) = (Vec::new(), Vec::new());
+    loop {
+        let mut tx = ch.transaction();
+        match tx.take_batch(1000, Duration::ZERO) {
+            Ok(evs) if evs.is_empty() => {
+                tx.commit().expect("commit");
+                return (ids, errors);
+            }
+            Ok(evs) => ids.extend(evs.iter().map(id)),
+            Err(Error::Corrupt {
+                path,
+                offset,
+                source,
+            }) => errors.push((path, offset, source.to_string())),
+            Err(e) => panic!("take failed: {e}"),
+        }
         tx.commit().expect("commit");
     }
 }
