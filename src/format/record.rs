@@ -291,6 +291,23 @@ fn begin(buf: &mut Vec<u8>, kind: Kind, txn: u64, len: u32) -> usize {
     start
 }
 
+/// Completes a record whose payload `codec` stored in form `form` (compressed and/or encrypted):
+/// writes its length, flags and key id, then its CRCs, unless it is encrypted, in which case
+/// [`seal_with`] encrypts and hashes it once its sequence number is known.
+fn close_transformed(buf: &mut [u8], start: usize, form: StoredForm) -> Unsealed {
+    let len = (buf.len() - start - HEADER_LEN) as u32;
+    buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
+    buf[start + 13] = form.flags;
+    buf[start + 14..start + 16].copy_from_slice(&form.key_id.to_le_bytes());
+    if form.flags & FLAG_ENCRYPTED == 0 {
+        return finish(buf, start);
+    }
+    Unsealed {
+        start,
+        end: buf.len(),
+    }
+}
+
 /// Computes the payload CRC of the record that starts at `start` and runs to the end of `buf`.
 fn finish(buf: &mut [u8], start: usize) -> Unsealed {
     let end = buf.len();
@@ -347,17 +364,7 @@ pub fn encode_put_with(
     let start = begin(buf, Kind::Put, txn, 0);
     let plain_len = usize::try_from(put_payload_len(event)).unwrap_or(usize::MAX);
     let form = codec.write_payload(buf, scratch, plain_len, |b| write_put_payload(b, event));
-    let len = (buf.len() - start - HEADER_LEN) as u32;
-    buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
-    buf[start + 13] = form.flags;
-    buf[start + 14..start + 16].copy_from_slice(&form.key_id.to_le_bytes());
-    if form.flags & FLAG_ENCRYPTED == 0 {
-        return finish(buf, start);
-    }
-    Unsealed {
-        start,
-        end: buf.len(),
-    }
+    close_transformed(buf, start, form)
 }
 
 /// Appends an unsealed Take record pointing at `target`.
@@ -494,17 +501,7 @@ pub fn encode_put_payload_with(
     let form = codec.write_payload_opt(buf, scratch, payload.len(), compress, |b| {
         b.extend_from_slice(payload)
     });
-    let len = (buf.len() - start - HEADER_LEN) as u32;
-    buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
-    buf[start + 13] = form.flags;
-    buf[start + 14..start + 16].copy_from_slice(&form.key_id.to_le_bytes());
-    if form.flags & FLAG_ENCRYPTED == 0 {
-        return finish(buf, start);
-    }
-    Unsealed {
-        start,
-        end: buf.len(),
-    }
+    close_transformed(buf, start, form)
 }
 
 /// Appends an unsealed PutBatch record holding the `count` entries of `raw` (each written by
@@ -527,17 +524,7 @@ pub fn encode_put_batch(
         buf.truncate(start);
         return None;
     };
-    let len = (buf.len() - start - HEADER_LEN) as u32;
-    buf[start + 8..start + 12].copy_from_slice(&len.to_le_bytes());
-    buf[start + 13] = form.flags;
-    buf[start + 14..start + 16].copy_from_slice(&form.key_id.to_le_bytes());
-    if form.flags & FLAG_ENCRYPTED == 0 {
-        return Some(finish(buf, start));
-    }
-    Some(Unsealed {
-        start,
-        end: buf.len(),
-    })
+    Some(close_transformed(buf, start, form))
 }
 
 /// The clear event count at the start of a PutBatch payload, checked against
