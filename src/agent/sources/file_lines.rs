@@ -87,6 +87,24 @@ pub(crate) struct Limits {
     pub eof_ends_line: bool,
 }
 
+/// The keys both file sources check alike: `batch_size` at least 1, `max_line_length` from 1
+/// byte to 1 GiB. The error names the key.
+pub(crate) fn check_batch_and_line(
+    batch_size: usize,
+    max_line_length: u64,
+) -> Result<(), (String, String)> {
+    if batch_size == 0 {
+        return Err(("batch_size".into(), "must be at least 1".into()));
+    }
+    if max_line_length == 0 || max_line_length > (1 << 30) {
+        return Err((
+            "max_line_length".into(),
+            "must be between 1 byte and 1GiB".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads items from `file` starting at `from`; see the module docs.
 pub(crate) fn read_lines(file: &File, from: Cursor, lim: Limits) -> io::Result<Read> {
     let max = lim.max_line_length.max(1);

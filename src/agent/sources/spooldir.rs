@@ -169,15 +169,7 @@ impl SpooldirConfig {
     }
 
     fn patterns(&self) -> Result<(regex::Regex, regex::Regex), (String, String)> {
-        if self.batch_size == 0 {
-            return Err(("batch_size".into(), "must be at least 1".into()));
-        }
-        if self.max_line_length.get() == 0 || self.max_line_length.get() > (1 << 30) {
-            return Err((
-                "max_line_length".into(),
-                "must be between 1 byte and 1GiB".into(),
-            ));
-        }
+        super::file_lines::check_batch_and_line(self.batch_size, self.max_line_length.get())?;
         if self.completed_suffix.is_empty() || self.completed_suffix.contains('/') {
             return Err((
                 "completed_suffix".into(),

@@ -139,15 +139,7 @@ struct Group {
 impl TaildirConfig {
     /// Checks the keys serde cannot; the error names the key (relative to the source's table).
     pub fn check(&self) -> Result<(), (String, String)> {
-        if self.batch_size == 0 {
-            return Err(("batch_size".into(), "must be at least 1".into()));
-        }
-        if self.max_line_length.get() == 0 || self.max_line_length.get() > (1 << 30) {
-            return Err((
-                "max_line_length".into(),
-                "must be between 1 byte and 1GiB".into(),
-            ));
-        }
+        super::file_lines::check_batch_and_line(self.batch_size, self.max_line_length.get())?;
         if self.poll_interval.get().is_zero() {
             return Err(("poll_interval".into(), "must be more than 0".into()));
         }
