@@ -172,22 +172,9 @@ impl Session {
         offset: u64,
         h: &RecordHeader,
     ) -> std::result::Result<Event, DecodeError> {
-        let mut out = Err(DecodeError::Truncated {
-            needed: u64::from(h.len),
-            available: 0,
-        });
-        let visited = seg
-            .map
-            .visit(offset + HEADER_LEN as u64, h.len as usize, &mut |p| {
-                out = record::decode_put_stored(h, p, &self.codec, self.dirs.max_event_size);
-            });
-        if visited.is_err() {
-            return Err(DecodeError::Truncated {
-                needed: offset + h.record_len(),
-                available: seg.map.len(),
-            });
-        }
-        out
+        visit_payload(seg, offset, h, |p| {
+            record::decode_put_stored(h, p, &self.codec, self.dirs.max_event_size)
+        })
     }
 
     /// The decoded PutBatch record `h` at `offset` of `seg` (its CRCs checked by the scan):
@@ -198,22 +185,9 @@ impl Session {
         offset: u64,
         h: &RecordHeader,
     ) -> std::result::Result<record::DecodedBatch, DecodeError> {
-        let mut out = Err(DecodeError::Truncated {
-            needed: u64::from(h.len),
-            available: 0,
-        });
-        let visited = seg
-            .map
-            .visit(offset + HEADER_LEN as u64, h.len as usize, &mut |p| {
-                out = record::decode_batch_stored(h, p, &self.codec);
-            });
-        if visited.is_err() {
-            return Err(DecodeError::Truncated {
-                needed: offset + h.record_len(),
-                available: seg.map.len(),
-            });
-        }
-        out
+        visit_payload(seg, offset, h, |p| {
+            record::decode_batch_stored(h, p, &self.codec)
+        })
     }
 
     /// A configuration for these directories on `fs`.
@@ -250,4 +224,30 @@ impl Session {
             replay::recover(&cfg).map(|(rec, _lock)| rec)
         })
     }
+}
+
+/// Decodes the payload of record `h` at `offset` of `seg` with `decode`, reading it through the
+/// segment's map; a record past the mapped end is reported as truncated.
+fn visit_payload<T>(
+    seg: &Segment,
+    offset: u64,
+    h: &RecordHeader,
+    mut decode: impl FnMut(&[u8]) -> std::result::Result<T, DecodeError>,
+) -> std::result::Result<T, DecodeError> {
+    let mut out = Err(DecodeError::Truncated {
+        needed: u64::from(h.len),
+        available: 0,
+    });
+    let visited = seg
+        .map
+        .visit(offset + HEADER_LEN as u64, h.len as usize, &mut |p| {
+            out = decode(p);
+        });
+    if visited.is_err() {
+        return Err(DecodeError::Truncated {
+            needed: offset + h.record_len(),
+            available: seg.map.len(),
+        });
+    }
+    out
 }
