@@ -92,7 +92,10 @@ impl Mapper<'_> {
             self.error(v, "tidegate's kafka sink always enables idempotence (no duplicates from its own retries); remove the key".into());
         }
         let props = keys.with_prefix("kafka.producer.");
-        self.kafka_properties(props, out, true, ty);
+        let (table, line) = self.kafka_properties(props, true, ty);
+        if !table.is_empty() {
+            out.put("properties", toml::Value::Table(table), line);
+        }
     }
 
     /// Flume's KafkaSource.
@@ -158,19 +161,13 @@ impl Mapper<'_> {
             self.error(v, "tidegate's kafka source commits offsets only after the channel commit; automatic offset commits could lose records, remove the key".into());
         }
         let props = keys.with_prefix("kafka.consumer.");
-        let reset_set = props.iter().any(|(k, _)| *k == "auto.offset.reset");
-        self.kafka_properties(props, out, false, ty);
-        if !reset_set {
+        let (mut table, line) = self.kafka_properties(props, false, ty);
+        if !table.contains_key("auto.offset.reset") {
             // The Kafka consumer's default, which Flume keeps: a new group starts at the end.
-            let mut t = out
-                .table
-                .remove("properties")
-                .and_then(|v| v.as_table().cloned())
-                .unwrap_or_default();
-            t.insert("auto.offset.reset".into(), "latest".into());
-            out.put("properties", toml::Value::Table(t), ty.line);
+            table.insert("auto.offset.reset".into(), "latest".into());
             self.warn(ty, "auto.offset.reset = latest written (Flume's Kafka default): a new consumer group starts at the end of its topics; tidegate's own default is earliest".into());
         }
+        out.put("properties", toml::Value::Table(table), line);
     }
 
     fn bootstrap(&mut self, keys: &mut Keys<'_>, out: &mut Out, legacy: &str, ty: &Value) {
@@ -198,15 +195,15 @@ impl Mapper<'_> {
         }
     }
 
-    /// `kafka.producer.*` / `kafka.consumer.*` -> `properties`, skipping the keys mapped
-    /// elsewhere and translating or refusing the Java client's own.
+    /// `kafka.producer.*` / `kafka.consumer.*` -> the `properties` table and the line of its
+    /// last key, skipping the keys mapped elsewhere and translating or refusing the Java
+    /// client's own.
     fn kafka_properties(
         &mut self,
         props: Vec<(&str, &Value)>,
-        out: &mut Out,
         producer: bool,
         ty: &Value,
-    ) {
+    ) -> (toml::Table, usize) {
         let mut table = toml::Table::new();
         let mut line = ty.line;
         for (k, v) in props {
@@ -242,8 +239,6 @@ impl Mapper<'_> {
             table.insert(name.to_string(), v.text.clone().into());
             line = v.line;
         }
-        if !table.is_empty() {
-            out.put("properties", toml::Value::Table(table), line);
-        }
+        (table, line)
     }
 }
