@@ -3,9 +3,11 @@
 //!
 //! Preloads a channel with `TIDEGATE_BENCH_QUEUED` (default 1,000,000) queued 512 B events, then
 //! measures the latency of put+commit transactions (batch 10 x 512 B, fsync = always) in rounds
-//! that alternate: A, no checkpoint running; B, a second thread writing checkpoints back to back.
-//! Reports p50/p99/max per mode and the ratio of B's p99 to A's p99 per round (median, min, max).
-//! Run: `cargo bench --bench checkpoint_latency`.
+//! of two modes: B, a second thread asking for checkpoints back to back (the channel's
+//! checkpointer thread writes them), until two whole checkpoints and at least 1,000 commits are
+//! done; then A, the same number of commits with no checkpoint running. Reports p50/p99/max per mode and the ratio of B's p99 to A's p99 per round (median, min, max).
+//! Run: `cargo bench --bench checkpoint_latency`. `TIDEGATE_CHECKPOINT_WRITE_RATE` sets the
+//! channel's `checkpoint_write_rate` in bytes/s (0: unpaced; unset: the default, 16 MiB/s).
 #![allow(missing_docs, reason = "a benchmark program")]
 #![expect(
     clippy::unwrap_used,
@@ -35,7 +37,18 @@ fn main() {
     let commits_per_round = 1000;
     let dir = common::tempdir();
     println!("disk regime before: {}", common::disk_regime(dir.path()));
-    let ch = common::open(common::config(dir.path()));
+    let mut cfg = common::config(dir.path());
+    if let Some(rate) = std::env::var("TIDEGATE_CHECKPOINT_WRITE_RATE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        cfg = cfg.checkpoint_write_rate(Some(rate).filter(|r| *r > 0));
+    }
+    println!(
+        "checkpoint_write_rate: {}",
+        std::env::var("TIDEGATE_CHECKPOINT_WRITE_RATE").unwrap_or_else(|_| "default".into())
+    );
+    let ch = common::open(cfg);
     let ev = common::event(512);
     let t = Instant::now();
     common::put_n(&ch, &ev, queued, 1000);
@@ -51,10 +64,16 @@ fn main() {
     let mut ckpt_ms = Vec::new();
     for round in 0..rounds {
         let mut p99 = [Duration::ZERO; 2];
-        for (mode, with_checkpoint) in [false, true].into_iter().enumerate() {
+        // B first: commits go on until two whole checkpoints have been written beside them
+        // (a paced checkpoint takes far longer than 1,000 commits); then A, the same number
+        // of commits with none running.
+        let mut count = 0;
+        for (mode, with_checkpoint) in [(1, true), (0, false)] {
             let stop = Arc::new(AtomicBool::new(false));
+            let done = Arc::new(AtomicU64::new(0));
             let bg = with_checkpoint.then(|| {
-                let (ch, stop, n) = (ch.clone(), stop.clone(), checkpoints.clone());
+                let (ch, stop, n, done) =
+                    (ch.clone(), stop.clone(), checkpoints.clone(), done.clone());
                 std::thread::spawn(move || {
                     let mut took = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
@@ -62,12 +81,20 @@ fn main() {
                         ch.checkpoint().unwrap();
                         took.push(t.elapsed().as_secs_f64() * 1e3);
                         n.fetch_add(1, Ordering::Relaxed);
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                     took
                 })
             });
             let mut lat = Vec::with_capacity(commits_per_round);
-            for _ in 0..commits_per_round {
+            let more = |lat: &Vec<Duration>| {
+                if with_checkpoint {
+                    lat.len() < commits_per_round || done.load(Ordering::Relaxed) < 2
+                } else {
+                    lat.len() < count
+                }
+            };
+            while more(&lat) {
                 let t = Instant::now();
                 let mut tx = ch.transaction();
                 for _ in 0..10 {
@@ -80,13 +107,14 @@ fn main() {
             if let Some(h) = bg {
                 ckpt_ms.extend(h.join().unwrap());
             }
+            count = lat.len();
             lat.sort_unstable();
             p99[mode] = percentile(&lat, 0.99);
             all[mode].extend(lat);
         }
         let r = p99[1].as_secs_f64() / p99[0].as_secs_f64();
         println!(
-            "round {round}: p99 without {:?}, with checkpoints {:?}, ratio {r:.2}",
+            "round {round}: {count} commits per mode; p99 without {:?}, with checkpoints {:?}, ratio {r:.2}",
             p99[0], p99[1]
         );
         ratios.push(r);

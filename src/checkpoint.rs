@@ -1,4 +1,5 @@
-//! Writing checkpoints and collecting the segments they make unnecessary.
+//! Writing checkpoints and collecting the segments they make unnecessary. [`run`] is called by
+//! the checkpointer thread (`src/background.rs`) and by `close()`.
 //!
 //! # Protocol (DESIGN.md, "Checkpoint protocol", is normative)
 //! 1. **Snapshot** under every log's append lock and the state lock, held only to copy: each
@@ -8,8 +9,9 @@
 //!    record of every committing transaction. No I/O happens under these locks.
 //! 2. **Sync the log** of every directory up to its snapshot tail (whatever the fsync policy), so
 //!    the checkpoint never names bytes that are not durable.
-//! 3. **Write** `checkpoint.tmp`, `fsync` it, rename it to `checkpoint-{generation}`, `fsync` the
-//!    directory. Only now does the new checkpoint exist.
+//! 3. **Write** `checkpoint.tmp` in 256 KiB pieces, starting each piece's writeback as it is
+//!    written, at no more than `checkpoint_write_rate`; `fsync` it, rename it to
+//!    `checkpoint-{generation}`, `fsync` the directory. Only now does the new checkpoint exist.
 //! 4. **Prune**: remove every checkpoint file but this one and the previous durable one (the
 //!    backup), `fsync` the directory.
 //! 5. **Collect** segments: a segment is deleted when it lies wholly before the replay start of
@@ -17,13 +19,14 @@
 //!    directory's active segment, it holds no queued or in-flight event, and it holds no Commit
 //!    record of an event still queued in an older segment; then the directory is synced.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
 use crate::file_channel::Inner;
 use crate::format::checkpoint::{self, Checkpoint, DirCheckpoint};
 use crate::format::file_name;
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
+use crate::io::StorageFile;
 use crate::log::DirLog;
 use crate::replay::KeptCheckpoint;
 use crate::segment::now_ms;
@@ -166,7 +169,7 @@ fn write_checkpoint(inner: &Inner, generation: u64, bytes: &[u8]) -> Result<()> 
     let file = fs
         .create_new(&tmp)
         .map_err(|e| Error::io("creating checkpoint", &tmp, e))?;
-    if let Err(e) = file.write_all_at(bytes, 0) {
+    if let Err(e) = write_paced(inner, &*file, bytes) {
         drop(file);
         let _ = fs.remove_file(&tmp);
         return Err(Error::io("writing checkpoint", &tmp, e));
@@ -186,6 +189,33 @@ fn write_checkpoint(inner: &Inner, generation: u64, bytes: &[u8]) -> Result<()> 
         return Err(inner
             .poison
             .poison(&Error::io("syncing checkpoint dir", dir, e)));
+    }
+    Ok(())
+}
+
+/// The size of the pieces a checkpoint file is written in.
+const PIECE: usize = 256 << 10;
+
+/// Writes `bytes` from offset 0 in [`PIECE`]s, starting each one's writeback as soon as it is
+/// written, at no more than `checkpoint_write_rate`. Without this, the whole file waits in the
+/// page cache for the final `fsync`, which then puts megabytes in the disk's queue in front of
+/// every commit's `fdatasync`. Pacing stops once the channel is closing.
+fn write_paced(inner: &Inner, file: &dyn StorageFile, bytes: &[u8]) -> std::io::Result<()> {
+    let started = Instant::now();
+    let mut rate = inner.cfg.checkpoint_write_rate;
+    let mut off = 0u64;
+    for piece in bytes.chunks(PIECE) {
+        file.write_all_at(piece, off)?;
+        file.start_writeback(off, piece.len() as u64);
+        off += piece.len() as u64;
+        if let Some(r) = rate {
+            let due = Duration::from_secs_f64(off as f64 / r as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed())
+                && !inner.background.pause(wait)
+            {
+                rate = None;
+            }
+        }
     }
     Ok(())
 }

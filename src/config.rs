@@ -61,6 +61,7 @@ pub struct FileChannelConfig {
     pub(crate) minimum_required_space: u64,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) checkpoint_on_close: bool,
+    pub(crate) checkpoint_write_rate: Option<u64>,
     pub(crate) fsync: FsyncPolicy,
     pub(crate) recovery_mode: RecoveryMode,
     pub(crate) file_system: Arc<dyn FileSystem>,
@@ -85,6 +86,7 @@ impl fmt::Debug for FileChannelConfig {
             .field("minimum_required_space", &self.minimum_required_space)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_on_close", &self.checkpoint_on_close)
+            .field("checkpoint_write_rate", &self.checkpoint_write_rate)
             .field("fsync", &self.fsync)
             .field("recovery_mode", &self.recovery_mode)
             .field("file_system", &self.file_system)
@@ -120,6 +122,13 @@ pub const MIN_MINIMUM_REQUIRED_SPACE: u64 = 1 << 20;
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 /// Smallest `checkpoint_interval` accepted: 1 s (Flume's floor).
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default `checkpoint_write_rate`: 16 MiB/s. A checkpoint of the default capacity (1,000,000
+/// queued events) is at most 12 MB: written in under a second, a small share of any disk's
+/// bandwidth, in pieces that never queue a large flush in front of the commits' (see
+/// docs/benchmarks.md, "checkpoint latency").
+pub const DEFAULT_CHECKPOINT_WRITE_RATE: u64 = 16 << 20;
+/// Smallest `checkpoint_write_rate` accepted: 1 MiB/s.
+pub const MIN_CHECKPOINT_WRITE_RATE: u64 = 1 << 20;
 
 impl FileChannelConfig {
     /// A configuration with every default: the checkpoint in `checkpoint_dir`, the log spread over
@@ -137,6 +146,7 @@ impl FileChannelConfig {
             minimum_required_space: DEFAULT_MINIMUM_REQUIRED_SPACE,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             checkpoint_on_close: true,
+            checkpoint_write_rate: Some(DEFAULT_CHECKPOINT_WRITE_RATE),
             fsync: FsyncPolicy::Always,
             recovery_mode: RecoveryMode::Strict,
             file_system: Arc::new(StdFs),
@@ -203,6 +213,17 @@ impl FileChannelConfig {
     #[must_use]
     pub fn checkpoint_on_close(mut self, yes: bool) -> Self {
         self.checkpoint_on_close = yes;
+        self
+    }
+    /// How fast a checkpoint's file is written, in bytes per second, or `None` for as fast as
+    /// the disk takes it. Default 16 MiB/s; at least 1 MiB/s. Pacing applies to the periodic
+    /// checkpoints and to [`FileChannel::checkpoint`](crate::FileChannel::checkpoint), not to
+    /// the one `close()` writes. The file is written in 256 KiB pieces, each handed to the
+    /// disk as it is written, so that no checkpoint puts a large flush in the disk's queue in
+    /// front of the commits' `fdatasync`s.
+    #[must_use]
+    pub fn checkpoint_write_rate(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.checkpoint_write_rate = bytes_per_sec;
         self
     }
     /// When commits are synced. Default [`FsyncPolicy::Always`].
@@ -372,6 +393,16 @@ impl FileChannelConfig {
             return bad(
                 "checkpoint_interval",
                 format!("{:?} is below the minimum of 1s", self.checkpoint_interval),
+            );
+        }
+        if let Some(rate) = self.checkpoint_write_rate
+            && rate < MIN_CHECKPOINT_WRITE_RATE
+        {
+            return bad(
+                "checkpoint_write_rate",
+                format!(
+                    "{rate} bytes/s is below the minimum of {MIN_CHECKPOINT_WRITE_RATE} (1 MiB/s); leave it unset for no limit"
+                ),
             );
         }
         if !self.compression.is_available() {

@@ -26,12 +26,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::at_rest::{Keyring, PayloadCodec};
+use crate::background::Background;
 use crate::channel::{Channel, Transaction, TxnOps};
 use crate::checkpoint::{self, Checkpointer};
 use crate::config::{FileChannelConfig, FsyncPolicy, RecoveryMode};
@@ -61,12 +61,6 @@ pub struct FileChannel {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
-struct Shutdown {
-    stop: Mutex<bool>,
-    wake: Condvar,
-}
-
 /// The channel's shared state.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -91,8 +85,8 @@ pub(crate) struct Inner {
     space_low: AtomicBool,
     next_dir: AtomicUsize,
     report: RecoveryReport,
-    shutdown: Arc<Shutdown>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The checkpointer and syncer threads (`src/background.rs`).
+    pub(crate) background: Arc<Background>,
     locks: Mutex<Vec<DirLock>>,
     /// The last PutBatch records a take decoded.
     batch_cache: BatchCache,
@@ -221,12 +215,11 @@ impl FileChannel {
             space_low: AtomicBool::new(false),
             next_dir: AtomicUsize::new(0),
             report: rec.report,
-            shutdown: Arc::new(Shutdown::default()),
+            background: Arc::default(),
             batch_cache: BatchCache::default(),
-            threads: Mutex::new(Vec::new()),
             locks: Mutex::new(locks),
         });
-        start_background(&inner)?;
+        Background::start(&inner)?;
         Ok(FileChannel { inner })
     }
 
@@ -295,10 +288,12 @@ impl FileChannel {
         &self.inner.report
     }
 
-    /// Writes a checkpoint now (and collects segments it makes unnecessary).
+    /// Writes a checkpoint now (and collects segments it makes unnecessary). The channel's
+    /// checkpointer thread writes it, at lower CPU priority and at `checkpoint_write_rate`,
+    /// while this call waits for it.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.check_open()?;
-        checkpoint::run(&self.inner).map(|_| ())
+        self.inner.background.checkpoint().map(|_| ())
     }
 
     /// Stops the background threads, writes a checkpoint (unless `checkpoint_on_close` is off)
@@ -309,7 +304,7 @@ impl FileChannel {
         if i.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        i.stop_background();
+        i.background.stop();
         let result = if i.poison.check().is_err() {
             Ok(())
         } else if i.cfg.checkpoint_on_close {
@@ -417,67 +412,12 @@ impl Channel for FileChannel {
     }
 }
 
-fn start_background(inner: &Arc<Inner>) -> Result<()> {
-    let mut threads = inner.threads.lock();
-    let spawn = |name: &str, every: Duration, work: fn(&Inner)| {
-        let weak = Arc::downgrade(inner);
-        let shutdown = inner.shutdown.clone();
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || {
-                loop {
-                    {
-                        let mut stop = shutdown.stop.lock();
-                        if !*stop {
-                            shutdown.wake.wait_for(&mut stop, every);
-                        }
-                        if *stop {
-                            return;
-                        }
-                    }
-                    let Some(inner) = weak.upgrade() else { return };
-                    work(&inner);
-                }
-            })
-    };
-    let h = spawn("tidegate-checkpoint", inner.cfg.checkpoint_interval, |i| {
-        if let Err(e) = checkpoint::run(i) {
-            tracing::error!(error = %e, "background checkpoint failed");
-        }
-    })
-    .map_err(|e| Error::io("starting checkpoint thread", &inner.cfg.checkpoint_dir, e))?;
-    threads.push(h);
-    if let FsyncPolicy::Interval(d) = inner.cfg.fsync {
-        let h = spawn("tidegate-sync", d, |i| {
-            for log in &i.logs {
-                if let Err(e) = log.sync_all_appended() {
-                    tracing::error!(error = %e, "interval sync failed");
-                }
-            }
-        })
-        .map_err(|e| Error::io("starting sync thread", &inner.cfg.checkpoint_dir, e))?;
-        threads.push(h);
-    }
-    Ok(())
-}
-
 impl Inner {
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
         self.poison.check()
-    }
-
-    fn stop_background(&self) {
-        *self.shutdown.stop.lock() = true;
-        self.shutdown.wake.notify_all();
-        let handles: Vec<_> = self.threads.lock().drain(..).collect();
-        for h in handles {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
-        }
     }
 
     /// Refuses writes when the free space of `dir`'s file system is below the floor.
@@ -643,8 +583,7 @@ fn expand_ptrs(records: &[RecordPtr], events: &[u32], out: &mut Vec<RecordPtr>) 
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        *self.shutdown.stop.lock() = true;
-        self.shutdown.wake.notify_all();
+        self.background.signal_stop();
     }
 }
 

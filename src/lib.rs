@@ -35,6 +35,7 @@
 #[cfg(feature = "cli")]
 pub mod agent;
 pub mod at_rest;
+mod background;
 #[cfg(feature = "cli")]
 pub mod bench;
 pub mod channel;

@@ -431,6 +431,16 @@ fn bad_at_rest_keys_name_their_key_and_line() {
         "channels.c1.compression_threshold",
         "",
     );
+    assert_rejects(
+        &format!("{file}checkpoint_write_rate = \"64KiB\"\n"),
+        5,
+        "channels.c1.checkpoint_write_rate",
+        "below the minimum",
+    );
+    for ok in ["\"8MiB\"", "0"] {
+        let (code, out, err) = validate(&format!("{file}checkpoint_write_rate = {ok}\n"));
+        assert_eq!(code, 0, "checkpoint_write_rate = {ok}: {out}{err}");
+    }
     // Relative key paths are accepted as they are (relative to where the agent starts); the
     // topology shows the settings.
     let (code, out, err) = validate(&format!(

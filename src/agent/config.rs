@@ -606,6 +606,8 @@ struct FileChannelToml {
     minimum_required_space: Option<ByteSize>,
     checkpoint_interval: Option<HumanDuration>,
     checkpoint_on_close: Option<bool>,
+    /// Bytes per second; 0 = no limit.
+    checkpoint_write_rate: Option<ByteSize>,
     fsync: Option<FsyncToml>,
     fsync_interval: Option<HumanDuration>,
     recovery_mode: Option<RecoveryToml>,
@@ -951,6 +953,9 @@ fn file_channel_config(
     }
     if let Some(v) = f.checkpoint_on_close {
         cfg = cfg.checkpoint_on_close(v);
+    }
+    if let Some(v) = f.checkpoint_write_rate {
+        cfg = cfg.checkpoint_write_rate(Some(v.get()).filter(|r| *r > 0));
     }
     match (f.fsync, f.fsync_interval) {
         (Some(FsyncToml::Interval), i) => {

@@ -276,6 +276,10 @@ impl StorageFile for FaultyFile {
         self.faults.sync()?;
         self.inner.sync_all()
     }
+    fn start_writeback(&self, offset: u64, len: u64) {
+        self.inner.start_writeback(offset, len);
+    }
+
     fn map_read(&self) -> io::Result<Arc<dyn MappedRegion>> {
         self.inner.map_read()
     }

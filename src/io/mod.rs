@@ -82,6 +82,13 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn sync_data(&self) -> io::Result<()>;
     /// `fsync`: makes the file's data and all of its metadata durable.
     fn sync_all(&self) -> io::Result<()>;
+    /// A hint that `offset..offset + len`, just written, will not be written again: start
+    /// writing it to the disk now rather than all at once at the next sync, and do not keep it
+    /// cached. Durability still comes only from `sync_data`/`sync_all`, which also report any
+    /// write error. Default: nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
     /// Maps the whole file (at its current length) for reading.
     fn map_read(&self) -> io::Result<Arc<dyn MappedRegion>>;
 }
