@@ -123,7 +123,7 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(30);
 /// Smallest `checkpoint_interval` accepted: 1 s (Flume's floor).
 pub const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default `checkpoint_write_rate`: 16 MiB/s. A checkpoint of the default capacity (1,000,000
-/// queued events) is at most 12 MB: written in under a second, a small share of any disk's
+/// queued events) is about 4 MB: written in a quarter of a second, a small share of any disk's
 /// bandwidth, in pieces that never queue a large flush in front of the commits' (see
 /// docs/benchmarks.md, "checkpoint latency").
 pub const DEFAULT_CHECKPOINT_WRITE_RATE: u64 = 16 << 20;

@@ -126,8 +126,8 @@ fn a_checkpoint_is_written_in_pieces_each_handed_to_the_disk_before_the_sync() {
         .file_system(fs)
         .checkpoint_write_rate(None);
     let ch = FileChannel::open(cfg).expect("open");
-    // 60,000 queued events: a checkpoint of about 720 KB, three 256 KiB pieces.
-    for chunk in 0..60 {
+    // 200,000 queued events: a checkpoint of about 800 KB (4 bytes per event), four pieces.
+    for chunk in 0..200 {
         let mut tx = ch.transaction();
         for i in 0..1000 {
             tx.put(big_event(chunk * 1000 + i)).expect("put");
@@ -158,12 +158,12 @@ fn a_checkpoint_is_written_in_pieces_each_handed_to_the_disk_before_the_sync() {
         assert_eq!((wb_offset, wb_len), (offset, len));
         end += len;
     }
-    assert!(end > 700_000, "the checkpoint was only {end} bytes");
+    assert!(end > 780_000, "the checkpoint was only {end} bytes");
     ch.close().expect("close");
     let cfg = FileChannelConfig::new(dir.path().join("ckpt"), vec![dir.path().join("data")])
         .minimum_required_space(1 << 20);
     let ch = FileChannel::open(cfg).expect("reopen");
-    assert_eq!(ch.stats().size, 60_000);
+    assert_eq!(ch.stats().size, 200_000);
 }
 
 #[test]

@@ -299,10 +299,17 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
         queue: vec![RecordPtr::new(3, 64), RecordPtr::new(4, 128)],
     };
     let bytes = checkpoint::encode(&sample);
-    // Field offsets: dir_count at 64; queue_len 8 bytes after the committing list.
-    let queue_len_at = 64 + 4 + 2 * 24 + 4 + 8;
+    // Field offsets: dir_count at 64; then the dirs, the committing list, the commit pins,
+    // queue_len (u64) and run_count (u32).
+    let queue_len_at = 64 + 4 + 2 * 24 + 4 + 8 + 4 + 8;
     let mut lying_queue = bytes.clone();
     lying_queue[queue_len_at..queue_len_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut lying_runs = bytes.clone();
+    lying_runs[queue_len_at + 8..queue_len_at + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+    // The sample's two events are in different segments: two runs of one event. Claim two
+    // events for the first run.
+    let mut long_run = bytes.clone();
+    long_run[queue_len_at + 16..queue_len_at + 20].copy_from_slice(&2u32.to_le_bytes());
     let mut lying_dirs = bytes.clone();
     lying_dirs[64..68].copy_from_slice(&u32::MAX.to_le_bytes());
     let mut too_many_inflight = bytes.clone();
@@ -316,6 +323,8 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("valid-sample", bytes.clone()),
         ("lying-queue-length", fix_trailing_crc(lying_queue)),
         ("lying-dir-count", fix_trailing_crc(lying_dirs)),
+        ("lying-run-count", fix_trailing_crc(lying_runs)),
+        ("run-longer-than-queue", fix_trailing_crc(long_run)),
         ("inflight-over-queue", fix_trailing_crc(too_many_inflight)),
         ("scan-start-after-tail", fix_trailing_crc(scan_after_tail)),
         ("bad-crc", bad_crc),

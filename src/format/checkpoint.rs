@@ -4,7 +4,7 @@
 //! ```text
 //! offset size       field
 //!  0      8          magic          "TIDEGCKP"
-//!  8      2          version        FORMAT_VERSION (1)
+//!  8      2          version        VERSION (2; version 1 is still read, below)
 //! 10      2          flags          0 (reserved)
 //! 12      4          reserved       0
 //! 16      8          generation     increases by one per checkpoint
@@ -23,15 +23,33 @@
 //! ..      4          pin_count      P: segments that must outlive the events they committed
 //! ..      8*P        commit_pins    put_segment u32 | commit_segment u32: `commit_segment` holds
 //!                                   the Commit record of events still queued in `put_segment`
-//! ..      8          queue_len      Q
-//! ..      12*Q       queue          segment u32 | offset u64 of each queued Put record, head first
+//! ..      8          queue_len      Q: queued events, head first, in runs:
+//! ..      4          run_count      R
+//! ..      16*R+4*(Q-R) runs          per run:
+//!                                     segment u32
+//!                                     count   u32  events in the run (>= 1)
+//!                                     first   u64  pointer of its first event (offset | index << 48)
+//!                                     (count - 1) x step u32, each giving the next event from
+//!                                       the one before: 0 = the next event of the same PutBatch
+//!                                       record (index + 1); n > 0 = event 0 of the record
+//!                                       n bytes further on in the same segment
 //! ..      4          crc            CRC-32 (IEEE) of every byte before it
 //! ```
 //! The tail's segment id names the data directory the entry belongs to (segment ids are unique
 //! across directories). Do not reorder fields.
+//!
+//! A queue in log order (the usual case) is one run per segment and costs 4 bytes per event.
+//! Version 1 (written until November 2026) stored the queue as `queue_len` (Q, u64) then
+//! `segment u32 | offset u64` per event, 12 bytes each; [`decode`] reads both versions, [`encode`]
+//! writes version 2.
 
-use super::{DecodeError, FORMAT_VERSION, MAX_COUNTER, Reader, Writer, crc32};
-use crate::ids::{LogPosition, RecordPtr, SegmentId};
+use super::{DecodeError, MAX_COUNTER, Reader, Writer, crc32};
+use crate::ids::{LogPosition, RECORD_OFFSET_MASK, RecordPtr, SegmentId};
+
+/// The version [`encode`] writes.
+pub const VERSION: u16 = 2;
+/// The first version, still read: the queue as 12 bytes per event.
+pub const VERSION_1: u16 = 1;
 
 /// Magic number.
 pub const MAGIC: &[u8; 8] = b"TIDEGCKP";
@@ -84,13 +102,119 @@ fn get_pos(r: &mut Reader<'_>) -> Result<LogPosition, DecodeError> {
     Ok(LogPosition::new(r.u32()?, r.u64()?))
 }
 
-/// Encodes a checkpoint.
+/// The step (see the format) from event `a` to event `b`, when `b` can follow `a` in a run.
+fn step(a: RecordPtr, b: RecordPtr) -> Option<u32> {
+    if a.segment != b.segment {
+        return None;
+    }
+    if b.record_offset() == a.record_offset() {
+        return (a.index() < u16::MAX && b.index() == a.index() + 1).then_some(0);
+    }
+    if b.index() != 0 || b.record_offset() < a.record_offset() {
+        return None;
+    }
+    u32::try_from(b.record_offset() - a.record_offset()).ok()
+}
+
+/// Splits the queue into runs: maximal stretches where each event follows the one before by a
+/// step (and at most `u32::MAX` events).
+fn runs(queue: &[RecordPtr]) -> Vec<&[RecordPtr]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=queue.len() {
+        let ends = i == queue.len()
+            || i - start >= u32::MAX as usize
+            || step(queue[i - 1], queue[i]).is_none();
+        if ends {
+            out.push(&queue[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// Reads a version 2 queue of `queue_len` events. Allocates at most one pointer per 4 bytes
+/// of input.
+fn decode_runs(r: &mut Reader<'_>, queue_len: u64) -> Result<Vec<RecordPtr>, DecodeError> {
+    let run_count = r.u32()?;
+    // Each event needs at least 4 bytes (a run's first one 16).
+    if queue_len > (r.remaining() / 4) as u64 || u64::from(run_count) > queue_len {
+        return Err(DecodeError::Invalid {
+            field: "queue length",
+            value: queue_len,
+        });
+    }
+    let mut queue = Vec::with_capacity(queue_len as usize);
+    for _ in 0..run_count {
+        let segment = r.u32()?;
+        let count = r.u32()?;
+        let first = r.u64()?;
+        if count == 0 || u64::from(count) > queue_len - queue.len() as u64 {
+            return Err(DecodeError::Invalid {
+                field: "queue run length",
+                value: u64::from(count),
+            });
+        }
+        let mut p = RecordPtr::new(segment, first);
+        queue.push(p);
+        for _ in 1..count {
+            let step = r.u32()?;
+            p = if step == 0 {
+                let index = p.index().checked_add(1).ok_or(DecodeError::Invalid {
+                    field: "queue step (event index past 65535)",
+                    value: u64::from(p.index()),
+                })?;
+                p.with_index(index)
+            } else {
+                let offset = p.record_offset() + u64::from(step);
+                if offset > RECORD_OFFSET_MASK {
+                    return Err(DecodeError::Invalid {
+                        field: "queue step (offset past 2^48)",
+                        value: offset,
+                    });
+                }
+                RecordPtr::new(segment, offset)
+            };
+            queue.push(p);
+        }
+    }
+    if queue.len() as u64 != queue_len {
+        return Err(DecodeError::Invalid {
+            field: "queue length (runs hold fewer events)",
+            value: queue_len,
+        });
+    }
+    Ok(queue)
+}
+
+/// Reads a version 1 queue: 12 bytes per event.
+fn decode_v1_queue(r: &mut Reader<'_>, queue_len: u64) -> Result<Vec<RecordPtr>, DecodeError> {
+    if queue_len > (r.remaining() / 12) as u64 {
+        return Err(DecodeError::Invalid {
+            field: "queue length",
+            value: queue_len,
+        });
+    }
+    let mut queue = Vec::with_capacity(queue_len as usize);
+    for _ in 0..queue_len {
+        queue.push(RecordPtr::new(r.u32()?, r.u64()?));
+    }
+    Ok(queue)
+}
+
+/// Encodes a checkpoint (format version 2).
 pub fn encode(c: &Checkpoint) -> Vec<u8> {
-    let mut buf =
-        Vec::with_capacity(96 + c.dirs.len() * 24 + c.committing.len() * 8 + c.queue.len() * 12);
+    let runs = runs(&c.queue);
+    let mut buf = Vec::with_capacity(
+        100 + c.dirs.len() * 24
+            + c.committing.len() * 8
+            + c.commit_pins.len() * 8
+            + runs.len() * 12
+            + c.queue.len() * 4,
+    );
     let mut w = Writer::new(&mut buf);
     w.bytes(MAGIC);
-    w.u16(FORMAT_VERSION);
+    w.u16(VERSION);
     w.u16(0);
     w.u32(0);
     w.u64(c.generation);
@@ -114,9 +238,15 @@ pub fn encode(c: &Checkpoint) -> Vec<u8> {
         w.u32(commit.0);
     }
     w.u64(c.queue.len() as u64);
-    for p in &c.queue {
-        w.u32(p.segment.0);
-        w.u64(p.offset);
+    w.u32(runs.len() as u32);
+    for run in &runs {
+        let first = run[0];
+        w.u32(first.segment.0);
+        w.u32(run.len() as u32);
+        w.u64(first.offset);
+        for pair in run.windows(2) {
+            w.u32(step(pair[0], pair[1]).unwrap_or(0));
+        }
     }
     let crc = crc32(&buf);
     Writer::new(&mut buf).u32(crc);
@@ -145,10 +275,10 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
         return Err(DecodeError::Checksum { stored, computed });
     }
     let version = r.u16()?;
-    if version != FORMAT_VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(DecodeError::UnsupportedVersion {
             found: version,
-            supported: FORMAT_VERSION,
+            supported: VERSION,
         });
     }
     let _flags = r.u16()?;
@@ -195,16 +325,11 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
         commit_pins.push((SegmentId(r.u32()?), SegmentId(r.u32()?)));
     }
     let queue_len = r.u64()?;
-    if queue_len > (r.remaining() / 12) as u64 {
-        return Err(DecodeError::Invalid {
-            field: "queue length",
-            value: queue_len,
-        });
-    }
-    let mut queue = Vec::with_capacity(queue_len as usize);
-    for _ in 0..queue_len {
-        queue.push(RecordPtr::new(r.u32()?, r.u64()?));
-    }
+    let queue = if version == VERSION_1 {
+        decode_v1_queue(&mut r, queue_len)?
+    } else {
+        decode_runs(&mut r, queue_len)?
+    };
     if r.remaining() != 0 {
         return Err(DecodeError::Invalid {
             field: "checkpoint trailing bytes",
@@ -257,6 +382,151 @@ mod tests {
     fn round_trip() {
         let c = sample();
         assert_eq!(decode(&encode(&c)), Ok(c));
+    }
+
+    /// A queue with every kind of run boundary: PutBatch events, plain Puts, a rolled-back
+    /// take back at the head (out of log order), another segment, an index at the limit, and a
+    /// gap over 4 GiB.
+    fn mixed_queue() -> Vec<RecordPtr> {
+        let batch = RecordPtr::new(7, 4096);
+        let mut q = vec![RecordPtr::new(7, 9000), RecordPtr::new(7, 9552)];
+        q.extend((0..5).map(|i| batch.with_index(i)));
+        q.extend([RecordPtr::new(7, 4200), RecordPtr::new(7, 4752)]);
+        q.extend([RecordPtr::new(8, 64), RecordPtr::new(8, 64 + (5 << 30))]);
+        q.extend([u16::MAX - 1, u16::MAX].map(|i| RecordPtr::new(8, 1 << 40).with_index(i)));
+        q.push(RecordPtr::new(8, (1 << 40) + 100));
+        q.push(RecordPtr::new(8, 100));
+        q.push(RecordPtr::new(8, 100));
+        q
+    }
+
+    #[test]
+    fn queues_of_every_shape_round_trip() {
+        for queue in [Vec::new(), vec![RecordPtr::new(1, 64)], mixed_queue()] {
+            let c = Checkpoint {
+                queue,
+                inflight: 0,
+                ..sample()
+            };
+            assert_eq!(decode(&encode(&c)), Ok(c));
+        }
+    }
+
+    #[test]
+    fn a_queue_in_log_order_costs_four_bytes_per_event() {
+        let queue: Vec<RecordPtr> = (0..10_000u64)
+            .map(|i| RecordPtr::new(3, 64 + i * 552))
+            .collect();
+        let c = Checkpoint { queue, ..sample() };
+        let empty = Checkpoint {
+            queue: Vec::new(),
+            inflight: 0,
+            ..sample()
+        };
+        let per_event = (encode(&c).len() - encode(&empty).len()) as f64 / 10_000.0;
+        assert!(per_event < 4.01, "{per_event} bytes per event");
+    }
+
+    /// Version 1's layout, as written until November 2026.
+    fn encode_v1(c: &Checkpoint) -> Vec<u8> {
+        let v2 = encode(&Checkpoint {
+            queue: Vec::new(),
+            ..c.clone()
+        });
+        // Everything up to queue_len is the same; v2 then has run_count (4) and the CRC (4).
+        let mut buf = v2[..v2.len() - 16].to_vec();
+        buf[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
+        let mut w = Writer::new(&mut buf);
+        w.u64(c.queue.len() as u64);
+        for p in &c.queue {
+            w.u32(p.segment.0);
+            w.u64(p.offset);
+        }
+        let crc = crc32(&buf);
+        Writer::new(&mut buf).u32(crc);
+        buf
+    }
+
+    #[test]
+    fn version_1_checkpoints_are_still_read() {
+        let c = Checkpoint {
+            queue: mixed_queue(),
+            ..sample()
+        };
+        assert_eq!(decode(&encode_v1(&c)), Ok(c.clone()));
+        let empty = Checkpoint {
+            queue: Vec::new(),
+            inflight: 0,
+            ..sample()
+        };
+        assert_eq!(decode(&encode_v1(&empty)), Ok(empty));
+    }
+
+    /// Rewrites the trailing CRC after a change.
+    fn fix_crc(mut bytes: Vec<u8>) -> Vec<u8> {
+        let n = bytes.len() - 4;
+        let crc = crc32(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn runs_that_do_not_add_up_are_refused_even_with_a_valid_crc() {
+        let c = Checkpoint {
+            queue: vec![RecordPtr::new(3, 64), RecordPtr::new(3, 128)],
+            ..sample()
+        };
+        let bytes = encode(&c);
+        // queue_len u64, run_count u32, then the run: segment, count, first, one step.
+        let run_at = bytes.len() - 4 - 20;
+        let count_at = run_at + 4;
+        let step_at = run_at + 16;
+        let patch = |at: usize, v: &[u8]| {
+            let mut b = bytes.clone();
+            b[at..at + v.len()].copy_from_slice(v);
+            fix_crc(b)
+        };
+        for (what, bad) in [
+            (
+                "run longer than the queue",
+                patch(count_at, &3u32.to_le_bytes()),
+            ),
+            ("empty run", patch(count_at, &0u32.to_le_bytes())),
+            (
+                "more runs than events",
+                patch(run_at - 4, &3u32.to_le_bytes()),
+            ),
+            (
+                "queue shorter than its runs",
+                patch(run_at - 12, &1u64.to_le_bytes()),
+            ),
+            (
+                "queue longer than its runs",
+                patch(run_at - 12, &3u64.to_le_bytes()),
+            ),
+            ("a step past 2^48", {
+                let mut b = bytes.clone();
+                b[run_at + 8..run_at + 16].copy_from_slice(&RECORD_OFFSET_MASK.to_le_bytes());
+                b[step_at..step_at + 4].copy_from_slice(&7u32.to_le_bytes());
+                fix_crc(b)
+            }),
+            ("an index past 65535", {
+                let mut b = bytes.clone();
+                let last = RecordPtr::new(3, 64).with_index(u16::MAX).offset;
+                b[run_at + 8..run_at + 16].copy_from_slice(&last.to_le_bytes());
+                b[step_at..step_at + 4].copy_from_slice(&0u32.to_le_bytes());
+                fix_crc(b)
+            }),
+        ] {
+            assert!(
+                matches!(
+                    decode(&bad),
+                    Err(DecodeError::Invalid { .. } | DecodeError::Truncated { .. })
+                ),
+                "{what}: {:?}",
+                decode(&bad)
+            );
+        }
     }
 
     #[test]

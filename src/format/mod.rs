@@ -7,8 +7,9 @@
 //!   [`Reader`]. Nothing here uses a serialization crate, so no crate upgrade can change a byte.
 //! - Every record, segment header and checkpoint carries a CRC-32 (IEEE, `crc32fast`) that
 //!   covers every other byte of it, so a flipped bit anywhere is detected.
-//! - Decoders never panic and never allocate more than the input they were given: every length
-//!   is checked against the bytes that remain before anything is read or reserved.
+//! - Decoders never panic and never allocate more than a small fixed multiple of the input they
+//!   were given (at most one 16-byte pointer per 4 bytes of a checkpoint's queue): every length is
+//!   checked against the bytes that remain before anything is read or reserved.
 //! - Do not add, remove or reorder fields: a change is a new `FORMAT_VERSION` with a decoder for
 //!   the old one.
 
