@@ -97,11 +97,16 @@ impl Background {
     /// checkpoint paced by its write rate then finishes at full speed, so that `close()` is not
     /// kept waiting.
     pub(crate) fn pause(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+        let deadline = Instant::now().checked_add(d);
         let mut st = self.state.lock();
         while !st.stop {
-            if self.wake.wait_until(&mut st, deadline).timed_out() {
-                return !st.stop;
+            match deadline {
+                Some(deadline) => {
+                    if self.wake.wait_until(&mut st, deadline).timed_out() {
+                        return !st.stop;
+                    }
+                }
+                None => self.wake.wait(&mut st),
             }
         }
         false
@@ -126,7 +131,7 @@ impl Background {
 
     /// Waits until `deadline`, a request or stop. `None` when stopping; `Some(None)` at the
     /// deadline; `Some(Some(tx))` for a request.
-    fn next(&self, deadline: Instant) -> Option<Option<SyncSender<Result<u64>>>> {
+    fn next(&self, deadline: Option<Instant>) -> Option<Option<SyncSender<Result<u64>>>> {
         let mut st = self.state.lock();
         loop {
             if st.stop {
@@ -138,6 +143,10 @@ impl Background {
             if let Some(tx) = st.requests.pop_front() {
                 return Some(Some(tx));
             }
+            let Some(deadline) = deadline else {
+                self.wake.wait(&mut st);
+                continue;
+            };
             if self.wake.wait_until(&mut st, deadline).timed_out() && st.requests.is_empty() {
                 return (!st.stop).then_some(None);
             }
@@ -177,7 +186,7 @@ impl Drop for PanicGuard<'_> {
 fn checkpointer(bg: &Background, weak: &Weak<Inner>, poison: &Poison, interval: Duration) {
     let _guard = PanicGuard { bg, poison };
     lower_priority();
-    let mut deadline = Instant::now() + interval;
+    let mut deadline = Instant::now().checked_add(interval);
     while let Some(request) = bg.next(deadline) {
         let Some(inner) = weak.upgrade() else {
             if let Some(tx) = request {
@@ -197,7 +206,7 @@ fn checkpointer(bg: &Background, weak: &Weak<Inner>, poison: &Poison, interval: 
                 }
             }
         }
-        deadline = Instant::now() + interval;
+        deadline = Instant::now().checked_add(interval);
     }
 }
 
