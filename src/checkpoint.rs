@@ -21,6 +21,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::background;
 use crate::error::{Error, Result};
 use crate::file_channel::Inner;
 use crate::format::checkpoint::{self, Checkpoint, DirCheckpoint};
@@ -102,18 +103,23 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
         let appended: Vec<u64> = tails.tails.iter().map(|t| t.appended).collect();
         (snapshot, appended, queue)
     };
-    // The pointers are copied here, with no lock held (the snapshot shares the queue's chunks).
-    snapshot.queue = queue.into_vec();
 
     // 2. The log must be durable up to the snapshot.
     for (log, target) in inner.logs.iter().zip(&appended) {
         log.sync_to(*target)?;
     }
 
-    // 3. Write, sync, rename, sync the directory.
+    // 3. Copy the pointers (no lock held: the snapshot shares the queue's chunks), encode, write,
+    //    sync, rename, sync the directory: the bulk of a checkpoint's CPU time, done at a lower
+    //    CPU priority so that committing threads go first (src/background.rs).
     let generation = snapshot.generation;
-    let bytes = checkpoint::encode(&snapshot);
-    if let Err(e) = write_checkpoint(inner, generation, &bytes) {
+    let (snapshot, pins, written) = background::at_lower_priority(move || {
+        snapshot.queue = queue.into_vec();
+        let pins = segments_of(&snapshot.queue);
+        let written = write_checkpoint(inner, generation, &checkpoint::encode(&snapshot));
+        (snapshot, pins, written)
+    });
+    if let Err(e) = written {
         Counters::add(&inner.counters.checkpoint_write_errors, 1);
         tracing::error!(error = %e, "checkpoint failed; the previous one stays in force");
         return Err(e);
@@ -129,7 +135,7 @@ pub(crate) fn run(inner: &Inner) -> Result<u64> {
     let kept = KeptCheckpoint {
         generation,
         scan_starts: snapshot.dirs.iter().map(|d| Some(d.scan_start)).collect(),
-        pins: segments_of(&snapshot.queue),
+        pins,
     };
     // Only when no other checkpoint file is left: a replay could otherwise pick a stale one
     // that names segments collected now.

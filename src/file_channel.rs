@@ -59,6 +59,19 @@ const SPILL_BYTES: usize = 4 << 20;
 #[derive(Clone, Debug)]
 pub struct FileChannel {
     inner: Arc<Inner>,
+    /// Shared by every handle: dropping the last one stops the pacing of a checkpoint being
+    /// written, so that the directories are unlocked promptly (`Background::abandon`).
+    _handles: Arc<Handles>,
+}
+
+/// Dropped with the last [`FileChannel`] handle (transactions hold the channel's state, not this).
+#[derive(Debug)]
+struct Handles(Arc<Background>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
 }
 
 /// The channel's shared state.
@@ -220,7 +233,11 @@ impl FileChannel {
             locks: Mutex::new(locks),
         });
         Background::start(&inner)?;
-        Ok(FileChannel { inner })
+        let handles = Arc::new(Handles(inner.background.clone()));
+        Ok(FileChannel {
+            inner,
+            _handles: handles,
+        })
     }
 
     /// Begins a transaction. It holds puts or takes, not both; `commit` makes it durable,
@@ -290,7 +307,8 @@ impl FileChannel {
 
     /// Writes a checkpoint now (and collects segments it makes unnecessary). The channel's
     /// checkpointer thread writes it, at lower CPU priority and at `checkpoint_write_rate`,
-    /// while this call waits for it.
+    /// while this call waits for it. Concurrent calls are served one after the other, each with
+    /// a snapshot taken after it was made.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.check_open()?;
         self.inner.background.checkpoint().map(|_| ())

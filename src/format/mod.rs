@@ -21,8 +21,8 @@ pub mod segment_header;
 
 use thiserror::Error;
 
-/// The format version written into every checkpoint and quarantine file, and into the header of
-/// a segment that holds no PutBatch record.
+/// The format version written into every quarantine file and into the header of a segment that
+/// holds no PutBatch record. (Checkpoints have their own: [`checkpoint::VERSION`].)
 pub const FORMAT_VERSION: u16 = 1;
 /// The version in the header of a segment that may hold PutBatch records (a channel with
 /// batch compression on writes it into every segment it creates). Version 1 segments are read
