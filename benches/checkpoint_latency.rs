@@ -5,9 +5,12 @@
 //! measures the latency of put+commit transactions (batch 10 x 512 B, fsync = always) in rounds
 //! of two modes: B, a second thread asking for checkpoints back to back (the channel's
 //! checkpointer thread writes them), until two whole checkpoints and at least 1,000 commits are
-//! done; then A, the same number of commits with no checkpoint running. Reports p50/p99/max per mode and the ratio of B's p99 to A's p99 per round (median, min, max).
+//! done; A, the same number of commits with no checkpoint running; the order alternates by
+//! round. Reports p50/p99/max per mode and the ratio of B's p99 to A's p99 per round (median, min, max).
 //! Run: `cargo bench --bench checkpoint_latency`. `TIDEGATE_CHECKPOINT_WRITE_RATE` sets the
-//! channel's `checkpoint_write_rate` in bytes/s (0: unpaced; unset: the default, 16 MiB/s).
+//! channel's `checkpoint_write_rate` in bytes/s (0: unpaced; unset: the default, 16 MiB/s);
+//! `TIDEGATE_CHECKPOINT_PERIOD_MS` starts checkpoints at that period instead of back to back,
+//! to compare paced and unpaced checkpoints at the same frequency.
 #![allow(missing_docs, reason = "a benchmark program")]
 #![expect(
     clippy::unwrap_used,
@@ -37,6 +40,12 @@ fn main() {
     let commits_per_round = 1000;
     let dir = common::tempdir();
     println!("disk regime before: {}", common::disk_regime(dir.path()));
+    // Checkpoints start every `TIDEGATE_CHECKPOINT_PERIOD_MS` (when one outlasts the period, the
+    // next starts at once); unset, back to back.
+    let period = std::env::var("TIDEGATE_CHECKPOINT_PERIOD_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis);
     let mut cfg = common::config(dir.path());
     if let Some(rate) = std::env::var("TIDEGATE_CHECKPOINT_WRITE_RATE")
         .ok()
@@ -62,13 +71,19 @@ fn main() {
     let mut ratios = Vec::new();
     let checkpoints = Arc::new(AtomicU64::new(0));
     let mut ckpt_ms = Vec::new();
+    // Mode B's commits go on until two whole checkpoints have been written beside them (a paced
+    // checkpoint takes far longer than 1,000 commits) and at least `count` commits are done;
+    // mode A runs `count` commits, the number B needed last. Round 0 runs B first (to learn
+    // `count`), later rounds alternate the order.
+    let mut count = commits_per_round;
     for round in 0..rounds {
         let mut p99 = [Duration::ZERO; 2];
-        // B first: commits go on until two whole checkpoints have been written beside them
-        // (a paced checkpoint takes far longer than 1,000 commits); then A, the same number
-        // of commits with none running.
-        let mut count = 0;
-        for (mode, with_checkpoint) in [(1, true), (0, false)] {
+        let order = if round % 2 == 0 {
+            [(1, true), (0, false)]
+        } else {
+            [(0, false), (1, true)]
+        };
+        for (mode, with_checkpoint) in order {
             let stop = Arc::new(AtomicBool::new(false));
             let done = Arc::new(AtomicU64::new(0));
             let bg = with_checkpoint.then(|| {
@@ -76,7 +91,12 @@ fn main() {
                     (ch.clone(), stop.clone(), checkpoints.clone(), done.clone());
                 std::thread::spawn(move || {
                     let mut took = Vec::new();
+                    let mut next = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
+                        if let Some(period) = period {
+                            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                            next += period;
+                        }
                         let t = Instant::now();
                         ch.checkpoint().unwrap();
                         took.push(t.elapsed().as_secs_f64() * 1e3);
@@ -86,13 +106,9 @@ fn main() {
                     took
                 })
             });
-            let mut lat = Vec::with_capacity(commits_per_round);
+            let mut lat = Vec::with_capacity(count);
             let more = |lat: &Vec<Duration>| {
-                if with_checkpoint {
-                    lat.len() < commits_per_round || done.load(Ordering::Relaxed) < 2
-                } else {
-                    lat.len() < count
-                }
+                lat.len() < count || (with_checkpoint && done.load(Ordering::Relaxed) < 2)
             };
             while more(&lat) {
                 let t = Instant::now();
@@ -106,8 +122,8 @@ fn main() {
             stop.store(true, Ordering::Relaxed);
             if let Some(h) = bg {
                 ckpt_ms.extend(h.join().unwrap());
+                count = lat.len();
             }
-            count = lat.len();
             lat.sort_unstable();
             p99[mode] = percentile(&lat, 0.99);
             all[mode].extend(lat);
