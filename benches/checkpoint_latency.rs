@@ -68,6 +68,12 @@ fn main() {
     ch.checkpoint().unwrap();
 
     let mut all = [Vec::new(), Vec::new()];
+    // Mode B's commits that overlapped a running checkpoint (it was running when the commit
+    // started or when it returned): what "a running checkpoint" does to a commit, whatever the
+    // share of time checkpoints run.
+    let mut overlapped = Vec::new();
+    let mut overlap_ratios = Vec::new();
+    let running = Arc::new(AtomicBool::new(false));
     let mut ratios = Vec::new();
     let checkpoints = Arc::new(AtomicU64::new(0));
     let mut ckpt_ms = Vec::new();
@@ -78,6 +84,7 @@ fn main() {
     let mut count = commits_per_round;
     for round in 0..rounds {
         let mut p99 = [Duration::ZERO; 2];
+        let mut p99_during = None;
         let order = if round % 2 == 0 {
             [(1, true), (0, false)]
         } else {
@@ -87,8 +94,13 @@ fn main() {
             let stop = Arc::new(AtomicBool::new(false));
             let done = Arc::new(AtomicU64::new(0));
             let bg = with_checkpoint.then(|| {
-                let (ch, stop, n, done) =
-                    (ch.clone(), stop.clone(), checkpoints.clone(), done.clone());
+                let (ch, stop, n, done, running) = (
+                    ch.clone(),
+                    stop.clone(),
+                    checkpoints.clone(),
+                    done.clone(),
+                    running.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut took = Vec::new();
                     let mut next = Instant::now();
@@ -98,7 +110,9 @@ fn main() {
                             next += period;
                         }
                         let t = Instant::now();
+                        running.store(true, Ordering::SeqCst);
                         ch.checkpoint().unwrap();
+                        running.store(false, Ordering::SeqCst);
                         took.push(t.elapsed().as_secs_f64() * 1e3);
                         n.fetch_add(1, Ordering::Relaxed);
                         done.fetch_add(1, Ordering::Relaxed);
@@ -107,17 +121,23 @@ fn main() {
                 })
             });
             let mut lat = Vec::with_capacity(count);
+            let mut during = Vec::new();
             let more = |lat: &Vec<Duration>| {
                 lat.len() < count || (with_checkpoint && done.load(Ordering::Relaxed) < 2)
             };
             while more(&lat) {
                 let t = Instant::now();
+                let at_start = running.load(Ordering::SeqCst);
                 let mut tx = ch.transaction();
                 for _ in 0..10 {
                     tx.put(ev.clone()).unwrap();
                 }
                 tx.commit().unwrap();
-                lat.push(t.elapsed());
+                let took = t.elapsed();
+                lat.push(took);
+                if with_checkpoint && (at_start || running.load(Ordering::SeqCst)) {
+                    during.push(took);
+                }
             }
             stop.store(true, Ordering::Relaxed);
             if let Some(h) = bg {
@@ -127,6 +147,11 @@ fn main() {
             lat.sort_unstable();
             p99[mode] = percentile(&lat, 0.99);
             all[mode].extend(lat);
+            if !during.is_empty() {
+                during.sort_unstable();
+                p99_during = Some((percentile(&during, 0.99), during.len()));
+                overlapped.extend(during);
+            }
         }
         let r = p99[1].as_secs_f64() / p99[0].as_secs_f64();
         println!(
@@ -134,6 +159,11 @@ fn main() {
             p99[0], p99[1]
         );
         ratios.push(r);
+        if let Some((d, n)) = p99_during {
+            let r = d.as_secs_f64() / p99[0].as_secs_f64();
+            println!("round {round}: {n} commits overlapped a checkpoint: p99 {d:?}, ratio {r:.2}");
+            overlap_ratios.push(r);
+        }
     }
     for (mode, name) in ["no checkpoint", "checkpoints running"].iter().enumerate() {
         let v = &mut all[mode];
@@ -145,6 +175,22 @@ fn main() {
             percentile(v, 0.999),
             v[v.len() - 1],
             v.len()
+        );
+    }
+    if !overlapped.is_empty() {
+        overlapped.sort_unstable();
+        println!(
+            "{:>20}: p50 {:?} p99 {:?} p99.9 {:?} max {:?} ({} commits)",
+            "overlapping one",
+            percentile(&overlapped, 0.5),
+            percentile(&overlapped, 0.99),
+            percentile(&overlapped, 0.999),
+            overlapped[overlapped.len() - 1],
+            overlapped.len()
+        );
+        let (med, min, max) = common::median_min_max(&overlap_ratios);
+        println!(
+            "p99 ratio (commits overlapping a checkpoint / without), per round: median {med:.2} [{min:.2}-{max:.2}]"
         );
     }
     let (med, min, max) = common::median_min_max(&ratios);
