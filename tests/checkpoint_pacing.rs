@@ -290,52 +290,6 @@ fn a_very_long_checkpoint_interval_does_not_poison_the_channel() {
     ch.close().expect("close");
 }
 
-/// Version 1 of the checkpoint format, as written before session 4 (`segment u32 | offset u64`
-/// per queued event).
-fn encode_v1(c: &tidegate::format::checkpoint::Checkpoint) -> Vec<u8> {
-    use tidegate::format::{Writer, crc32};
-    let mut buf = Vec::new();
-    let mut w = Writer::new(&mut buf);
-    w.bytes(tidegate::format::checkpoint::MAGIC);
-    w.u16(1);
-    w.u16(0);
-    w.u32(0);
-    for v in [
-        c.generation,
-        c.created_ms,
-        c.last_seq,
-        c.next_txn,
-        c.queued_bytes,
-        c.inflight,
-    ] {
-        w.u64(v);
-    }
-    w.u32(c.dirs.len() as u32);
-    for d in &c.dirs {
-        w.u32(d.tail.segment.0);
-        w.u64(d.tail.offset);
-        w.u32(d.scan_start.segment.0);
-        w.u64(d.scan_start.offset);
-    }
-    w.u32(c.committing.len() as u32);
-    for t in &c.committing {
-        w.u64(*t);
-    }
-    w.u32(c.commit_pins.len() as u32);
-    for (p, q) in &c.commit_pins {
-        w.u32(p.0);
-        w.u32(q.0);
-    }
-    w.u64(c.queue.len() as u64);
-    for p in &c.queue {
-        w.u32(p.segment.0);
-        w.u64(p.offset);
-    }
-    let crc = crc32(&buf);
-    Writer::new(&mut buf).u32(crc);
-    buf
-}
-
 /// A channel written by an older tidegate (checkpoint format version 1, with a queue out of log
 /// order) opens from its checkpoint, not by a full replay.
 #[test]
@@ -364,7 +318,7 @@ fn a_directory_with_a_version_1_checkpoint_opens_from_it() {
     let path = ckpt_dir.join(file_name::checkpoint(generation));
     let c = checkpoint::decode(&std::fs::read(&path).expect("read")).expect("decode");
     assert_eq!(c.queue.len(), 990);
-    let v1 = encode_v1(&c);
+    let v1 = checkpoint::encode_v1(&c);
     assert_eq!(checkpoint::decode(&v1).as_ref(), Ok(&c));
     std::fs::write(&path, &v1).expect("write v1");
 

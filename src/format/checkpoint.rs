@@ -253,6 +253,28 @@ pub fn encode(c: &Checkpoint) -> Vec<u8> {
     buf
 }
 
+/// Encodes a checkpoint in format version 1 (12 bytes per queued event), which tidegate wrote
+/// until November 2026: for tests of the version 1 decoder, and for tools that must write a file
+/// an older tidegate reads (DESIGN.md §3.3, "Downgrading").
+pub fn encode_v1(c: &Checkpoint) -> Vec<u8> {
+    let v2 = encode(&Checkpoint {
+        queue: Vec::new(),
+        ..c.clone()
+    });
+    // Everything up to `queue_len` is the same; version 2 then has `run_count` and the CRC.
+    let mut buf = v2[..v2.len() - 16].to_vec();
+    buf[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
+    let mut w = Writer::new(&mut buf);
+    w.u64(c.queue.len() as u64);
+    for p in &c.queue {
+        w.u32(p.segment.0);
+        w.u64(p.offset);
+    }
+    let crc = crc32(&buf);
+    Writer::new(&mut buf).u32(crc);
+    buf
+}
+
 /// Decodes and checks a checkpoint.
 pub fn decode(bytes: &[u8]) -> Result<Checkpoint, DecodeError> {
     if bytes.len() < 4 {
@@ -425,26 +447,6 @@ mod tests {
         };
         let per_event = (encode(&c).len() - encode(&empty).len()) as f64 / 10_000.0;
         assert!(per_event < 4.01, "{per_event} bytes per event");
-    }
-
-    /// Version 1's layout, as written until November 2026.
-    fn encode_v1(c: &Checkpoint) -> Vec<u8> {
-        let v2 = encode(&Checkpoint {
-            queue: Vec::new(),
-            ..c.clone()
-        });
-        // Everything up to queue_len is the same; v2 then has run_count (4) and the CRC (4).
-        let mut buf = v2[..v2.len() - 16].to_vec();
-        buf[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
-        let mut w = Writer::new(&mut buf);
-        w.u64(c.queue.len() as u64);
-        for p in &c.queue {
-            w.u32(p.segment.0);
-            w.u64(p.offset);
-        }
-        let crc = crc32(&buf);
-        Writer::new(&mut buf).u32(crc);
-        buf
     }
 
     #[test]
