@@ -1415,12 +1415,14 @@ fn scan_dir(
         // a page after a record much larger than that (its payload is skipped, not read).
         let mut want = segment::SCAN_CHUNK;
         let seg_len = seg.map.len();
+        // Records at or after the checkpoint's tail, as an offset in this segment.
+        let tail_in_seg = match seg.id.cmp(&plan.tail.segment) {
+            std::cmp::Ordering::Less => u64::MAX,
+            std::cmp::Ordering::Equal => plan.tail.offset,
+            std::cmp::Ordering::Greater => 0,
+        };
         while off.saturating_add(HEADER_LEN as u64) <= seg_len {
-            let floor = if (RecordPtr {
-                segment: seg.id,
-                offset: off,
-            }) >= plan.tail
-            {
+            let floor = if off >= tail_in_seg {
                 last_seq.max(plan.min_seq_after_tail)
             } else {
                 last_seq
