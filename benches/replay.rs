@@ -2,7 +2,10 @@
 //! without one (full replay), interleaved with a raw sequential read of the same log bytes.
 //!
 //! Run with `cargo bench --bench replay`. Knobs: `TIDEGATE_REPLAY_EVENTS` (default 1,000,000),
-//! `TIDEGATE_REPLAY_ROUNDS` (default 7), `TIDEGATE_BENCH_DIR`.
+//! `TIDEGATE_REPLAY_ROUNDS` (default 7), `TIDEGATE_BENCH_DIR`, and for profilers
+//! `TIDEGATE_REPLAY_ONLY=full` or `=checkpoint`: build that fixture alone and time only its
+//! open (one untimed warm-up, then the rounds), no raw read and no regime probes, so that a
+//! `perf record` or `valgrind --tool=callgrind` of the program is mostly that open.
 //! The page cache is warm (the fixture was just written), as it is after a process restart;
 //! after a reboot the first reopen also reads the log from the disk.
 
@@ -52,6 +55,13 @@ fn main() {
             env_u64("TIDEGATE_REPLAY_ROUNDS", 7).max(1),
         )
     };
+    if let Some(only) = std::env::var("TIDEGATE_REPLAY_ONLY")
+        .ok()
+        .filter(|_| !smoke)
+    {
+        only_one(&only, n, rounds);
+        return;
+    }
     let root = common::bench_root();
     let regime = |when: &str| {
         if !smoke {
@@ -128,4 +138,37 @@ fn main() {
             n as f64 / m / 1e6
         );
     }
+}
+
+/// `TIDEGATE_REPLAY_ONLY`: one fixture, one kind of open, for profilers.
+fn only_one(only: &str, n: u64, rounds: u64) {
+    let checkpoint = match only {
+        "full" => false,
+        "checkpoint" => true,
+        other => panic!("TIDEGATE_REPLAY_ONLY={other}: expected `full` or `checkpoint`"),
+    };
+    let fixture = ReplayFixture::build(n, 512, checkpoint);
+    fixture.time_open();
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (w, c) = cpu_of(|| fixture.time_open());
+        println!(
+            "round {r}: open ({only}) {} (cpu {})",
+            ms(w.as_secs_f64()),
+            ms(c.as_secs_f64())
+        );
+        wall.push(w.as_secs_f64());
+        cpu.push(c.as_secs_f64());
+    }
+    let (m, lo, hi) = median_min_max(&wall);
+    let (cm, clo, chi) = median_min_max(&cpu);
+    println!(
+        "open ({only}), {n} x 512 B, {rounds} rounds: {} [{}-{}], CPU {} [{}-{}]",
+        ms(m),
+        ms(lo),
+        ms(hi),
+        ms(cm),
+        ms(clo),
+        ms(chi)
+    );
 }

@@ -157,6 +157,48 @@ impl PointerQueue {
     }
 }
 
+/// Builds a [`PointerQueue`] by appending at the tail, a chunk at a time: replay's bulk load of a
+/// million pointers fills plain vectors and wraps each full one in its chunk, with no
+/// copy-on-write check per pointer.
+#[derive(Debug, Default)]
+pub(crate) struct QueueBuilder {
+    chunks: VecDeque<Chunk>,
+    cur: Vec<RecordPtr>,
+    len: usize,
+}
+
+impl QueueBuilder {
+    /// Appends at the tail.
+    #[inline]
+    pub(crate) fn push(&mut self, ptr: RecordPtr) {
+        if self.cur.capacity() == 0 {
+            self.cur.reserve_exact(CHUNK);
+        }
+        self.cur.push(ptr);
+        if self.cur.len() >= CHUNK {
+            self.seal();
+        }
+    }
+
+    fn seal(&mut self) {
+        let full = std::mem::take(&mut self.cur);
+        self.len += full.len();
+        // `VecDeque::from(Vec)` takes the vector's buffer as it is (no copy).
+        self.chunks.push_back(Arc::new(VecDeque::from(full)));
+    }
+
+    /// The queue, head first in the order of the pushes.
+    pub(crate) fn finish(mut self) -> PointerQueue {
+        if !self.cur.is_empty() {
+            self.seal();
+        }
+        PointerQueue {
+            chunks: self.chunks,
+            len: self.len,
+        }
+    }
+}
+
 impl FromIterator<RecordPtr> for PointerQueue {
     fn from_iter<I: IntoIterator<Item = RecordPtr>>(iter: I) -> Self {
         let mut q = PointerQueue::default();
@@ -218,6 +260,30 @@ mod tests {
 
     fn contents(q: &PointerQueue) -> Vec<RecordPtr> {
         q.iter().copied().collect()
+    }
+
+    #[test]
+    fn builder_fills_whole_chunks_in_push_order() {
+        for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7] {
+            let mut b = QueueBuilder::default();
+            for i in 0..n {
+                b.push(RecordPtr::new(1, i as u64));
+            }
+            let mut q = b.finish();
+            assert_eq!(q.len(), n);
+            assert!(q.chunks.iter().all(|c| !c.is_empty() && c.len() <= CHUNK));
+            assert_eq!(q.chunks.len(), n.div_ceil(CHUNK));
+            let want: Vec<RecordPtr> = (0..n).map(|i| RecordPtr::new(1, i as u64)).collect();
+            assert_eq!(contents(&q), want);
+            // The built queue works as any other: pushes at both ends, drains.
+            q.push_back(RecordPtr::new(2, 0));
+            q.push_front(RecordPtr::new(0, 0));
+            assert_eq!(q.len(), n + 2);
+            assert_eq!(q.front(), Some(&RecordPtr::new(0, 0)));
+            assert_eq!(q.back(), Some(&RecordPtr::new(2, 0)));
+            assert_eq!(q.drain_front(n + 2).len(), n + 2);
+            assert!(q.is_empty());
+        }
     }
 
     proptest! {

@@ -54,6 +54,13 @@ impl QueueState {
         *self.live.entry(ptr.segment).or_insert(0) += 1;
     }
 
+    /// Counts `n` more queued events in `segment` (replay adds a run of pointers at once).
+    pub(crate) fn add_live_n(&mut self, segment: SegmentId, n: u64) {
+        if n > 0 {
+            *self.live.entry(segment).or_insert(0) += n;
+        }
+    }
+
     pub(crate) fn remove_live(&mut self, ptr: RecordPtr) {
         if let Some(n) = self.live.get_mut(&ptr.segment) {
             *n = n.saturating_sub(1);
@@ -255,7 +262,8 @@ mod tests {
         let mut st = QueueState::default();
         let p = RecordPtr::new(5, 64);
         st.add_live(p);
-        st.add_live(p);
+        st.add_live_n(p.segment, 1);
+        st.add_live_n(p.segment, 0);
         st.remove_live(p);
         assert_eq!(st.live.get(&SegmentId(5)), Some(&1));
         st.remove_live(p);

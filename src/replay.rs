@@ -12,7 +12,13 @@
 //!    checkpoint's `tail` only feed the table of open transactions (their commits are already in
 //!    the snapshot, except those the checkpoint lists as `committing`). After `tail`, a Commit
 //!    applies its transaction: Put records join the queue, Take records leave it. Only headers
-//!    and CRCs are read; no event body is decoded or copied.
+//!    and CRCs are checked; no event body is decoded. Each segment is read front to back in
+//!    large page-aligned `pread`s into one buffer ([`ChunkReader`]), each header once; what is
+//!    not a valid record or the clean end of the log there is looked at again through the map
+//!    by [`at_log_end`], [`read_record`] and [`resync`], which decide and name the error. Each
+//!    Put event is appended to one list per directory, and a transaction keeps runs of that
+//!    list (one run when its records are contiguous, the usual case) and, while its records
+//!    follow each other, is found without hashing its id.
 //! 4. Commits from every directory are applied in sequence-number order (commit order).
 //! 5. A record that fails its checks is a *torn tail* when nothing valid follows it in the newest
 //!    non-empty segment of its directory: the bytes are zeroed in place, synced, counted and
@@ -21,7 +27,7 @@
 //!    had not committed (their records are written only at commit) stay in the queue, so they
 //!    are delivered again, in order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
@@ -35,6 +41,7 @@ use crate::format::record::{self, HEADER_LEN, Kind, RecordHeader};
 use crate::format::{DecodeError, MAX_COUNTER, file_name, segment_header};
 use crate::ids::{LogPosition, RecordPtr, SegmentId};
 use crate::io::{DirLock, FileSystem};
+use crate::pointer_queue::QueueBuilder;
 use crate::queue::QueueState;
 use crate::segment::{self, Segment};
 
@@ -156,9 +163,46 @@ pub(crate) enum Payload {
     Count(u32),
 }
 
+/// One event a Put or PutBatch record holds, as replay found it: where it is, the stored payload
+/// length it counts against `capacity_bytes` and its key id (0: not encrypted).
+#[derive(Debug, Clone, Copy)]
+struct PutRef {
+    ptr: RecordPtr,
+    len: u32,
+    key_id: u16,
+}
+
+/// Runs of indices into a directory's [`DirScan::puts`] (a transaction's events). A transaction
+/// whose records are contiguous in the log, the usual case, has one run and allocates nothing.
+#[derive(Default)]
+struct Runs {
+    first: std::ops::Range<usize>,
+    more: Vec<std::ops::Range<usize>>,
+}
+
+impl Runs {
+    /// Adds the events `start..end`, extending the last run when they follow it.
+    fn push(&mut self, start: usize, end: usize) {
+        let last = self.more.last_mut().unwrap_or(&mut self.first);
+        if last.end == start && last.start < last.end {
+            last.end = end;
+        } else if self.first.is_empty() && self.more.is_empty() {
+            self.first = start..end;
+        } else {
+            self.more.push(start..end);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        std::iter::once(self.first.clone())
+            .chain(self.more.iter().cloned())
+            .filter(|r| !r.is_empty())
+    }
+}
+
 enum Effect {
-    /// Each Put's position, stored payload length and key id (0: not encrypted).
-    Puts(Vec<(RecordPtr, u32, u16)>),
+    /// The transaction's events, as runs of its directory's `puts`.
+    Puts(Runs),
     Takes(Vec<RecordPtr>),
 }
 
@@ -171,8 +215,46 @@ struct CommitEvent {
 
 #[derive(Default)]
 struct PendingTxn {
-    puts: Vec<(RecordPtr, u32, u16)>,
+    puts: Runs,
     takes: Vec<RecordPtr>,
+    /// Events put or taken so far (what the Commit record's count must match).
+    events: usize,
+}
+
+/// Transactions that have written records but not committed or rolled back yet. The one the
+/// last record belonged to is kept out of the map: records of one transaction are usually
+/// contiguous, so most records find it without hashing.
+#[derive(Default)]
+struct Pending {
+    current: Option<(u64, PendingTxn)>,
+    others: HashMap<u64, PendingTxn>,
+}
+
+impl Pending {
+    fn get(&mut self, txn: u64) -> &mut PendingTxn {
+        if self.current.as_ref().is_none_or(|(id, _)| *id != txn) {
+            if let Some((id, t)) = self.current.take() {
+                self.others.insert(id, t);
+            }
+            let t = self.others.remove(&txn).unwrap_or_default();
+            self.current = Some((txn, t));
+        }
+        &mut self
+            .current
+            .get_or_insert_with(|| (txn, PendingTxn::default()))
+            .1
+    }
+
+    fn remove(&mut self, txn: u64) -> Option<PendingTxn> {
+        match &self.current {
+            Some((id, _)) if *id == txn => self.current.take().map(|(_, t)| t),
+            _ => self.others.remove(&txn),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.others.len() + usize::from(self.current.is_some())
+    }
 }
 
 struct BadRecord {
@@ -183,6 +265,9 @@ struct BadRecord {
 
 #[derive(Default)]
 struct DirScan {
+    /// Every event of every Put and PutBatch record scanned, in log order, committed or not:
+    /// the commits name runs of it.
+    puts: Vec<PutRef>,
     commits: Vec<CommitEvent>,
     seg_ends: HashMap<SegmentId, u64>,
     torn: Option<BadRecord>,
@@ -712,20 +797,23 @@ fn try_checkpoint(
     }
 
     // Apply commits from every directory in sequence order.
-    let mut commits: Vec<&CommitEvent> = scans.iter().flat_map(|s| s.commits.iter()).collect();
-    commits.sort_by_key(|c| c.seq);
+    let mut commits: Vec<(&DirScan, &CommitEvent)> = scans
+        .iter()
+        .flat_map(|s| s.commits.iter().map(move |c| (s, c)))
+        .collect();
+    commits.sort_by_key(|(_, c)| c.seq);
     // Recomputed from the headers rather than taken from the checkpoint, so that events dropped
     // below (damaged, in skip mode) do not stay counted.
     let mut queued_bytes = 0u64;
-    let mut added: Vec<(RecordPtr, u32, u16)> = Vec::new();
     let mut removed: HashSet<RecordPtr> = HashSet::default();
     // Commit pins (§8): the checkpoint's, and those of the commits replayed after it.
     let mut pins: Vec<(SegmentId, SegmentId)> = ck.map_or_else(Vec::new, |c| c.commit_pins.clone());
-    for c in commits {
+    for (scan, c) in &commits {
         match &c.effect {
-            Effect::Puts(p) => {
-                pins.extend(p.iter().map(|(ptr, ..)| (ptr.segment, c.segment)));
-                added.extend_from_slice(p);
+            Effect::Puts(runs) => {
+                for run in runs.iter() {
+                    add_pins(&scan.puts[run], c.segment, &mut pins);
+                }
             }
             Effect::Takes(t) => removed.extend(t.iter().copied()),
         }
@@ -733,7 +821,8 @@ fn try_checkpoint(
     let base: &[RecordPtr] = ck.map_or(&[], |c| &c.queue);
     let inflight = ck.map_or(0, |c| c.inflight) as usize;
     let mut state = QueueState::default();
-    let mut queue = VecDeque::with_capacity(base.len() + added.len());
+    let mut queue = QueueBuilder::default();
+    let mut live = LiveRuns::default();
     let mut inflight_redelivered = 0u64;
     // Consecutive queue entries nearly always share a segment: look it up once per run.
     let mut current: Option<&Arc<Segment>> = None;
@@ -795,16 +884,29 @@ fn try_checkpoint(
             inflight_redelivered += 1;
         }
         sample_key(&mut key_samples, key_id, *ptr);
-        queue.push_back(*ptr);
+        live.add(&mut state, ptr.segment);
+        queue.push(*ptr);
     }
-    for (ptr, len, key_id) in added {
-        if removed.remove(&ptr) {
+    // Then the events of the commits after the checkpoint, in commit order.
+    for (scan, c) in &commits {
+        let Effect::Puts(runs) = &c.effect else {
             continue;
+        };
+        for run in runs.iter() {
+            for put in &scan.puts[run] {
+                if !removed.is_empty() && removed.remove(&put.ptr) {
+                    continue;
+                }
+                queued_bytes += u64::from(put.len);
+                if put.key_id != 0 {
+                    sample_key(&mut key_samples, put.key_id, put.ptr);
+                }
+                live.add(&mut state, put.ptr.segment);
+                queue.push(put.ptr);
+            }
         }
-        queued_bytes += u64::from(len);
-        sample_key(&mut key_samples, key_id, ptr);
-        queue.push_back(ptr);
     }
+    live.flush(&mut state);
     if ck.is_some() && !removed.is_empty() {
         // A committed take of an event that is neither in the snapshot nor put after it.
         return Ok(Err(format!(
@@ -812,13 +914,10 @@ fn try_checkpoint(
             removed.len()
         )));
     }
-    for ptr in &queue {
-        state.add_live(*ptr);
-    }
     for (put_segment, commit_segment) in pins {
         state.pin_commit(put_segment, commit_segment);
     }
-    state.queue = queue.into();
+    state.queue = queue.finish();
     state.queued_bytes = queued_bytes;
     state.reserved_events = state.queue.len() as u64;
     state.reserved_bytes = queued_bytes;
@@ -843,6 +942,51 @@ fn try_checkpoint(
         next_txn,
         inflight_redelivered,
     }))
+}
+
+/// The commit pins (§8) of a run of a committed transaction's events: one per segment of the run
+/// other than the Commit record's. A run is in log order, so its segments never decrease and a
+/// run that starts and ends in the Commit's segment needs none.
+fn add_pins(run: &[PutRef], commit_segment: SegmentId, pins: &mut Vec<(SegmentId, SegmentId)>) {
+    let (Some(first), Some(last)) = (run.first(), run.last()) else {
+        return;
+    };
+    if first.ptr.segment == commit_segment && last.ptr.segment == commit_segment {
+        return;
+    }
+    let mut previous = None;
+    for put in run {
+        let s = put.ptr.segment;
+        if s != commit_segment && previous != Some(s) {
+            pins.push((s, commit_segment));
+            previous = Some(s);
+        }
+    }
+}
+
+/// Counts queued events per segment a run at a time (consecutive events nearly always share a
+/// segment), instead of one map update per event.
+#[derive(Default)]
+struct LiveRuns {
+    segment: Option<SegmentId>,
+    count: u64,
+}
+
+impl LiveRuns {
+    fn add(&mut self, state: &mut QueueState, segment: SegmentId) {
+        if self.segment != Some(segment) {
+            self.flush(state);
+            self.segment = Some(segment);
+        }
+        self.count += 1;
+    }
+
+    fn flush(&mut self, state: &mut QueueState) {
+        if let Some(s) = self.segment {
+            state.add_live_n(s, self.count);
+        }
+        self.count = 0;
+    }
 }
 
 struct Progress<'a> {
@@ -956,39 +1100,216 @@ pub(crate) fn read_record(
     check: BodyCheck,
 ) -> std::result::Result<(RecordHeader, Payload), DecodeError> {
     let h = seg.record_header(offset)?;
+    check_seq(&h, after_seq)?;
+    if !needs_body(&h, check) {
+        return Ok((h, Payload::Put));
+    }
+    let end = offset.saturating_add(h.record_len());
+    let mut result = Ok(Payload::Put);
+    let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
+    seg.map
+        .visit(offset, len, &mut |bytes| result = check_body(&h, bytes))
+        .map_err(|_| DecodeError::Truncated {
+            needed: end,
+            available: seg.map.len(),
+        })?;
+    Ok((h, result?))
+}
+
+/// The increasing-sequence check of [`read_record`].
+fn check_seq(h: &RecordHeader, after_seq: u64) -> std::result::Result<(), DecodeError> {
     if h.seq <= after_seq {
         return Err(DecodeError::Invalid {
             field: "sequence number (not increasing)",
             value: h.seq,
         });
     }
-    if h.kind == Kind::Put && check == BodyCheck::HeaderOnly {
-        return Ok((h, Payload::Put));
+    Ok(())
+}
+
+/// Whether [`read_record`] reads the payload of a record with header `h`: always, except for a
+/// Put under [`BodyCheck::HeaderOnly`]. A PutBatch's count decides how many events replay
+/// enqueues: its payload CRC is checked even in a sealed segment (one CRC over a compressed
+/// block per batch).
+fn needs_body(h: &RecordHeader, check: BodyCheck) -> bool {
+    !(h.kind == Kind::Put && check == BodyCheck::HeaderOnly)
+}
+
+/// Checks the payload CRC of a whole record (`bytes`: its header and payload) whose header was
+/// checked, and decodes what replay needs from the payload.
+fn check_body(h: &RecordHeader, bytes: &[u8]) -> std::result::Result<Payload, DecodeError> {
+    record::verify(h, bytes)?;
+    let payload = &bytes[HEADER_LEN..];
+    match h.kind {
+        Kind::Put => Ok(Payload::Put),
+        Kind::PutBatch => record::batch_count(payload).map(Payload::Batch),
+        Kind::Take => record::decode_take(payload).map(Payload::Take),
+        Kind::Commit | Kind::Rollback => record::decode_marker(payload).map(Payload::Count),
     }
-    // A PutBatch's count decides how many events replay enqueues: its payload CRC is checked
-    // even in a sealed segment (one CRC over a compressed block per batch).
+}
+
+/// Reads a segment front to back in large `pread`s ([`segment::SCAN_CHUNK`]) into one buffer,
+/// for the scan. A full replay touches every page of the log; copying it from the page cache in
+/// big chunks costs little more than a raw sequential read, while reading it through the map
+/// pays a page fault per few pages and a cache miss per record (docs/benchmarks.md).
+struct ChunkReader {
+    /// [`segment::SCAN_CHUNK`] bytes from `base` on, page-aligned.
+    buf: Vec<u8>,
+    /// Where the page-aligned part of `buf` starts.
+    base: usize,
+    /// The segment and offset the bytes at `base` were read from, and how many there are.
+    seg: Option<SegmentId>,
+    start: u64,
+    filled: usize,
+}
+
+/// Reads start on a page boundary of the file, into a page-aligned buffer
+/// ([`segment::aligned_buffer`]).
+const PAGE: u64 = segment::PAGE as u64;
+
+impl ChunkReader {
+    fn new() -> Self {
+        ChunkReader {
+            buf: Vec::new(),
+            base: 0,
+            seg: None,
+            start: 0,
+            filled: 0,
+        }
+    }
+
+    /// The `n` bytes at `offset` of `seg` (the caller checked that they lie inside it). When the
+    /// buffer does not hold them, reads about `max(n, want)` bytes (at most the buffer's size, at
+    /// most to the segment's end) from the page holding `offset` on. `None` when `n` is larger
+    /// than the buffer or the read fails: the caller then reads through the map.
+    #[inline]
+    fn get(&mut self, seg: &Segment, offset: u64, n: usize, want: usize) -> Option<&[u8]> {
+        if self.seg == Some(seg.id) && offset >= self.start {
+            let at = offset - self.start;
+            if at + n as u64 <= self.filled as u64 {
+                let at = self.base + at as usize;
+                return self.buf.get(at..at + n);
+            }
+        }
+        self.refill(seg, offset, n, want)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self, seg: &Segment, offset: u64, n: usize, want: usize) -> Option<&[u8]> {
+        if n > segment::SCAN_CHUNK {
+            return None;
+        }
+        if self.buf.is_empty() {
+            (self.buf, self.base) = segment::aligned_buffer(segment::SCAN_CHUNK);
+        }
+        let mut from = offset & !(PAGE - 1);
+        if offset - from + n as u64 > segment::SCAN_CHUNK as u64 {
+            from = offset;
+        }
+        let rest = seg.map.len().saturating_sub(from);
+        let k = (want.max(n) as u64 + (offset - from))
+            .min(segment::SCAN_CHUNK as u64)
+            .min(rest) as usize;
+        self.seg = None;
+        let dst = self.buf.get_mut(self.base..self.base + k)?;
+        seg.file.read_exact_at(dst, from).ok()?;
+        self.seg = Some(seg.id);
+        self.start = from;
+        self.filled = k;
+        if offset.saturating_add(n as u64) > from + k as u64 {
+            return None;
+        }
+        let at = self.base + (offset - from) as usize;
+        self.buf.get(at..at + n)
+    }
+}
+
+/// [`record::is_end_marker`] on 32 bytes, a word at a time.
+#[inline]
+fn is_zero_header(hb: &[u8]) -> bool {
+    match <&[u8; HEADER_LEN]>::try_from(hb) {
+        Ok(hb) => {
+            let word = |i: usize| {
+                u64::from_le_bytes([
+                    hb[i],
+                    hb[i + 1],
+                    hb[i + 2],
+                    hb[i + 3],
+                    hb[i + 4],
+                    hb[i + 5],
+                    hb[i + 6],
+                    hb[i + 7],
+                ])
+            };
+            word(0) | word(8) | word(16) | word(24) == 0
+        }
+        Err(_) => record::is_end_marker(hb),
+    }
+}
+
+/// What [`read_buffered`] found at an offset.
+enum Step {
+    /// The end of the segment's log (as [`at_log_end`] says).
+    End,
+    /// A valid record (as [`read_record`] says).
+    Record(RecordHeader, Payload),
+    /// Anything else: the caller looks again through the map, with [`at_log_end`] and
+    /// [`read_record`], which decide and name the error.
+    Slow,
+}
+
+/// [`at_log_end`] then [`read_record`] at `offset`, on bytes from `reader` (each header read
+/// once), for the scan's common case. Whatever is not a valid record or a clean end of the log
+/// is left to the map-based functions ([`Step::Slow`]), so the two paths cannot disagree on
+/// what is valid: this one only avoids reading a header twice and faulting pages in.
+/// `want`: how much to read when the header is not in the buffer (less than a buffer's worth
+/// after a large record whose payload the scan skips).
+#[inline]
+fn read_buffered(
+    reader: &mut ChunkReader,
+    seg: &Segment,
+    seg_len: u64,
+    offset: u64,
+    after_seq: u64,
+    check: BodyCheck,
+    want: usize,
+) -> Step {
+    let Some(hb) = reader.get(seg, offset, HEADER_LEN, want) else {
+        return Step::Slow;
+    };
+    if is_zero_header(hb) {
+        // In a sealed segment a zero header followed by non-zero bytes is damage, not an end.
+        let sealed = check == BodyCheck::HeaderOnly;
+        return if !sealed || seg.last_nonzero(offset) <= offset {
+            Step::End
+        } else {
+            Step::Slow
+        };
+    }
+    let Ok(h) = record::decode_header(hb) else {
+        return Step::Slow;
+    };
     let end = offset.saturating_add(h.record_len());
-    let mut result = Ok(Payload::Put);
-    let len = usize::try_from(h.record_len()).unwrap_or(usize::MAX);
-    seg.map
-        .visit(offset, len, &mut |bytes| {
-            result = record::verify(&h, bytes).and_then(|()| {
-                let payload = &bytes[HEADER_LEN..];
-                match h.kind {
-                    Kind::Put => Ok(Payload::Put),
-                    Kind::PutBatch => record::batch_count(payload).map(Payload::Batch),
-                    Kind::Take => record::decode_take(payload).map(Payload::Take),
-                    Kind::Commit | Kind::Rollback => {
-                        record::decode_marker(payload).map(Payload::Count)
-                    }
-                }
-            });
-        })
-        .map_err(|_| DecodeError::Truncated {
-            needed: end,
-            available: seg.map.len(),
-        })?;
-    Ok((h, result?))
+    if end > seg_len || check_seq(&h, after_seq).is_err() {
+        return Step::Slow;
+    }
+    if !needs_body(&h, check) {
+        return Step::Record(h, Payload::Put);
+    }
+    let Ok(n) = usize::try_from(h.record_len()) else {
+        return Step::Slow;
+    };
+    match reader.get(seg, offset, n, segment::SCAN_CHUNK) {
+        Some(bytes) => match check_body(&h, bytes) {
+            Ok(p) => Step::Record(h, p),
+            Err(_) => Step::Slow,
+        },
+        None => match read_record(seg, offset, after_seq, check) {
+            Ok((h, p)) => Step::Record(h, p),
+            Err(_) => Step::Slow,
+        },
+    }
 }
 
 /// The first segment of a directory whose records replay checks in full: the newest one that
@@ -1071,10 +1392,11 @@ fn scan_dir(
     progress: &mut Progress<'_>,
 ) -> Result<DirScan> {
     let mut scan = DirScan::default();
-    let mut pending: HashMap<u64, PendingTxn> = HashMap::default();
+    let mut pending = Pending::default();
     let mut last_seq = 0u64;
     let mut bad: Option<BadRecord> = None;
     let full_from = first_unsealed(segments);
+    let mut reader = ChunkReader::new();
     for seg in segments.iter().filter(|s| s.id >= plan.start.segment) {
         // No segment that visibly holds a record: check everything (and treat nothing as
         // sealed), whatever damage made the first headers read as zeros.
@@ -1089,20 +1411,33 @@ fn scan_dir(
         };
         let seg_start = off;
         scan.segments += 1;
-        while off.saturating_add(HEADER_LEN as u64) <= seg.map.len() {
-            if at_log_end(seg, off, check == BodyCheck::HeaderOnly) {
-                break;
-            }
-            let floor = if (RecordPtr {
-                segment: seg.id,
-                offset: off,
-            }) >= plan.tail
-            {
+        // How much to read past a header that is not in the buffer: a buffer's worth, or only
+        // a page after a record much larger than that (its payload is skipped, not read).
+        let mut want = segment::SCAN_CHUNK;
+        let seg_len = seg.map.len();
+        // Records at or after the checkpoint's tail, as an offset in this segment.
+        let tail_in_seg = match seg.id.cmp(&plan.tail.segment) {
+            std::cmp::Ordering::Less => u64::MAX,
+            std::cmp::Ordering::Equal => plan.tail.offset,
+            std::cmp::Ordering::Greater => 0,
+        };
+        while off.saturating_add(HEADER_LEN as u64) <= seg_len {
+            let floor = if off >= tail_in_seg {
                 last_seq.max(plan.min_seq_after_tail)
             } else {
                 last_seq
             };
-            match read_record(seg, off, floor, check) {
+            let found = match read_buffered(&mut reader, seg, seg_len, off, floor, check, want) {
+                Step::End => break,
+                Step::Record(h, payload) => Ok((h, payload)),
+                Step::Slow => {
+                    if at_log_end(seg, off, check == BodyCheck::HeaderOnly) {
+                        break;
+                    }
+                    read_record(seg, off, floor, check)
+                }
+            };
+            match found {
                 Ok((h, payload)) => {
                     if let Some(b) = bad.take() {
                         corruption(mode, &b, &mut scan)?;
@@ -1111,17 +1446,17 @@ fn scan_dir(
                         segment: seg.id,
                         offset: off,
                     };
-                    if check == BodyCheck::HeaderOnly {
-                        let len = h.record_len();
-                        seg.map
-                            .prefetch(off.saturating_add(len * READ_AHEAD_RECORDS), len);
-                    }
                     apply_record(&h, ptr, payload, plan, committing, &mut pending, &mut scan);
                     last_seq = h.seq;
                     scan.max_seq = scan.max_seq.max(h.seq);
                     scan.max_txn = scan.max_txn.max(h.txn);
                     scan.records += 1;
                     off += h.record_len();
+                    want = if h.record_len() > (segment::SCAN_CHUNK / 2) as u64 {
+                        4096
+                    } else {
+                        segment::SCAN_CHUNK
+                    };
                 }
                 Err(error) => match resync(seg, off + 1, floor, check) {
                     Some(next) => {
@@ -1177,38 +1512,49 @@ fn apply_record(
     payload: Payload,
     plan: ScanPlan,
     committing: &HashSet<u64>,
-    pending: &mut HashMap<u64, PendingTxn>,
+    pending: &mut Pending,
     scan: &mut DirScan,
 ) {
     match h.kind {
-        Kind::Put => pending
-            .entry(h.txn)
-            .or_default()
-            .puts
-            .push((ptr, h.len, h.key_id)),
+        Kind::Put => {
+            let i = scan.puts.len();
+            scan.puts.push(PutRef {
+                ptr,
+                len: h.len,
+                key_id: h.key_id,
+            });
+            let txn = pending.get(h.txn);
+            txn.puts.push(i, i + 1);
+            txn.events += 1;
+        }
         Kind::PutBatch => {
             if let Payload::Batch(count) = payload {
-                let puts = &mut pending.entry(h.txn).or_default().puts;
-                puts.extend((0..count).map(|i| {
-                    let i = i as u16;
-                    (
-                        ptr.with_index(i),
-                        record::batch_share(h.len, count, i),
-                        h.key_id,
-                    )
+                let i = scan.puts.len();
+                scan.puts.extend((0..count).map(|k| {
+                    let k = k as u16;
+                    PutRef {
+                        ptr: ptr.with_index(k),
+                        len: record::batch_share(h.len, count, k),
+                        key_id: h.key_id,
+                    }
                 }));
+                let txn = pending.get(h.txn);
+                txn.puts.push(i, scan.puts.len());
+                txn.events += count as usize;
             }
         }
         Kind::Take => {
             if let Payload::Take(t) = payload {
-                pending.entry(h.txn).or_default().takes.push(t);
+                let txn = pending.get(h.txn);
+                txn.takes.push(t);
+                txn.events += 1;
             }
         }
         Kind::Rollback => {
-            pending.remove(&h.txn);
+            pending.remove(h.txn);
         }
         Kind::Commit => {
-            let txn = pending.remove(&h.txn).unwrap_or_default();
+            let txn = pending.remove(h.txn).unwrap_or_default();
             let before_tail = ptr < plan.tail;
             if before_tail && !committing.contains(&h.txn) {
                 return; // already reflected in the checkpoint's queue
@@ -1217,8 +1563,7 @@ fn apply_record(
                 Payload::Count(n) => Some(n),
                 _ => None,
             };
-            let seen = txn.puts.len() + txn.takes.len();
-            if expected.is_some_and(|n| n as usize != seen) {
+            if expected.is_some_and(|n| n as usize != txn.events) {
                 scan.incomplete += 1;
             }
             let effect = if txn.takes.is_empty() {

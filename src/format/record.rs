@@ -144,26 +144,35 @@ pub fn is_end_marker(header: &[u8]) -> bool {
 
 /// Decodes a header and checks its CRC (the payload is not read: see [`verify`]).
 pub fn decode_header(bytes: &[u8]) -> Result<RecordHeader, DecodeError> {
-    let mut r = Reader::new(bytes);
-    let hcrc = r.u32()?;
-    let rest = bytes.get(4..HEADER_LEN).ok_or(DecodeError::Truncated {
-        needed: HEADER_LEN as u64,
-        available: bytes.len() as u64,
-    })?;
-    let computed = crc32(rest);
+    // Fixed offsets in a 32-byte array (replay decodes one header per record: no per-field
+    // length checks).
+    let Some(b) = bytes.first_chunk::<HEADER_LEN>() else {
+        return Err(DecodeError::Truncated {
+            needed: if bytes.len() < 4 {
+                4
+            } else {
+                HEADER_LEN as u64
+            },
+            available: bytes.len() as u64,
+        });
+    };
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| u64::from(u32_at(i)) | (u64::from(u32_at(i + 4)) << 32);
+    let hcrc = u32_at(0);
+    let computed = crc32(&b[4..]);
     if computed != hcrc {
         return Err(DecodeError::Checksum {
             stored: hcrc,
             computed,
         });
     }
-    let pcrc = r.u32()?;
-    let len = r.u32()?;
-    let kind = Kind::from_u8(r.u8()?)?;
-    let flags = r.u8()?;
-    let key_id = r.u16()?;
-    let seq = r.u64()?;
-    let txn = r.u64()?;
+    let pcrc = u32_at(4);
+    let len = u32_at(8);
+    let kind = Kind::from_u8(b[12])?;
+    let flags = b[13];
+    let key_id = u16::from_le_bytes([b[14], b[15]]);
+    let seq = u64_at(16);
+    let txn = u64_at(24);
     if seq > MAX_COUNTER {
         return Err(DecodeError::Invalid {
             field: "record sequence number",
