@@ -53,6 +53,11 @@ use crate::stats::{ChannelStats, Counters};
 /// memory.
 const SPILL_BYTES: usize = 4 << 20;
 
+/// Put transactions whose emptied buffers the channel keeps for reuse.
+const PUT_POOL: usize = 4;
+/// Largest total buffer capacity of one pooled put transaction.
+const PUT_POOL_BYTES: usize = 2 << 20;
+
 /// A durable, transactional event channel on a segmented write-ahead log.
 ///
 /// `FileChannel` is a cheap handle: clone it to share the channel between threads.
@@ -96,6 +101,9 @@ pub(crate) struct Inner {
     locks: Mutex<Vec<DirLock>>,
     /// The last PutBatch records a take decoded.
     batch_cache: BatchCache,
+    /// Emptied buffers of finished put transactions, reused by the next ones (a transaction's
+    /// buffers otherwise grow from nothing, reallocating and copying as they go).
+    put_pool: Mutex<Vec<PutState>>,
 }
 
 /// The last two PutBatch records decoded, so that taking the events of a batch one after the
@@ -223,6 +231,7 @@ impl FileChannel {
             report: rec.report,
             shutdown: Arc::new(Shutdown::default()),
             batch_cache: BatchCache::default(),
+            put_pool: Mutex::new(Vec::new()),
             threads: Mutex::new(Vec::new()),
             locks: Mutex::new(locks),
         });
@@ -517,6 +526,29 @@ impl Inner {
         }
     }
 
+    /// Keeps the emptied buffers of a finished put transaction for the next one: at most
+    /// [`PUT_POOL`] of them, none larger than [`PUT_POOL_BYTES`] (a spilling transaction's buffer
+    /// is not kept for ever).
+    fn recycle(&self, mut p: PutState) {
+        let bytes = p.buf.capacity() + p.batch_raw.capacity() + p.scratch.capacity();
+        if bytes > PUT_POOL_BYTES {
+            return;
+        }
+        p.buf.clear();
+        p.records.clear();
+        p.record_events.clear();
+        p.lens.clear();
+        p.batch_raw.clear();
+        p.batch_events = 0;
+        p.scratch.clear();
+        p.spilled.clear();
+        p.reserved_bytes = 0;
+        let mut pool = self.put_pool.lock();
+        if pool.len() < PUT_POOL {
+            pool.push(p);
+        }
+    }
+
     fn pick_dir(&self) -> usize {
         self.next_dir.fetch_add(1, Ordering::Relaxed) % self.logs.len()
     }
@@ -662,6 +694,7 @@ enum Mode {
     Take(TakeState),
 }
 
+#[derive(Debug, Default)]
 struct PutState {
     dir: usize,
     buf: Vec<u8>,
@@ -880,18 +913,9 @@ impl FileTxn {
             });
         }
         if let Mode::Idle = self.mode {
-            self.mode = Mode::Put(PutState {
-                dir: ch.pick_dir(),
-                buf: Vec::new(),
-                records: Vec::new(),
-                record_events: Vec::new(),
-                lens: Vec::new(),
-                batch_raw: Vec::new(),
-                batch_events: 0,
-                scratch: Vec::new(),
-                spilled: Vec::new(),
-                reserved_bytes: 0,
-            });
+            let mut p = ch.put_pool.lock().pop().unwrap_or_default();
+            p.dir = ch.pick_dir();
+            self.mode = Mode::Put(p);
         }
         let dir = match &self.mode {
             Mode::Put(p) => p.dir,
@@ -1069,15 +1093,17 @@ impl FileTxn {
         };
         ch.make_durable(dir, out.end)?;
         let commit_segment = out.ptrs.last().map(|c| c.segment);
-        let mut ptrs = p.spilled;
+        let mut ptrs = std::mem::take(&mut p.spilled);
         expand_ptrs(&out.ptrs[..out.ptrs.len() - 1], &p.record_events, &mut ptrs);
+        let bytes: u64 = p.lens.iter().map(|l| u64::from(*l)).sum();
         let mut st = ch.state.lock();
-        for (ptr, len) in ptrs.iter().zip(&p.lens) {
-            st.queue.push_back(*ptr);
-            st.add_live(*ptr);
-            st.queued_bytes += u64::from(*len);
+        st.queue.extend_back(&ptrs);
+        st.queued_bytes += bytes;
+        // Live counts and commit pins per run of events in one segment (usually one run).
+        for run in ptrs.chunk_by(|a, b| a.segment == b.segment) {
+            st.add_live_n(run[0].segment, run.len() as u64);
             if let Some(c) = commit_segment {
-                st.pin_commit(ptr.segment, c);
+                st.pin_commit(run[0].segment, c);
             }
         }
         // The reservation made at put time now counts a queued event (same totals).
@@ -1086,6 +1112,9 @@ impl FileTxn {
         drop(st);
         ch.not_empty.notify_all();
         Counters::add(&ch.counters.put_successes, count as u64);
+        ptrs.clear();
+        p.spilled = ptrs;
+        ch.recycle(p);
         Ok(())
     }
 

@@ -54,6 +54,11 @@ impl QueueState {
         *self.live.entry(ptr.segment).or_insert(0) += 1;
     }
 
+    /// [`add_live`](Self::add_live) of `n` events in `segment` at once.
+    pub(crate) fn add_live_n(&mut self, segment: SegmentId, n: u64) {
+        *self.live.entry(segment).or_insert(0) += n;
+    }
+
     pub(crate) fn remove_live(&mut self, ptr: RecordPtr) {
         if let Some(n) = self.live.get_mut(&ptr.segment) {
             *n = n.saturating_sub(1);

@@ -205,6 +205,13 @@ impl<'a> Reader<'a> {
 }
 
 /// CRC-32 (IEEE) of `bytes`.
+///
+/// Same result as `crc32fast::hash`, but clones a hasher made once instead of making one per
+/// call (which asks the CPU-feature cache each time): every record is hashed twice on the put
+/// path, and its header is only 28 bytes.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    crc32fast::hash(bytes)
+    static PROTOTYPE: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+    let mut h = PROTOTYPE.get_or_init(crc32fast::Hasher::new).clone();
+    h.update(bytes);
+    h.finalize()
 }
