@@ -943,35 +943,34 @@ impl FileTxn {
     }
 
     fn put_inner(&mut self, event: &Event) -> Result<()> {
-        let ch = self.ch.clone();
-        ch.check_open()?;
+        self.ch.check_open()?;
         self.check_id()?;
         if let Mode::Take(_) = self.mode {
             return Err(Error::MixedTransaction { has: "takes" });
         }
-        if self.ops >= ch.cfg.transaction_capacity {
+        if self.ops >= self.ch.cfg.transaction_capacity {
             return Err(Error::TransactionFull {
-                capacity: ch.cfg.transaction_capacity,
+                capacity: self.ch.cfg.transaction_capacity,
             });
         }
         let size = record::put_payload_len(event);
-        if size > ch.cfg.max_event_size {
+        if size > self.ch.cfg.max_event_size {
             return Err(Error::EventTooLarge {
                 size,
-                limit: ch.cfg.max_event_size,
+                limit: self.ch.cfg.max_event_size,
             });
         }
         if let Mode::Idle = self.mode {
-            let mut p = ch.put_pool.lock().pop().unwrap_or_default();
-            p.dir = ch.pick_dir();
+            let mut p = self.ch.put_pool.lock().pop().unwrap_or_default();
+            p.dir = self.ch.pick_dir();
             self.mode = Mode::Put(p);
         }
         let dir = match &self.mode {
             Mode::Put(p) => p.dir,
             _ => 0,
         };
-        if ch.space_low.load(Ordering::Relaxed) {
-            ch.check_space(dir, 0)?;
+        if self.ch.space_low.load(Ordering::Relaxed) {
+            self.ch.check_space(dir, 0)?;
         }
         let threshold = self.spill_threshold();
         if let Mode::Put(p) = &self.mode
@@ -982,7 +981,7 @@ impl FileTxn {
             self.spill()?;
         }
         let batch_limit = self.batch_limit();
-        let batchable = ch.codec.batches() && size as usize <= record::MAX_BATCHED_EVENT;
+        let batchable = self.ch.codec.batches() && size as usize <= record::MAX_BATCHED_EVENT;
         if let Mode::Put(p) = &self.mode
             && p.batch_events > 0
             && (!batchable
@@ -995,7 +994,7 @@ impl FileTxn {
         if batchable {
             // Reserve what the event would take as a Put record of its own (an upper bound
             // of its share of a batch); `flush_batch` gives back the difference.
-            let reserved = ch.codec.stored_len_uncompressed(size as usize) as u64;
+            let reserved = self.ch.codec.stored_len_uncompressed(size as usize) as u64;
             self.reserve(reserved)?;
             let Mode::Put(p) = &mut self.mode else {
                 return Ok(());
@@ -1012,7 +1011,7 @@ impl FileTxn {
         let Mode::Put(p) = &mut self.mode else {
             return Ok(());
         };
-        let u = record::encode_put_with(&mut p.buf, self.id, event, &ch.codec, &mut p.scratch);
+        let u = record::encode_put_with(&mut p.buf, self.id, event, &self.ch.codec, &mut p.scratch);
         let stored = (u.end - u.start - HEADER_LEN) as u64;
         if let Err(e) = self.reserve(stored) {
             if let Mode::Put(p) = &mut self.mode {
