@@ -168,16 +168,19 @@ impl DirLog {
     ) -> Result<Appended> {
         let mut w = self.writer.lock();
         self.shared.poison.check()?;
-        for r in records {
-            let seq = self.shared.seq.fetch_add(1, Ordering::SeqCst) + 1;
-            if seq > crate::format::MAX_COUNTER {
-                // Replay would refuse such a record: never write one.
-                let e = Error::Config {
-                    key: "sequence number",
-                    message: "exhausted: the channel must be drained and recreated".into(),
-                };
-                return Err(self.shared.poison.poison(&e));
-            }
+        // One range of sequence numbers for the whole batch (taken under the append lock, so
+        // they increase along this directory's log).
+        let n = records.len() as u64;
+        let first = self.shared.seq.fetch_add(n, Ordering::SeqCst) + 1;
+        if first.saturating_add(n).saturating_sub(1) > crate::format::MAX_COUNTER {
+            // Replay would refuse such a record: never write one.
+            let e = Error::Config {
+                key: "sequence number",
+                message: "exhausted: the channel must be drained and recreated".into(),
+            };
+            return Err(self.shared.poison.poison(&e));
+        }
+        for (seq, r) in (first..).zip(records) {
             // Nothing is written yet: a failure here is an ordinary error.
             record::seal_with(buf, r, seq, &self.shared.codec)?;
         }

@@ -90,6 +90,28 @@ impl PointerQueue {
         self.len += 1;
     }
 
+    /// Appends `ptrs` at the tail, in order: [`push_back`](Self::push_back) of each, a chunk at
+    /// a time.
+    pub(crate) fn extend_back(&mut self, mut ptrs: &[RecordPtr]) {
+        while !ptrs.is_empty() {
+            let c = match self.chunks.back_mut() {
+                Some(c) if c.len() < CHUNK => Arc::make_mut(c),
+                _ => {
+                    self.chunks
+                        .push_back(Arc::new(VecDeque::with_capacity(CHUNK)));
+                    let Some(c) = self.chunks.back_mut() else {
+                        return;
+                    };
+                    Arc::make_mut(c)
+                }
+            };
+            let n = ptrs.len().min(CHUNK - c.len());
+            c.extend(&ptrs[..n]);
+            self.len += n;
+            ptrs = &ptrs[n..];
+        }
+    }
+
     /// Inserts at the head.
     pub(crate) fn push_front(&mut self, ptr: RecordPtr) {
         match self.chunks.front_mut() {
@@ -240,6 +262,7 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         PushBack,
+        ExtendBack,
         PushFront,
         PopFront,
         Drain(usize),
@@ -250,6 +273,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             6 => Just(Op::PushBack),
+            3 => Just(Op::ExtendBack),
             2 => Just(Op::PushFront),
             3 => Just(Op::PopFront),
             2 => (0usize..3 * CHUNK).prop_map(Op::Drain),
@@ -313,6 +337,13 @@ mod tests {
                                 model.push_front(p);
                             }
                         }
+                    }
+                    Op::ExtendBack => {
+                        let ptrs: Vec<RecordPtr> =
+                            (next..next + repeat as u64).map(|i| RecordPtr::new(1, i)).collect();
+                        next += repeat as u64;
+                        q.extend_back(&ptrs);
+                        model.extend(ptrs);
                     }
                     Op::PopFront => {
                         for _ in 0..repeat {

@@ -50,10 +50,6 @@ impl QueueState {
         self.inflight.values().map(Vec::len).sum()
     }
 
-    pub(crate) fn add_live(&mut self, ptr: RecordPtr) {
-        *self.live.entry(ptr.segment).or_insert(0) += 1;
-    }
-
     /// Counts `n` more queued events in `segment` (replay adds a run of pointers at once).
     pub(crate) fn add_live_n(&mut self, segment: SegmentId, n: u64) {
         if n > 0 {
@@ -261,7 +257,7 @@ mod tests {
     fn live_counts_drop_to_absent() {
         let mut st = QueueState::default();
         let p = RecordPtr::new(5, 64);
-        st.add_live(p);
+        st.add_live_n(p.segment, 1);
         st.add_live_n(p.segment, 1);
         st.add_live_n(p.segment, 0);
         st.remove_live(p);

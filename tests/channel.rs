@@ -440,6 +440,66 @@ fn below_the_free_space_floor_puts_fail_but_the_channel_drains() {
     assert_eq!(drain(&ch), vec![6]);
 }
 
+/// The free-space check caches its reading (DESIGN.md §9.2), but the channel's own appends
+/// since the reading count as used space: after another process takes the space unseen, the
+/// channel accepts at most half of the room above the floor that its last reading showed, then
+/// reads the figure again and refuses puts.
+#[test]
+fn a_cached_free_space_reading_never_hides_more_than_half_the_headroom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let faults = fs.faults().clone();
+    let floor: u64 = 10 << 20;
+    let headroom: u64 = 1 << 20;
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .minimum_required_space(floor)
+            .max_segment_size(1 << 20)
+            .fsync(FsyncPolicy::Never)
+            .file_system(Arc::new(fs)),
+    )
+    .expect("open");
+    faults.set_free_space(Some(floor + headroom));
+    let body = vec![7u8; 4 << 10];
+    let commit = |ch: &FileChannel| -> tidegate::Result<()> {
+        let mut tx = ch.transaction();
+        for _ in 0..3 {
+            tx.put(Event::new(body.clone())).map_err(|e| e.error)?;
+        }
+        tx.commit()
+    };
+    commit(&ch).expect("a commit above the floor reads the figure");
+    // Another process takes the space; nothing tells the channel.
+    faults.set_free_space_quietly(Some(floor - 1));
+    let mut accepted = 0u64;
+    let refused = (0..400).find_map(|_| match commit(&ch) {
+        Ok(()) => {
+            accepted += 3 * body.len() as u64;
+            None
+        }
+        Err(e) => Some(e),
+    });
+    let err = refused.expect("the lost space is noticed");
+    assert!(
+        matches!(&err, Error::InsufficientSpace { available, .. } if *available == floor - 1),
+        "{err:?}"
+    );
+    assert!(
+        accepted <= headroom / 2,
+        "{accepted} bytes of events accepted after the space was gone (headroom {headroom})"
+    );
+    // Later puts are refused at once; takes still drain what was committed.
+    let mut tx = ch.transaction();
+    assert!(matches!(
+        tx.put(ev(0)).map_err(|e| e.error),
+        Err(Error::InsufficientSpace { .. })
+    ));
+    drop(tx);
+    let mut tx = ch.transaction();
+    assert!(!tx.take_batch(10, Duration::ZERO).expect("take").is_empty());
+    tx.commit().expect("take commit below the floor");
+}
+
 #[test]
 fn a_failed_fsync_poisons_the_channel_until_reopened() {
     let dir = tempfile::tempdir().expect("tempdir");

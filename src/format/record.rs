@@ -288,15 +288,12 @@ pub fn put_payload_len(event: &Event) -> u64 {
 /// `seq` and `hcrc` by [`seal`]. Returns where the record starts.
 fn begin(buf: &mut Vec<u8>, kind: Kind, txn: u64, len: u32) -> usize {
     let start = buf.len();
-    let mut w = Writer::new(buf);
-    w.u32(0); // hcrc, set by seal
-    w.u32(0); // pcrc, set by finish
-    w.u32(len);
-    w.u8(kind as u8);
-    w.u8(0); // flags
-    w.u16(0); // key id
-    w.u64(0); // seq, set by seal
-    w.u64(txn);
+    // hcrc (set by seal), pcrc (set by finish), flags, key id and seq (set by seal) start at 0.
+    let mut h = [0u8; HEADER_LEN];
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[KIND_BYTE] = kind as u8;
+    h[24..32].copy_from_slice(&txn.to_le_bytes());
+    buf.extend_from_slice(&h);
     start
 }
 
@@ -352,6 +349,7 @@ fn write_put_payload(buf: &mut Vec<u8>, event: &Event) {
 /// fits `u32`.
 pub fn encode_put(buf: &mut Vec<u8>, txn: u64, event: &Event) -> Unsealed {
     let len = u32::try_from(put_payload_len(event)).unwrap_or(u32::MAX);
+    buf.reserve(HEADER_LEN + len as usize);
     let start = begin(buf, Kind::Put, txn, len);
     write_put_payload(buf, event);
     finish(buf, start)

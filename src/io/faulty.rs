@@ -24,6 +24,7 @@ pub struct Faults {
     short_write: parking_lot::Mutex<Option<ShortWrite>>,
     /// Free space to report instead of the real figure; `u64::MAX` = report the real figure.
     free_space: AtomicU64,
+    free_space_generation: AtomicU64,
     /// Syncs seen so far (file and directory).
     syncs: AtomicU64,
     /// Holding a file sync: see [`Faults::hold_next_file_sync`].
@@ -60,6 +61,7 @@ impl Default for Faults {
             fail_create: AtomicBool::new(false),
             short_write: parking_lot::Mutex::new(None),
             free_space: AtomicU64::new(u64::MAX),
+            free_space_generation: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             hold: parking_lot::Mutex::new(Hold::Off),
             hold_changed: parking_lot::Condvar::new(),
@@ -90,8 +92,17 @@ impl Faults {
     pub fn set_fail_create(&self, fail: bool) {
         self.fail_create.store(fail, Ordering::SeqCst);
     }
-    /// Reports `bytes` of free space from now on (`None`: the real figure).
+    /// Reports `bytes` of free space from now on (`None`: the real figure), and tells a channel
+    /// to read the figure again at its next check (see
+    /// [`FileSystem::free_space_generation`](super::FileSystem::free_space_generation)).
     pub fn set_free_space(&self, bytes: Option<u64>) {
+        self.free_space
+            .store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
+        self.free_space_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Like [`set_free_space`](Faults::set_free_space), without telling: as when another
+    /// process fills the disk. A channel sees it when its cached reading expires.
+    pub fn set_free_space_quietly(&self, bytes: Option<u64>) {
         self.free_space
             .store(bytes.unwrap_or(u64::MAX), Ordering::SeqCst);
     }
@@ -233,6 +244,12 @@ impl FileSystem for FaultyFs {
             u64::MAX => self.inner.free_space(path),
             simulated => Ok(simulated),
         }
+    }
+    fn free_space_generation(&self) -> u64 {
+        self.faults
+            .free_space_generation
+            .load(Ordering::SeqCst)
+            .wrapping_add(self.inner.free_space_generation())
     }
     fn lock_dir(&self, path: &Path) -> io::Result<DirLock> {
         self.inner.lock_dir(path)

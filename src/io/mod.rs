@@ -59,6 +59,14 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Bytes available to an unprivileged writer on the file system holding `path`.
     fn free_space(&self, path: &Path) -> io::Result<u64>;
+    /// A number that changes whenever this file system knows that its free space changed in a
+    /// way a cached [`free_space`](FileSystem::free_space) figure must not hide. The channel
+    /// reads the figure again at its next check when it changes. The real file system cannot
+    /// know (0: the channel reads the figure again after a short time, DESIGN.md §9.2);
+    /// [`FaultyFs`] changes it whenever a test sets a simulated figure.
+    fn free_space_generation(&self) -> u64 {
+        0
+    }
     /// Takes an exclusive lock on the directory (a `.lock` file inside it), held until the
     /// returned guard is dropped. Fails at once with `WouldBlock` if another holder has it.
     fn lock_dir(&self, path: &Path) -> io::Result<DirLock>;
