@@ -123,19 +123,38 @@ fn kill_9_loses_nothing_acknowledged_encrypted_and_compressed() {
     o.keep = true;
     let r = kill_loop(&o, seed);
 
-    // The last channel, as the offline tools see it with the run's key: every record
-    // authenticates, and the events on disk are encrypted and compressed.
-    let mut runs: Vec<_> = std::fs::read_dir(&r.work_dir)
+    // Every run's channel, as the offline tools see it with the run's key: every record
+    // authenticates. The newest run whose log still holds records (a run killed early, on a
+    // loaded machine, may hold none) shows the events on disk encrypted and compressed.
+    let mut runs: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&r.work_dir)
         .expect("work dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
+        .filter_map(|p| {
+            let n = p
+                .file_name()?
+                .to_str()?
+                .strip_prefix("run-")?
+                .parse()
+                .ok()?;
+            Some((n, p))
+        })
         .collect();
     runs.sort();
-    let last = runs.last().expect("a run directory");
-    let dirs = ChannelDirs::of(&crashtest::config(&o, last));
-    let v = offline::verify(&dirs).unwrap_or_else(|e| panic!("TIDEGATE_CRASH_SEED={seed}: {e}"));
-    assert!(!v.is_damaged(), "TIDEGATE_CRASH_SEED={seed}: {v:?}");
-    assert!(v.tags_checked && v.encrypted_records > 0, "{v:?}");
+    assert!(!runs.is_empty(), "no run directory");
+    let mut found = None;
+    for (_, run) in runs.iter().rev() {
+        let dirs = ChannelDirs::of(&crashtest::config(&o, run));
+        let v =
+            offline::verify(&dirs).unwrap_or_else(|e| panic!("TIDEGATE_CRASH_SEED={seed}: {e}"));
+        assert!(!v.is_damaged(), "TIDEGATE_CRASH_SEED={seed}: {v:?}");
+        if found.is_none() && v.encrypted_records > 0 {
+            found = Some((dirs, v));
+        }
+    }
+    let (dirs, v) = found
+        .unwrap_or_else(|| panic!("TIDEGATE_CRASH_SEED={seed}: no run wrote an encrypted record"));
+    assert!(v.tags_checked, "{v:?}");
     let (mut puts, mut compressed) = (0u64, 0u64);
     offline::inspect::dump(&dirs, &mut |d| {
         if d.kind == "put" {
