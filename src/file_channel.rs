@@ -1191,13 +1191,7 @@ impl TxnOps for FileTxn {
         Counters::add(&self.ch.counters.put_attempts, 1);
         match self.put_inner(&event) {
             Ok(()) => {
-                let (headers, body) = event.into_parts();
-                drop(body);
-                if headers.is_empty() {
-                    // An empty map owns no allocation: skip its drop, which walks an iterator
-                    // (about 5% of a 512-byte put's instructions).
-                    std::mem::forget(headers);
-                }
+                drop(event);
                 Ok(())
             }
             Err(error) => {
