@@ -474,24 +474,28 @@ impl Inner {
     /// The figure is read again (`statvfs`) unless the last reading of this directory is
     /// younger than [`SPACE_RECHECK`], came from the same free-space generation of the file
     /// system, was above the floor, and the bytes appended through this check since then,
-    /// these included, are at most half of the room it showed above the floor. So this
-    /// channel's own appends can never take the space below the floor unseen (they are counted
-    /// as if each byte used new space), and space that others use is seen within
+    /// these included, are at most half of the room it showed above the floor divided by the
+    /// number of data directories (which may share a file system). So this channel's appended
+    /// records can never take the space below the floor unseen (they are counted as if each byte
+    /// used new space); space that others use, and a preallocated segment, are seen within
     /// `SPACE_RECHECK`. Below the floor every check reads the figure.
     fn check_space(&self, dir: usize, bytes: u64) -> Result<()> {
         let floor = self.cfg.minimum_required_space;
         let generation = self.cfg.file_system.free_space_generation();
-        if !self.space_low.load(Ordering::Relaxed) {
-            let mut r = self.space[dir].lock();
-            if let Some((available, at)) = r.reading
-                && r.generation == generation
-                && r.since.saturating_add(bytes).saturating_mul(2)
-                    <= available.saturating_sub(floor)
-                && at.elapsed() < SPACE_RECHECK
-            {
-                r.since += bytes;
-                return Ok(());
-            }
+        // Held across `statvfs` (at most one per directory per `SPACE_RECHECK`), so that bytes
+        // counted by concurrent appends are never overwritten by a new reading.
+        let mut r = self.space[dir].lock();
+        // Every data directory may share one file system: each gets its share of the half.
+        let shares = 2 * self.logs.len() as u64;
+        if !self.space_low.load(Ordering::Relaxed)
+            && let Some((available, at)) = r.reading
+            && r.generation == generation
+            && r.since.saturating_add(bytes).saturating_mul(shares)
+                <= available.saturating_sub(floor)
+            && at.elapsed() < SPACE_RECHECK
+        {
+            r.since += bytes;
+            return Ok(());
         }
         let path = &self.logs[dir].path;
         let available = self
@@ -500,11 +504,12 @@ impl Inner {
             .free_space(path)
             .map_err(|e| Error::io("checking free space", path, e))?;
         let low = available < floor;
-        *self.space[dir].lock() = SpaceReading {
+        *r = SpaceReading {
             reading: Some((available, Instant::now())),
             generation,
             since: if low { 0 } else { bytes },
         };
+        drop(r);
         self.space_low.store(low, Ordering::Relaxed);
         if low {
             return Err(Error::InsufficientSpace {

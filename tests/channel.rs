@@ -446,13 +446,28 @@ fn below_the_free_space_floor_puts_fail_but_the_channel_drains() {
 /// reads the figure again and refuses puts.
 #[test]
 fn a_cached_free_space_reading_never_hides_more_than_half_the_headroom() {
+    cached_free_space_hides_at_most_half_the_headroom(1);
+}
+
+/// Each data directory keeps its own reading; on one file system their budgets must add up to
+/// no more than half the headroom (found in review: each had half to itself).
+#[test]
+fn data_dirs_on_one_file_system_share_the_free_space_budget() {
+    cached_free_space_hides_at_most_half_the_headroom(3);
+}
+
+fn cached_free_space_hides_at_most_half_the_headroom(data_dirs: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let fs = FaultyFs::new(Arc::new(StdFs));
     let faults = fs.faults().clone();
     let floor: u64 = 10 << 20;
     let headroom: u64 = 1 << 20;
+    let dirs: Vec<_> = (0..data_dirs)
+        .map(|i| dir.path().join(format!("data{i}")))
+        .collect();
     let ch = FileChannel::open(
-        cfg(dir.path())
+        tidegate::FileChannelConfig::new(dir.path().join("ckpt"), dirs)
+            .max_event_size(8 << 10)
             .minimum_required_space(floor)
             .max_segment_size(1 << 20)
             .fsync(FsyncPolicy::Never)
@@ -468,7 +483,10 @@ fn a_cached_free_space_reading_never_hides_more_than_half_the_headroom() {
         }
         tx.commit()
     };
-    commit(&ch).expect("a commit above the floor reads the figure");
+    // Commits go to the directories in turn: one each, so that every one holds a reading.
+    for _ in 0..data_dirs {
+        commit(&ch).expect("a commit above the floor reads the figure");
+    }
     // Another process takes the space; nothing tells the channel.
     faults.set_free_space_quietly(Some(floor - 1));
     let mut accepted = 0u64;
