@@ -1312,6 +1312,27 @@ fn read_buffered(
     }
 }
 
+/// The record at `offset`, or `None` at the end of the segment's log: [`read_buffered`], then,
+/// for what it leaves, [`at_log_end`] and [`read_record`] through the map, which decide and
+/// name the error.
+#[inline]
+fn next_record(
+    reader: &mut ChunkReader,
+    seg: &Segment,
+    seg_len: u64,
+    offset: u64,
+    after_seq: u64,
+    check: BodyCheck,
+    want: usize,
+) -> Option<std::result::Result<(RecordHeader, Payload), DecodeError>> {
+    match read_buffered(reader, seg, seg_len, offset, after_seq, check, want) {
+        Step::End => None,
+        Step::Record(h, payload) => Some(Ok((h, payload))),
+        Step::Slow => (!at_log_end(seg, offset, check == BodyCheck::HeaderOnly))
+            .then(|| read_record(seg, offset, after_seq, check)),
+    }
+}
+
 /// The first segment of a directory whose records replay checks in full: the newest one that
 /// holds any record. Every older segment was synced before the log wrote past it (§4.3).
 pub(crate) fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
@@ -1427,15 +1448,9 @@ fn scan_dir(
             } else {
                 last_seq
             };
-            let found = match read_buffered(&mut reader, seg, seg_len, off, floor, check, want) {
-                Step::End => break,
-                Step::Record(h, payload) => Ok((h, payload)),
-                Step::Slow => {
-                    if at_log_end(seg, off, check == BodyCheck::HeaderOnly) {
-                        break;
-                    }
-                    read_record(seg, off, floor, check)
-                }
+            let Some(found) = next_record(&mut reader, seg, seg_len, off, floor, check, want)
+            else {
+                break;
             };
             match found {
                 Ok((h, payload)) => {
@@ -1760,15 +1775,8 @@ mod scan_differential {
         let mut want = segment::SCAN_CHUNK;
         let seg_len = seg.map.len();
         while off.saturating_add(HEADER_LEN as u64) <= seg_len {
-            let found = match read_buffered(&mut reader, seg, seg_len, off, last, check, want) {
-                Step::End => break,
-                Step::Record(h, p) => Ok((h, p)),
-                Step::Slow => {
-                    if at_log_end(seg, off, check == BodyCheck::HeaderOnly) {
-                        break;
-                    }
-                    read_record(seg, off, last, check)
-                }
+            let Some(found) = next_record(&mut reader, seg, seg_len, off, last, check, want) else {
+                break;
             };
             match found {
                 Ok((h, _)) => {

@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use common::{cfg, data_dir, drain, ev, put_range, segments};
+use common::{cfg, data_dir, drain, ev, flip, put_range, segments};
 use tidegate::format::record::{HEADER_LEN, put_payload_len};
 use tidegate::offline::{self, ChannelDirs};
 use tidegate::{Error, Event, FileChannel};
@@ -22,18 +22,6 @@ fn put_len(i: u64) -> u64 {
 
 fn dirs(root: &Path) -> ChannelDirs {
     ChannelDirs::new(root.join("ckpt"), vec![data_dir(root)])
-}
-
-fn flip(path: &Path, offset: u64, mask: u8) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).expect("read");
-    f.write_all_at(&[b[0] ^ mask], offset).expect("write");
-    f.sync_all().expect("sync");
 }
 
 /// A Commit record whose 4-byte payload is damaged but whose header (own CRC) is intact: the

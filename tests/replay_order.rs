@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cfg, ev, id_of};
+use common::{cfg, drain, ev, id_of};
 use proptest::prelude::*;
 use tidegate::{Event, FileChannel};
 
@@ -14,20 +14,6 @@ fn big(i: u64) -> Event {
     let mut e = ev(i);
     e.body_mut().resize(3000 + (i as usize * 7919) % 2000, b'x');
     e
-}
-
-fn drain(ch: &FileChannel) -> Vec<u64> {
-    let mut out = Vec::new();
-    loop {
-        let mut tx = ch.transaction();
-        let evs = tx.take_batch(1000, Duration::ZERO).expect("take");
-        if evs.is_empty() {
-            tx.commit().expect("commit");
-            return out;
-        }
-        out.extend(evs.iter().map(id_of));
-        tx.commit().expect("commit");
-    }
 }
 
 proptest! {

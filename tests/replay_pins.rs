@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{cfg, drain, put_range};
+use common::{cfg, drain, flip, put_range};
 use tidegate::{Event, FileChannel};
 
 fn split_cfg(root: &Path) -> tidegate::FileChannelConfig {
@@ -24,18 +22,6 @@ fn split_cfg(root: &Path) -> tidegate::FileChannelConfig {
 fn big(id: u64, size: usize) -> Event {
     let body = size - 8 - 9 - id.to_string().len();
     Event::new(vec![b'x'; body]).with_header("i", id.to_string())
-}
-
-fn flip(path: &Path, offset: u64, mask: u8) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .expect("open");
-    let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).expect("read");
-    f.write_all_at(&[b[0] ^ mask], offset).expect("write");
-    f.sync_all().expect("sync");
 }
 
 #[test]

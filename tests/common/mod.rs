@@ -129,3 +129,18 @@ pub fn fill_small_segments(root: &Path) -> Vec<PathBuf> {
     assert!(segs.len() >= 3, "{segs:?}");
     segs
 }
+
+/// XORs the byte at `offset` of the file at `path` with `mask`, then syncs the file: damage on
+/// disk for recovery tests.
+pub fn flip(path: &Path, offset: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset).expect("read");
+    f.write_all_at(&[b[0] ^ mask], offset).expect("write");
+    f.sync_all().expect("sync");
+}
