@@ -1225,29 +1225,6 @@ impl ChunkReader {
     }
 }
 
-/// [`record::is_end_marker`] on 32 bytes, a word at a time.
-#[inline]
-fn is_zero_header(hb: &[u8]) -> bool {
-    match <&[u8; HEADER_LEN]>::try_from(hb) {
-        Ok(hb) => {
-            let word = |i: usize| {
-                u64::from_le_bytes([
-                    hb[i],
-                    hb[i + 1],
-                    hb[i + 2],
-                    hb[i + 3],
-                    hb[i + 4],
-                    hb[i + 5],
-                    hb[i + 6],
-                    hb[i + 7],
-                ])
-            };
-            word(0) | word(8) | word(16) | word(24) == 0
-        }
-        Err(_) => record::is_end_marker(hb),
-    }
-}
-
 /// What [`read_buffered`] found at an offset.
 enum Step {
     /// The end of the segment's log (as [`at_log_end`] says).
@@ -1278,7 +1255,7 @@ fn read_buffered(
     let Some(hb) = reader.get(seg, offset, HEADER_LEN, want) else {
         return Step::Slow;
     };
-    if is_zero_header(hb) {
+    if record::is_end_marker(hb) {
         // In a sealed segment a zero header followed by non-zero bytes is damage, not an end.
         let sealed = check == BodyCheck::HeaderOnly;
         return if !sealed || seg.last_nonzero(offset) <= offset {
