@@ -128,24 +128,29 @@ impl Background {
     /// gone. Returns false once either happened: a checkpoint paced by its write rate then
     /// finishes at full speed, so that neither `close()` nor a reopen waits for it.
     pub(crate) fn pause(&self, d: Duration) -> bool {
-        self.wait(d, |st| st.stop || st.abandoned)
+        let done = |st: &State| st.stop || st.abandoned;
+        !done(&self.wait_until(Instant::now().checked_add(d), done))
     }
 
-    /// Waits `d`, or until `done` holds; returns false in the second case.
-    fn wait(&self, d: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now().checked_add(d);
+    /// Waits until `done` holds or `deadline` passes (`None`: no deadline, as when an interval
+    /// is too long for an `Instant`), and returns the state, still locked.
+    fn wait_until(
+        &self,
+        deadline: Option<Instant>,
+        done: impl Fn(&State) -> bool,
+    ) -> parking_lot::MutexGuard<'_, State> {
         let mut st = self.state.lock();
         while !done(&st) {
             match deadline {
                 Some(deadline) => {
                     if self.wake.wait_until(&mut st, deadline).timed_out() {
-                        return !done(&st);
+                        break;
                     }
                 }
                 None => self.wake.wait(&mut st),
             }
         }
-        false
+        st
     }
 
     /// Called when the last `FileChannel` handle is dropped: stops pacing, then waits until no
@@ -190,27 +195,23 @@ impl Background {
         }
     }
 
-    /// Waits until `deadline`, a request or stop. `None` when stopping; `Some(None)` at the
-    /// deadline; `Some(Some(tx))` for a request.
+    /// Waits until `deadline`, a request or stop. `None` when stopping (waiting requests are
+    /// answered `Closed`); `Some(None)` at the deadline; `Some(Some(tx))` for a request.
     fn next(&self, deadline: Option<Instant>) -> Option<Option<SyncSender<Result<u64>>>> {
-        let mut st = self.state.lock();
-        loop {
-            if st.stop {
-                for tx in st.requests.drain(..) {
-                    let _ = tx.send(Err(Error::Closed));
-                }
-                return None;
-            }
-            if let Some(tx) = st.requests.pop_front() {
-                return Some(Some(tx));
-            }
-            let Some(deadline) = deadline else {
-                self.wake.wait(&mut st);
-                continue;
-            };
-            if self.wake.wait_until(&mut st, deadline).timed_out() && st.requests.is_empty() {
-                return (!st.stop).then_some(None);
-            }
+        let mut st = self.wait_until(deadline, |st| st.stop || !st.requests.is_empty());
+        if st.stop {
+            st.fail_requests(|| Error::Closed);
+            return None;
+        }
+        Some(st.requests.pop_front())
+    }
+}
+
+impl State {
+    /// Answers every waiting request with `error()`.
+    fn fail_requests(&mut self, error: impl Fn() -> Error) {
+        for tx in self.requests.drain(..) {
+            let _ = tx.send(Err(error()));
         }
     }
 }
@@ -236,9 +237,7 @@ impl Drop for PanicGuard<'_> {
         self.poison.poison(&gone());
         let mut st = self.bg.state.lock();
         st.dead = true;
-        for tx in st.requests.drain(..) {
-            let _ = tx.send(Err(gone()));
-        }
+        st.fail_requests(gone);
     }
 }
 
@@ -275,7 +274,13 @@ fn checkpointer(bg: &Background, weak: &Weak<Inner>, poison: &Poison, interval: 
 /// handles exist): a commit acknowledged under `FsyncPolicy::Interval` is synced within the
 /// interval.
 fn syncer(bg: &Background, weak: &Weak<Inner>, every: Duration) {
-    while bg.wait(every, |st| st.stop) {
+    loop {
+        let stopped = bg
+            .wait_until(Instant::now().checked_add(every), |st| st.stop)
+            .stop;
+        if stopped {
+            return;
+        }
         let held = bg.hold(weak);
         let Some(inner) = held.as_ref().and_then(Held::inner) else {
             return;
@@ -356,9 +361,13 @@ mod tests {
         let bg = Background::default();
         bg.abandon();
         // Not stopped: the wait runs to its end.
-        assert!(bg.wait(Duration::from_millis(1), |st| st.stop));
+        let soon = Instant::now().checked_add(Duration::from_millis(1));
+        assert!(!bg.wait_until(soon, |st| st.stop).stop);
         bg.signal_stop();
-        assert!(!bg.wait(HOUR, |st| st.stop));
+        assert!(
+            bg.wait_until(Instant::now().checked_add(HOUR), |st| st.stop)
+                .stop
+        );
     }
 
     #[test]
