@@ -57,6 +57,7 @@ pub mod offline;
 mod pointer_queue;
 mod poison;
 mod queue;
+mod read_ahead;
 pub mod replay;
 mod segment;
 pub mod stats;

@@ -43,6 +43,7 @@ use crate::ids::{LogPosition, RecordPtr, SegmentId};
 use crate::io::{DirLock, FileSystem};
 use crate::pointer_queue::QueueBuilder;
 use crate::queue::QueueState;
+use crate::read_ahead::ChunkReader;
 use crate::segment::{self, Segment};
 
 /// Replay progress, reported once per segment scanned.
@@ -306,6 +307,12 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         max_segment_on_disk = max_segment_on_disk.max(max_id);
         dirs.push(dir);
     }
+    // The bytes after the log's end in each directory's newest segment, read on helper threads
+    // while the scan runs (see `TailProbe`).
+    let probes: Vec<TailProbe> = dirs
+        .iter()
+        .map(|d| TailProbe::start(d.segments.last()))
+        .collect();
     let seg_dir: HashMap<SegmentId, usize> = dirs
         .iter()
         .enumerate()
@@ -363,9 +370,17 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
 
     // Torn tails: zero in place and sync, so the next append starts on clean bytes.
     let mut tails = Vec::with_capacity(dirs.len());
-    for (i, scan) in scans.iter().enumerate() {
+    for ((i, scan), probe) in scans.iter().enumerate().zip(probes) {
+        let mut probe = Some(probe);
         if let Some(torn) = &scan.torn {
-            let n = zero_tail(torn)?;
+            if probe
+                .as_ref()
+                .is_some_and(|p| p.segment == Some(torn.seg.id))
+            {
+                // Zeroing the torn tail changes what the probe read.
+                probe = None;
+            }
+            let n = zero_tail(torn, None)?;
             report.torn_tails += 1;
             report.torn_bytes_truncated += n;
             tracing::warn!(
@@ -396,7 +411,8 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
                     value: tail,
                 },
             };
-            let n = zero_tail(&leftover)?;
+            let end = probe.and_then(|p| p.end_of(last.id));
+            let n = zero_tail(&leftover, end)?;
             if n > 0 {
                 report.torn_tails += 1;
                 report.torn_bytes_truncated += n;
@@ -1148,83 +1164,6 @@ fn check_body(h: &RecordHeader, bytes: &[u8]) -> std::result::Result<Payload, De
     }
 }
 
-/// Reads a segment front to back in large `pread`s ([`segment::SCAN_CHUNK`]) into one buffer,
-/// for the scan. A full replay touches every page of the log; copying it from the page cache in
-/// big chunks costs little more than a raw sequential read, while reading it through the map
-/// pays a page fault per few pages and a cache miss per record (docs/benchmarks.md).
-struct ChunkReader {
-    /// [`segment::SCAN_CHUNK`] bytes from `base` on, page-aligned.
-    buf: Vec<u8>,
-    /// Where the page-aligned part of `buf` starts.
-    base: usize,
-    /// The segment and offset the bytes at `base` were read from, and how many there are.
-    seg: Option<SegmentId>,
-    start: u64,
-    filled: usize,
-}
-
-/// Reads start on a page boundary of the file, into a page-aligned buffer
-/// ([`segment::aligned_buffer`]).
-const PAGE: u64 = segment::PAGE as u64;
-
-impl ChunkReader {
-    fn new() -> Self {
-        ChunkReader {
-            buf: Vec::new(),
-            base: 0,
-            seg: None,
-            start: 0,
-            filled: 0,
-        }
-    }
-
-    /// The `n` bytes at `offset` of `seg` (the caller checked that they lie inside it). When the
-    /// buffer does not hold them, reads about `max(n, want)` bytes (at most the buffer's size, at
-    /// most to the segment's end) from the page holding `offset` on. `None` when `n` is larger
-    /// than the buffer or the read fails: the caller then reads through the map.
-    #[inline]
-    fn get(&mut self, seg: &Segment, offset: u64, n: usize, want: usize) -> Option<&[u8]> {
-        if self.seg == Some(seg.id) && offset >= self.start {
-            let at = offset - self.start;
-            if at + n as u64 <= self.filled as u64 {
-                let at = self.base + at as usize;
-                return self.buf.get(at..at + n);
-            }
-        }
-        self.refill(seg, offset, n, want)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn refill(&mut self, seg: &Segment, offset: u64, n: usize, want: usize) -> Option<&[u8]> {
-        if n > segment::SCAN_CHUNK {
-            return None;
-        }
-        if self.buf.is_empty() {
-            (self.buf, self.base) = segment::aligned_buffer(segment::SCAN_CHUNK);
-        }
-        let mut from = offset & !(PAGE - 1);
-        if offset - from + n as u64 > segment::SCAN_CHUNK as u64 {
-            from = offset;
-        }
-        let rest = seg.map.len().saturating_sub(from);
-        let k = (want.max(n) as u64 + (offset - from))
-            .min(segment::SCAN_CHUNK as u64)
-            .min(rest) as usize;
-        self.seg = None;
-        let dst = self.buf.get_mut(self.base..self.base + k)?;
-        seg.file.read_exact_at(dst, from).ok()?;
-        self.seg = Some(seg.id);
-        self.start = from;
-        self.filled = k;
-        if offset.saturating_add(n as u64) > from + k as u64 {
-            return None;
-        }
-        let at = self.base + (offset - from) as usize;
-        self.buf.get(at..at + n)
-    }
-}
-
 /// What [`read_buffered`] found at an offset.
 enum Step {
     /// The end of the segment's log (as [`at_log_end`] says).
@@ -1573,9 +1512,69 @@ fn apply_record(
 }
 
 /// Zeroes a torn tail from its offset to the last non-zero byte of the segment, then syncs.
-fn zero_tail(torn: &BadRecord) -> Result<u64> {
+/// Where the non-zero bytes of a directory's newest segment end, read on a helper thread while
+/// replay scans.
+///
+/// Every open reads the rest of the segment appends will continue in, after the end of its log,
+/// to find bytes a crash left there (DESIGN.md §7.2). That is up to a segment's size of zeros
+/// (in the replay bench, 113 MB after 552 MB of log), and it does not depend on the scan: the
+/// last non-zero byte from the first record on is the same whatever the scan finds, and is the
+/// answer for any log end before it. So a thread reads it (`Segment::last_nonzero`, backwards
+/// from the end) while the scan runs on the opening thread; the result is used only if the
+/// segment was not written in between (a torn tail zeroed in it discards the probe).
+struct TailProbe {
+    segment: Option<SegmentId>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl TailProbe {
+    fn start(seg: Option<&Arc<Segment>>) -> TailProbe {
+        let Some(seg) = seg.cloned() else {
+            return TailProbe {
+                segment: None,
+                thread: None,
+            };
+        };
+        let id = seg.id;
+        let thread = std::thread::Builder::new()
+            .name("tidegate-replay-tail".into())
+            .spawn(move || seg.last_nonzero(segment_header::LEN as u64))
+            .ok();
+        TailProbe {
+            segment: Some(id),
+            thread,
+        }
+    }
+
+    /// The end of the non-zero bytes of segment `id`, if this probe read it (`None`: the caller
+    /// reads it itself).
+    fn end_of(mut self, id: SegmentId) -> Option<u64> {
+        if self.segment != Some(id) {
+            return None;
+        }
+        self.thread.take()?.join().ok()
+    }
+}
+
+impl Drop for TailProbe {
+    /// An open that fails (or discards the probe) still waits for the thread, so that nothing
+    /// reads the directory's files after the open returned.
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Zeroes the bytes of `torn.seg` from `torn.offset` to its last non-zero byte and syncs them;
+/// returns how many. `end`: where the segment's non-zero bytes end, when a [`TailProbe`] has
+/// read it already (the segment unchanged since).
+fn zero_tail(torn: &BadRecord, end: Option<u64>) -> Result<u64> {
     let seg = &torn.seg;
-    let last_nonzero = seg.last_nonzero(torn.offset);
+    let last_nonzero = match end {
+        Some(end) => end.max(torn.offset),
+        None => seg.last_nonzero(torn.offset),
+    };
     let n = last_nonzero.saturating_sub(torn.offset);
     if n == 0 {
         return Ok(0);
