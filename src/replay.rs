@@ -13,7 +13,8 @@
 //!    the snapshot, except those the checkpoint lists as `committing`). After `tail`, a Commit
 //!    applies its transaction: Put records join the queue, Take records leave it. Only headers
 //!    and CRCs are checked; no event body is decoded. Each segment is read front to back in
-//!    large page-aligned `pread`s into one buffer (`ChunkReader`), each header once; what is
+//!    large page-aligned `pread`s (`ChunkReader`, with the next chunks read ahead on a helper
+//!    thread), each header once; what is
 //!    not a valid record or the clean end of the log there is looked at again through the map
 //!    by `at_log_end`, `read_record` and `resync`, which decide and name the error. Each
 //!    Put event is appended to one list per directory, and a transaction keeps runs of that
