@@ -174,6 +174,8 @@ pub(crate) struct ChunkReader {
     chunks: u64,
     /// Chunks read on the scanning thread.
     reads_here: u64,
+    /// Bytes read so far (by either thread, whether used or not).
+    bytes: u64,
 }
 
 impl ChunkReader {
@@ -191,6 +193,7 @@ impl ChunkReader {
             ahead: VecDeque::new(),
             chunks: 0,
             reads_here: 0,
+            bytes: 0,
         }
     }
 
@@ -220,6 +223,16 @@ impl ChunkReader {
         if n > SCAN_CHUNK {
             return None;
         }
+        if let Some(&(s, start, len)) = self.ahead.front() {
+            let end = offset.saturating_add(n as u64);
+            if s == seg.id && offset < start && end > start && end <= start + len as u64 {
+                // A record larger than OVERLAP across the end of the current chunk: the chunk
+                // read ahead holds what follows it but not its start. Read just the record here,
+                // into the current chunk's buffer (the scan is past the rest of it), and keep the
+                // chunks read ahead for what follows.
+                return self.read_here(seg, offset, n, n);
+            }
+        }
         while let Some(next) = self.collect_ahead() {
             if next.find(seg.id, offset, n).is_some() {
                 let old = std::mem::replace(&mut self.cur, next);
@@ -229,6 +242,15 @@ impl ChunkReader {
             }
             self.spares.push(next);
         }
+        self.read_here(seg, offset, n, want)?;
+        self.read_ahead(seg, want);
+        self.cur.get(seg.id, offset, n)
+    }
+
+    /// Reads about `max(n, want)` bytes (at most a chunk, at most to the segment's end) from the
+    /// page holding `offset` on into the current chunk, on this thread; returns the `n` at
+    /// `offset`.
+    fn read_here(&mut self, seg: &Segment, offset: u64, n: usize, want: usize) -> Option<&[u8]> {
         if self.cur.buf.is_empty() {
             self.cur = self.spares.pop().unwrap_or_else(Chunk::new);
         }
@@ -245,7 +267,7 @@ impl ChunkReader {
         }
         self.chunks += 1;
         self.reads_here += 1;
-        self.read_ahead(seg, want);
+        self.bytes += k as u64;
         self.cur.get(seg.id, offset, n)
     }
 
@@ -307,6 +329,7 @@ impl ChunkReader {
             }
             self.ahead.push_back((seg.id, start, len));
             self.chunks += 1;
+            self.bytes += len as u64;
         }
     }
 }
@@ -396,4 +419,44 @@ mod tests {
         // More than a chunk: the caller reads through the map.
         assert!(r.get(&seg, 0, SCAN_CHUNK + 1, SCAN_CHUNK).is_none());
     }
+
+    /// Records larger than the overlap, their bodies read whole (as the scan reads PutBatch,
+    /// Take and Commit records everywhere, and every record of an unsealed segment): one that
+    /// straddles the end of the current chunk does not lie whole in the chunk read ahead, and
+    /// must not make the reader throw away every chunk read ahead (reading each segment about
+    /// four times over).
+    #[test]
+    fn records_larger_than_the_overlap_keep_the_reads_ahead() {
+        let len = 12 * SCAN_CHUNK as u64;
+        let (_fs, seg) = segment(len);
+        let mut over = Vec::new();
+        for rec in [20_000usize, 64 * 1024, 200_000, 500_000] {
+            let mut r = ChunkReader::new();
+            let mut off = 4096u64;
+            while off + rec as u64 <= len {
+                assert_eq!(
+                    r.get(&seg, off, HEADER, SCAN_CHUNK).unwrap(),
+                    &expect(off, HEADER)[..]
+                );
+                assert_eq!(
+                    r.get(&seg, off, rec, SCAN_CHUNK).unwrap(),
+                    &expect(off, rec)[..],
+                    "record of {rec} at {off}"
+                );
+                off += rec as u64;
+            }
+            // Each chunk read ahead repeats OVERLAP bytes of the one before, a straddling record
+            // is read again whole, and up to DEPTH chunks are read past the end: well under
+            // twice the segment.
+            if r.bytes >= len + len / 2 {
+                over.push((rec, r.bytes));
+            }
+        }
+        assert!(
+            over.is_empty(),
+            "(record size, bytes read) for a segment of {len}: {over:?}"
+        );
+    }
+
+    const HEADER: usize = 32;
 }
