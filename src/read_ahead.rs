@@ -18,8 +18,9 @@
 //! read ahead does not hold (a jump past it, a large record across the boundary, a read error in
 //! the helper) is read on the scanning thread as before; a read error there makes
 //! [`ChunkReader::get`] return `None`, and the caller reads through the map. Read-ahead starts
-//! with the second chunk a reader needs (a short scan after a checkpoint never starts a thread),
-//! stays within one segment, and pauses after a large record (`want` below a chunk: the scan
+//! with the second chunk a reader needs, and only when there is a chunk to ask for (a short scan
+//! after a checkpoint, or a scan of segments of a chunk or less, never starts a thread), stays
+//! within one segment, and pauses after a large record (`want` below a chunk: the scan
 //! skips the payloads of large records instead of reading them).
 //!
 //! ```text
@@ -290,12 +291,6 @@ impl ChunkReader {
         if want < SCAN_CHUNK {
             return;
         }
-        if self.helper.is_none() {
-            if self.chunks < 2 {
-                return;
-            }
-            self.helper = Helper::start();
-        }
         let seg_len = seg.map.len();
         while self.ahead.len() < DEPTH {
             let (last_seg, last_start, last_len) = match self.ahead.back() {
@@ -311,6 +306,14 @@ impl ChunkReader {
             }
             let start = (end - OVERLAP) & !(PAGE - 1);
             let len = (seg_len - start).min(SCAN_CHUNK as u64) as usize;
+            // Started only when there is a chunk to ask for: a scan of small segments (a chunk
+            // each) never starts one.
+            if self.helper.is_none() {
+                if self.chunks < 2 {
+                    return;
+                }
+                self.helper = Helper::start();
+            }
             let Some(requests) = self.helper.as_ref().and_then(|h| h.requests.as_ref()) else {
                 return;
             };
@@ -339,26 +342,31 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::io::{FileSystem, MemFs};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     /// A segment of `len` bytes whose byte at offset `i` is `i * 7 % 251` (no structure: the
     /// reader only moves bytes).
     fn segment(len: u64) -> (MemFs, Segment) {
         let fs = MemFs::new();
         fs.create_dir_all(Path::new("/d")).unwrap();
-        let path = Path::new("/d/segment-1.log");
-        let file = fs.create_new(path).unwrap();
+        let seg = segment_in(&fs, 1, len);
+        (fs, seg)
+    }
+
+    /// Segment `id` of `len` bytes (as [`segment`]) in `fs`.
+    fn segment_in(fs: &MemFs, id: u32, len: u64) -> Segment {
+        let path = PathBuf::from(format!("/d/segment-{id}.log"));
+        let file = fs.create_new(&path).unwrap();
         let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         file.write_all_at(&bytes, 0).unwrap();
         let map = file.map_read().unwrap();
-        let seg = Segment {
-            id: SegmentId(1),
+        Segment {
+            id: SegmentId(id),
             dir: 0,
-            path: path.to_path_buf(),
+            path,
             file,
             map,
-        };
-        (fs, seg)
+        }
     }
 
     fn expect(offset: u64, n: usize) -> Vec<u8> {
@@ -459,4 +467,33 @@ mod tests {
     }
 
     const HEADER: usize = 32;
+
+    /// Segments of a chunk or less each (tiny segments, or a log of many small ones): nothing
+    /// can be read ahead within a segment, so no thread is started for it.
+    #[test]
+    fn small_segments_start_no_thread() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        for (len, count) in [(4096u64, 20u32), (SCAN_CHUNK as u64 / 2 + 1, 4)] {
+            let segs: Vec<Segment> = (1..=count).map(|id| segment_in(&fs, id, len)).collect();
+            let mut r = ChunkReader::new();
+            for seg in &segs {
+                let mut off = 0u64;
+                while off + 100 <= len {
+                    assert_eq!(
+                        r.get(seg, off, 100, SCAN_CHUNK).unwrap(),
+                        &expect(off, 100)[..]
+                    );
+                    off += 100;
+                }
+            }
+            assert!(
+                r.helper.is_none(),
+                "segments of {len} bytes started a thread"
+            );
+            for seg in segs {
+                fs.remove_file(&seg.path).unwrap();
+            }
+        }
+    }
 }
