@@ -1511,7 +1511,6 @@ fn apply_record(
     }
 }
 
-/// Zeroes a torn tail from its offset to the last non-zero byte of the segment, then syncs.
 /// Where the non-zero bytes of a directory's newest segment end, read on a helper thread while
 /// replay scans.
 ///
