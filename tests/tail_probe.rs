@@ -2,6 +2,8 @@
 //! with a torn tail in that segment, the rest is read once (by the probe), not again for the
 //! torn tail and again for "bytes beyond the end of the log".
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;
