@@ -18,8 +18,9 @@
 //! read ahead does not hold (a jump past it, a large record across the boundary, a read error in
 //! the helper) is read on the scanning thread as before; a read error there makes
 //! [`ChunkReader::get`] return `None`, and the caller reads through the map. Read-ahead starts
-//! with the second chunk a reader needs (a short scan after a checkpoint never starts a thread),
-//! stays within one segment, and pauses after a large record (`want` below a chunk: the scan
+//! with the second chunk a reader needs, and only when there is a chunk to ask for (a short scan
+//! after a checkpoint, or a scan of segments of a chunk or less, never starts a thread), stays
+//! within one segment, and pauses after a large record (`want` below a chunk: the scan
 //! skips the payloads of large records instead of reading them).
 //!
 //! ```text
@@ -174,6 +175,8 @@ pub(crate) struct ChunkReader {
     chunks: u64,
     /// Chunks read on the scanning thread.
     reads_here: u64,
+    /// Bytes read so far (by either thread, whether used or not).
+    bytes: u64,
 }
 
 impl ChunkReader {
@@ -191,6 +194,7 @@ impl ChunkReader {
             ahead: VecDeque::new(),
             chunks: 0,
             reads_here: 0,
+            bytes: 0,
         }
     }
 
@@ -220,6 +224,16 @@ impl ChunkReader {
         if n > SCAN_CHUNK {
             return None;
         }
+        if let Some(&(s, start, len)) = self.ahead.front() {
+            let end = offset.saturating_add(n as u64);
+            if s == seg.id && offset < start && end > start && end <= start + len as u64 {
+                // A record larger than OVERLAP across the end of the current chunk: the chunk
+                // read ahead holds what follows it but not its start. Read just the record here,
+                // into the current chunk's buffer (the scan is past the rest of it), and keep the
+                // chunks read ahead for what follows.
+                return self.read_here(seg, offset, n, n);
+            }
+        }
         while let Some(next) = self.collect_ahead() {
             if next.find(seg.id, offset, n).is_some() {
                 let old = std::mem::replace(&mut self.cur, next);
@@ -229,6 +243,15 @@ impl ChunkReader {
             }
             self.spares.push(next);
         }
+        self.read_here(seg, offset, n, want)?;
+        self.read_ahead(seg, want);
+        self.cur.get(seg.id, offset, n)
+    }
+
+    /// Reads about `max(n, want)` bytes (at most a chunk, at most to the segment's end) from the
+    /// page holding `offset` on into the current chunk, on this thread; returns the `n` at
+    /// `offset`.
+    fn read_here(&mut self, seg: &Segment, offset: u64, n: usize, want: usize) -> Option<&[u8]> {
         if self.cur.buf.is_empty() {
             self.cur = self.spares.pop().unwrap_or_else(Chunk::new);
         }
@@ -245,7 +268,7 @@ impl ChunkReader {
         }
         self.chunks += 1;
         self.reads_here += 1;
-        self.read_ahead(seg, want);
+        self.bytes += k as u64;
         self.cur.get(seg.id, offset, n)
     }
 
@@ -268,12 +291,6 @@ impl ChunkReader {
         if want < SCAN_CHUNK {
             return;
         }
-        if self.helper.is_none() {
-            if self.chunks < 2 {
-                return;
-            }
-            self.helper = Helper::start();
-        }
         let seg_len = seg.map.len();
         while self.ahead.len() < DEPTH {
             let (last_seg, last_start, last_len) = match self.ahead.back() {
@@ -289,6 +306,14 @@ impl ChunkReader {
             }
             let start = (end - OVERLAP) & !(PAGE - 1);
             let len = (seg_len - start).min(SCAN_CHUNK as u64) as usize;
+            // Started only when there is a chunk to ask for: a scan of small segments (a chunk
+            // each) never starts one.
+            if self.helper.is_none() {
+                if self.chunks < 2 {
+                    return;
+                }
+                self.helper = Helper::start();
+            }
             let Some(requests) = self.helper.as_ref().and_then(|h| h.requests.as_ref()) else {
                 return;
             };
@@ -307,6 +332,7 @@ impl ChunkReader {
             }
             self.ahead.push_back((seg.id, start, len));
             self.chunks += 1;
+            self.bytes += len as u64;
         }
     }
 }
@@ -316,26 +342,31 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::io::{FileSystem, MemFs};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     /// A segment of `len` bytes whose byte at offset `i` is `i * 7 % 251` (no structure: the
     /// reader only moves bytes).
     fn segment(len: u64) -> (MemFs, Segment) {
         let fs = MemFs::new();
         fs.create_dir_all(Path::new("/d")).unwrap();
-        let path = Path::new("/d/segment-1.log");
-        let file = fs.create_new(path).unwrap();
+        let seg = segment_in(&fs, 1, len);
+        (fs, seg)
+    }
+
+    /// Segment `id` of `len` bytes (as [`segment`]) in `fs`.
+    fn segment_in(fs: &MemFs, id: u32, len: u64) -> Segment {
+        let path = PathBuf::from(format!("/d/segment-{id}.log"));
+        let file = fs.create_new(&path).unwrap();
         let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         file.write_all_at(&bytes, 0).unwrap();
         let map = file.map_read().unwrap();
-        let seg = Segment {
-            id: SegmentId(1),
+        Segment {
+            id: SegmentId(id),
             dir: 0,
-            path: path.to_path_buf(),
+            path,
             file,
             map,
-        };
-        (fs, seg)
+        }
     }
 
     fn expect(offset: u64, n: usize) -> Vec<u8> {
@@ -395,5 +426,74 @@ mod tests {
         );
         // More than a chunk: the caller reads through the map.
         assert!(r.get(&seg, 0, SCAN_CHUNK + 1, SCAN_CHUNK).is_none());
+    }
+
+    /// Records larger than the overlap, their bodies read whole (as the scan reads PutBatch,
+    /// Take and Commit records everywhere, and every record of an unsealed segment): one that
+    /// straddles the end of the current chunk does not lie whole in the chunk read ahead, and
+    /// must not make the reader throw away every chunk read ahead (reading each segment about
+    /// four times over).
+    #[test]
+    fn records_larger_than_the_overlap_keep_the_reads_ahead() {
+        let len = 12 * SCAN_CHUNK as u64;
+        let (_fs, seg) = segment(len);
+        let mut over = Vec::new();
+        for rec in [20_000usize, 64 * 1024, 200_000, 500_000] {
+            let mut r = ChunkReader::new();
+            let mut off = 4096u64;
+            while off + rec as u64 <= len {
+                assert_eq!(
+                    r.get(&seg, off, HEADER, SCAN_CHUNK).unwrap(),
+                    &expect(off, HEADER)[..]
+                );
+                assert_eq!(
+                    r.get(&seg, off, rec, SCAN_CHUNK).unwrap(),
+                    &expect(off, rec)[..],
+                    "record of {rec} at {off}"
+                );
+                off += rec as u64;
+            }
+            // Each chunk read ahead repeats OVERLAP bytes of the one before, a straddling record
+            // is read again whole, and up to DEPTH chunks are read past the end: well under
+            // twice the segment.
+            if r.bytes >= len + len / 2 {
+                over.push((rec, r.bytes));
+            }
+        }
+        assert!(
+            over.is_empty(),
+            "(record size, bytes read) for a segment of {len}: {over:?}"
+        );
+    }
+
+    const HEADER: usize = 32;
+
+    /// Segments of a chunk or less each (tiny segments, or a log of many small ones): nothing
+    /// can be read ahead within a segment, so no thread is started for it.
+    #[test]
+    fn small_segments_start_no_thread() {
+        let fs = MemFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        for (len, count) in [(4096u64, 20u32), (SCAN_CHUNK as u64 / 2 + 1, 4)] {
+            let segs: Vec<Segment> = (1..=count).map(|id| segment_in(&fs, id, len)).collect();
+            let mut r = ChunkReader::new();
+            for seg in &segs {
+                let mut off = 0u64;
+                while off + 100 <= len {
+                    assert_eq!(
+                        r.get(seg, off, 100, SCAN_CHUNK).unwrap(),
+                        &expect(off, 100)[..]
+                    );
+                    off += 100;
+                }
+            }
+            assert!(
+                r.helper.is_none(),
+                "segments of {len} bytes started a thread"
+            );
+            for seg in segs {
+                fs.remove_file(&seg.path).unwrap();
+            }
+        }
     }
 }

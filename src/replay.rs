@@ -373,15 +373,22 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     let mut tails = Vec::with_capacity(dirs.len());
     for ((i, scan), probe) in scans.iter().enumerate().zip(probes) {
         let mut probe = Some(probe);
+        // A torn tail zeroed in the newest segment: it is all zeros from this offset on.
+        let mut zeroed_from = None;
         if let Some(torn) = &scan.torn {
-            if probe
-                .as_ref()
-                .is_some_and(|p| p.segment == Some(torn.seg.id))
-            {
-                // Zeroing the torn tail changes what the probe read.
-                probe = None;
-            }
-            let n = zero_tail(torn, None)?;
+            // The probe's answer holds for the torn tail's offset too (nothing has written the
+            // segment yet); once it is zeroed, the probe's answer is stale and not used again.
+            let end = match probe.take() {
+                Some(p) if p.segment == Some(torn.seg.id) => {
+                    zeroed_from = Some((torn.seg.id, torn.offset));
+                    p.end_of(torn.seg.id)
+                }
+                other => {
+                    probe = other;
+                    None
+                }
+            };
+            let n = zero_tail(torn, end)?;
             report.torn_tails += 1;
             report.torn_bytes_truncated += n;
             tracing::warn!(
@@ -412,7 +419,10 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
                     value: tail,
                 },
             };
-            let end = probe.and_then(|p| p.end_of(last.id));
+            let end = match zeroed_from {
+                Some((id, from)) if id == last.id && tail >= from => Some(from),
+                _ => probe.and_then(|p| p.end_of(last.id)),
+            };
             let n = zero_tail(&leftover, end)?;
             if n > 0 {
                 report.torn_tails += 1;
@@ -1512,7 +1522,6 @@ fn apply_record(
     }
 }
 
-/// Zeroes a torn tail from its offset to the last non-zero byte of the segment, then syncs.
 /// Where the non-zero bytes of a directory's newest segment end, read on a helper thread while
 /// replay scans.
 ///
