@@ -461,6 +461,7 @@ impl Channel for FileChannel {
 }
 
 impl Inner {
+    #[inline]
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -867,12 +868,36 @@ impl FileTxn {
         }
     }
 
+    /// Counts one more event of `bytes` against the capacity, waiting up to `keep_alive` for
+    /// room. (The common case, room at once, is inlined into `put`.)
+    #[inline]
     fn reserve(&self, bytes: u64) -> Result<()> {
         let ch = &self.ch;
-        let mut deadline = None; // the clock is read only if the put has to wait
         let mut st = ch.state.lock();
+        if st.reserved_events < ch.cfg.capacity
+            && ch
+                .cfg
+                .capacity_bytes
+                .is_none_or(|cap| st.reserved_bytes + bytes <= cap)
+        {
+            st.reserved_events += 1;
+            st.reserved_bytes += bytes;
+            return Ok(());
+        }
+        self.reserve_wait(st, bytes)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reserve_wait(
+        &self,
+        mut st: parking_lot::MutexGuard<'_, QueueState>,
+        bytes: u64,
+    ) -> Result<()> {
+        let ch = &self.ch;
+        let mut deadline = None; // the clock is read only if the put has to wait
         loop {
-            ch.check_open()?;
+            // (The put checked that the channel is open; a wait checks again below.)
             let events_ok = st.reserved_events < ch.cfg.capacity;
             let bytes_ok = ch
                 .cfg
@@ -901,6 +926,7 @@ impl FileTxn {
                     waited: ch.cfg.keep_alive,
                 });
             }
+            ch.check_open()?;
         }
     }
 
