@@ -999,7 +999,11 @@ impl FileTxn {
         let Mode::Put(p) = &mut self.mode else {
             return Ok(());
         };
-        let u = record::encode_put_with(&mut p.buf, self.id, event, &self.ch.codec, &mut p.scratch);
+        let u = if self.ch.codec.is_identity() {
+            record::encode_put_sized(&mut p.buf, self.id, event, size)
+        } else {
+            record::encode_put_with(&mut p.buf, self.id, event, &self.ch.codec, &mut p.scratch)
+        };
         let stored = (u.end - u.start - HEADER_LEN) as u64;
         if let Err(e) = self.reserve(stored) {
             if let Mode::Put(p) = &mut self.mode {

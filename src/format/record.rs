@@ -429,9 +429,14 @@ fn write_put_payload(buf: &mut Vec<u8>, event: &Event) {
 
 /// Appends an unsealed Put record for `event`, stored plain. The caller has checked the size
 /// fits `u32`.
-#[inline]
 pub fn encode_put(buf: &mut Vec<u8>, txn: u64, event: &Event) -> Unsealed {
-    let len = u32::try_from(put_payload_len(event)).unwrap_or(u32::MAX);
+    encode_put_sized(buf, txn, event, put_payload_len(event))
+}
+
+/// [`encode_put`] for a caller that has `len`, the event's [`put_payload_len`], at hand.
+#[inline]
+pub(crate) fn encode_put_sized(buf: &mut Vec<u8>, txn: u64, event: &Event, len: u64) -> Unsealed {
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
     buf.reserve(HEADER_LEN + len as usize);
     let start = buf.len();
     // The header (as `begin` writes it) and `body_len` in one copy, then the body, then the
@@ -511,7 +516,7 @@ pub fn seal(buf: &mut [u8], record: &Unsealed, seq: u64) {
 /// the ciphertext and its header CRC. Records that are not encrypted cost one flag test more
 /// than [`seal`]. Fails
 /// only if the record names a key `codec` does not hold, before anything is changed.
-#[inline]
+#[inline(always)]
 pub fn seal_with(
     buf: &mut [u8],
     record: &Unsealed,
