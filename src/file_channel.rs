@@ -723,6 +723,8 @@ struct PutState {
     batch_events: u32,
     /// Reused by compression.
     scratch: Vec<u8>,
+    /// Header CRCs of this transaction's Put records (they differ mostly in `pcrc`).
+    hcrc: record::HeaderCrcCache,
     /// Where records already spilled to the log start.
     spilled: Vec<RecordPtr>,
     reserved_bytes: u64,
@@ -1000,7 +1002,7 @@ impl FileTxn {
             return Ok(());
         };
         let u = if self.ch.codec.is_identity() {
-            record::encode_put_sized(&mut p.buf, self.id, event, size)
+            record::encode_put_sized(&mut p.buf, self.id, event, size, &mut p.hcrc)
         } else {
             record::encode_put_with(&mut p.buf, self.id, event, &self.ch.codec, &mut p.scratch)
         };
