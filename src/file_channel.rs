@@ -1135,9 +1135,16 @@ impl FileTxn {
             }
         };
         ch.make_durable(dir, out.end)?;
-        let commit_segment = out.ptrs.last().map(|c| c.segment);
-        let mut ptrs = std::mem::take(&mut p.spilled);
-        expand_ptrs(&out.ptrs[..out.ptrs.len() - 1], &p.record_events, &mut ptrs);
+        let mut records = out.ptrs;
+        let commit_segment = records.pop().map(|c| c.segment);
+        let mut ptrs = if p.spilled.is_empty() && p.record_events.len() == count {
+            // Nothing spilled and one event per record (no PutBatch): the records' own positions.
+            records
+        } else {
+            let mut ptrs = std::mem::take(&mut p.spilled);
+            expand_ptrs(&records, &p.record_events, &mut ptrs);
+            ptrs
+        };
         let bytes: u64 = p.lens.iter().map(|l| u64::from(*l)).sum();
         let mut st = ch.state.lock();
         st.queue.extend_back(&ptrs);
