@@ -461,6 +461,7 @@ impl Channel for FileChannel {
 }
 
 impl Inner {
+    #[inline]
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -722,6 +723,8 @@ struct PutState {
     batch_events: u32,
     /// Reused by compression.
     scratch: Vec<u8>,
+    /// Header CRCs of this transaction's Put records (they differ mostly in `pcrc`).
+    hcrc: record::HeaderCrcCache,
     /// Where records already spilled to the log start.
     spilled: Vec<RecordPtr>,
     reserved_bytes: u64,
@@ -867,12 +870,36 @@ impl FileTxn {
         }
     }
 
+    /// Counts one more event of `bytes` against the capacity, waiting up to `keep_alive` for
+    /// room. (The common case, room at once, is inlined into `put`.)
+    #[inline]
     fn reserve(&self, bytes: u64) -> Result<()> {
         let ch = &self.ch;
-        let mut deadline = None; // the clock is read only if the put has to wait
         let mut st = ch.state.lock();
+        if st.reserved_events < ch.cfg.capacity
+            && ch
+                .cfg
+                .capacity_bytes
+                .is_none_or(|cap| st.reserved_bytes + bytes <= cap)
+        {
+            st.reserved_events += 1;
+            st.reserved_bytes += bytes;
+            return Ok(());
+        }
+        self.reserve_wait(st, bytes)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reserve_wait(
+        &self,
+        mut st: parking_lot::MutexGuard<'_, QueueState>,
+        bytes: u64,
+    ) -> Result<()> {
+        let ch = &self.ch;
+        let mut deadline = None; // the clock is read only if the put has to wait
         loop {
-            ch.check_open()?;
+            // (The put checked that the channel is open; a wait checks again below.)
             let events_ok = st.reserved_events < ch.cfg.capacity;
             let bytes_ok = ch
                 .cfg
@@ -901,6 +928,7 @@ impl FileTxn {
                     waited: ch.cfg.keep_alive,
                 });
             }
+            ch.check_open()?;
         }
     }
 
@@ -973,7 +1001,11 @@ impl FileTxn {
         let Mode::Put(p) = &mut self.mode else {
             return Ok(());
         };
-        let u = record::encode_put_with(&mut p.buf, self.id, event, &self.ch.codec, &mut p.scratch);
+        let u = if self.ch.codec.is_identity() {
+            record::encode_put_sized(&mut p.buf, self.id, event, size, &mut p.hcrc)
+        } else {
+            record::encode_put_with(&mut p.buf, self.id, event, &self.ch.codec, &mut p.scratch)
+        };
         let stored = (u.end - u.start - HEADER_LEN) as u64;
         if let Err(e) = self.reserve(stored) {
             if let Mode::Put(p) = &mut self.mode {
@@ -1103,9 +1135,16 @@ impl FileTxn {
             }
         };
         ch.make_durable(dir, out.end)?;
-        let commit_segment = out.ptrs.last().map(|c| c.segment);
-        let mut ptrs = std::mem::take(&mut p.spilled);
-        expand_ptrs(&out.ptrs[..out.ptrs.len() - 1], &p.record_events, &mut ptrs);
+        let mut records = out.ptrs;
+        let commit_segment = records.pop().map(|c| c.segment);
+        let mut ptrs = if p.spilled.is_empty() && p.record_events.len() == count {
+            // Nothing spilled and one event per record (no PutBatch): the records' own positions.
+            records
+        } else {
+            let mut ptrs = std::mem::take(&mut p.spilled);
+            expand_ptrs(&records, &p.record_events, &mut ptrs);
+            ptrs
+        };
         let bytes: u64 = p.lens.iter().map(|l| u64::from(*l)).sum();
         let mut st = ch.state.lock();
         st.queue.extend_back(&ptrs);

@@ -195,7 +195,12 @@ impl DirLog {
             // keeps its size.
             let room = w.active.map.len();
             let start = records[i].start;
-            let mut j = i;
+            // Usually the whole rest fits: no need to look at each record.
+            let mut j = if w.tail + (buf.len() - start) as u64 <= room {
+                records.len()
+            } else {
+                i
+            };
             while j < records.len() {
                 let end = records.get(j + 1).map_or(buf.len(), |r| r.start);
                 if w.tail + (end - start) as u64 > room {

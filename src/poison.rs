@@ -19,14 +19,21 @@ pub(crate) struct Poison {
 }
 
 impl Poison {
-    /// Fails with `Poisoned` once poisoned.
+    /// Fails with `Poisoned` once poisoned. (Inlined: every put and append asks.)
+    #[inline]
     pub(crate) fn check(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned {
-                cause: self.cause().unwrap_or_default(),
-            });
+            return Err(self.poisoned_error());
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn poisoned_error(&self) -> Error {
+        Error::Poisoned {
+            cause: self.cause().unwrap_or_default(),
+        }
     }
 
     /// Records `error` as the cause (the first one wins) and returns the `Poisoned` error to hand

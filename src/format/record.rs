@@ -30,9 +30,10 @@
 //! [`RecordPtr`]). A plain Put counts as one event in `record_count`, a PutBatch as `count`.
 //! The header has its own CRC so that a reader can trust a header without reading the payload:
 //! replay checks every header but only the payloads it must (see DESIGN.md §7), and a Put
-//! payload is checked against `pcrc` whenever an event is read. The payload CRC is computed when
-//! the record is encoded, outside the log's append lock; sealing under the lock only writes
-//! `seq` and hashes the 28 header bytes.
+//! payload is checked against `pcrc` whenever an event is read. Both CRCs are computed when the
+//! record is encoded, outside the log's append lock (the header's with `seq` = 0); sealing under
+//! the lock writes `seq` and corrects the header CRC for it by eight table lookups (see
+//! [`seal`]).
 //!
 //! A header whose 32 bytes are all zero marks the end of the written part of a segment
 //! (segments are preallocated with zeros). Do not reorder fields.
@@ -333,12 +334,129 @@ fn close_transformed(buf: &mut [u8], start: usize, form: StoredForm) -> Unsealed
     }
 }
 
-/// Computes the payload CRC of the record that starts at `start` and runs to the end of `buf`.
+/// Computes the payload CRC of the record that starts at `start` and runs to the end of `buf`,
+/// then its header CRC (with `seq` still 0): [`seal`] only has to correct it for `seq`.
+#[inline(always)]
 fn finish(buf: &mut [u8], start: usize) -> Unsealed {
     let end = buf.len();
     let pcrc = crc32(&buf[start + HEADER_LEN..end]);
     buf[start + 4..start + 8].copy_from_slice(&pcrc.to_le_bytes());
+    let hcrc = crc32(&buf[start + 4..start + HEADER_LEN]);
+    buf[start..start + 4].copy_from_slice(&hcrc.to_le_bytes());
     Unsealed { start, end }
+}
+
+/// The header CRC of the last header hashed through it, without its `pcrc` (as if `pcrc` were
+/// 0), keyed by the header bytes after `pcrc` (`len`, `kind`, `flags`, `key_id`, `seq`, `txn`).
+/// The Put records of one transaction mostly share those bytes (same `txn`, `seq` still 0, and
+/// often the same length): their header CRCs then cost four table lookups for `pcrc`, since
+/// CRC-32 is affine (see `SEQ_CRC`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeaderCrcCache {
+    key: [u8; HEADER_LEN - 8],
+    /// `None` until the first header.
+    crc: Option<u32>,
+}
+
+impl HeaderCrcCache {
+    /// The CRC of header bytes 4..32 of `h`, equal to `crc32(&h[4..])`.
+    #[inline]
+    fn header_crc(&mut self, h: &[u8; HEADER_LEN]) -> u32 {
+        let mut pcrc = [0u8; 4];
+        pcrc.copy_from_slice(&h[4..8]);
+        let rest = &h[8..];
+        let base = match self.crc {
+            Some(crc) if self.key[..] == *rest => crc,
+            _ => {
+                let mut zeroed = [0u8; HEADER_LEN - 4];
+                zeroed[4..].copy_from_slice(rest);
+                let crc = crc32(&zeroed);
+                self.key.copy_from_slice(rest);
+                self.crc = Some(crc);
+                crc
+            }
+        };
+        base ^ PCRC_CRC[0][pcrc[0] as usize]
+            ^ PCRC_CRC[1][pcrc[1] as usize]
+            ^ PCRC_CRC[2][pcrc[2] as usize]
+            ^ PCRC_CRC[3][pcrc[3] as usize]
+    }
+}
+
+/// [`finish`] with the header CRC through `cache`.
+#[inline(always)]
+fn finish_cached(buf: &mut [u8], start: usize, cache: &mut HeaderCrcCache) -> Unsealed {
+    let end = buf.len();
+    let pcrc = crc32(&buf[start + HEADER_LEN..end]);
+    if let Some(h) = buf[start..].first_chunk_mut::<HEADER_LEN>() {
+        h[4..8].copy_from_slice(&pcrc.to_le_bytes());
+        let hcrc = cache.header_crc(h);
+        h[..4].copy_from_slice(&hcrc.to_le_bytes());
+    }
+    Unsealed { start, end }
+}
+
+/// `SEQ_CRC[k][b]`: what byte `b` at byte `k` of a header's `seq` field contributes to its CRC
+/// (the CRC register run from 0 over that byte and the `15 - k` header bytes after it, with no
+/// final inversion). CRC-32 is affine: changing header bytes by `d` (XOR) changes the CRC by
+/// `d`'s contributions, whatever the other bytes hold. So [`seal`] turns a header's CRC for one
+/// `seq` into its CRC for another by eight lookups.
+static SEQ_CRC: [[u32; 256]; 8] = crc_tables::<8>(8);
+
+/// `PCRC_CRC[k][b]`: the same for byte `k` of `pcrc` (24 + 3 - k header bytes after it).
+static PCRC_CRC: [[u32; 256]; 4] = crc_tables::<4>(HEADER_LEN - 8);
+
+/// The CRC-32 register (reflected, polynomial 0xEDB88320) shifted over 8 zero bits.
+const fn crc_step8(mut crc: u32) -> u32 {
+    let mut i = 0;
+    while i < 8 {
+        crc = if crc & 1 != 0 {
+            (crc >> 1) ^ 0xEDB8_8320
+        } else {
+            crc >> 1
+        };
+        i += 1;
+    }
+    crc
+}
+
+/// `t[k][b]`: the CRC register run from 0 over byte `b` at byte `k` of an `N`-byte field that
+/// `after` zero bytes follow (so `N - 1 - k + after` zero bytes after `b`).
+const fn crc_tables<const N: usize>(after: usize) -> [[u32; 256]; N] {
+    let mut t = [[0u32; 256]; N];
+    let mut b = 0;
+    while b < 256 {
+        // Byte b as the field's last byte, then `after` zero bytes; each byte further from the
+        // end is one more zero byte to run over.
+        let mut crc = crc_step8(b as u32);
+        let mut n = 0;
+        while n < after {
+            crc = crc_step8(crc);
+            n += 1;
+        }
+        let mut k = N;
+        while k > 0 {
+            k -= 1;
+            t[k][b] = crc;
+            crc = crc_step8(crc);
+        }
+        b += 1;
+    }
+    t
+}
+
+/// What changing a header's `seq` by `diff` (XOR) changes its CRC by.
+#[inline]
+fn seq_crc(diff: u64) -> u32 {
+    let b = diff.to_le_bytes();
+    SEQ_CRC[0][b[0] as usize]
+        ^ SEQ_CRC[1][b[1] as usize]
+        ^ SEQ_CRC[2][b[2] as usize]
+        ^ SEQ_CRC[3][b[3] as usize]
+        ^ SEQ_CRC[4][b[4] as usize]
+        ^ SEQ_CRC[5][b[5] as usize]
+        ^ SEQ_CRC[6][b[6] as usize]
+        ^ SEQ_CRC[7][b[7] as usize]
 }
 
 /// An encoded record waiting in a buffer for its sequence number and CRC.
@@ -367,11 +485,40 @@ fn write_put_payload(buf: &mut Vec<u8>, event: &Event) {
 /// Appends an unsealed Put record for `event`, stored plain. The caller has checked the size
 /// fits `u32`.
 pub fn encode_put(buf: &mut Vec<u8>, txn: u64, event: &Event) -> Unsealed {
-    let len = u32::try_from(put_payload_len(event)).unwrap_or(u32::MAX);
+    let len = put_payload_len(event);
+    encode_put_sized(buf, txn, event, len, &mut HeaderCrcCache::default())
+}
+
+/// [`encode_put`] for a caller that has `len`, the event's [`put_payload_len`], at hand, and
+/// keeps a [`HeaderCrcCache`] across the records of a transaction.
+#[inline]
+pub(crate) fn encode_put_sized(
+    buf: &mut Vec<u8>,
+    txn: u64,
+    event: &Event,
+    len: u64,
+    cache: &mut HeaderCrcCache,
+) -> Unsealed {
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
     buf.reserve(HEADER_LEN + len as usize);
-    let start = begin(buf, Kind::Put, txn, len);
-    write_put_payload(buf, event);
-    finish(buf, start)
+    let start = buf.len();
+    // The header (as `begin` writes it) and `body_len` in one copy, then the body, then the
+    // headers as `write_put_payload` writes them.
+    let mut h = [0u8; HEADER_LEN + 4];
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[KIND_BYTE] = Kind::Put as u8;
+    h[24..32].copy_from_slice(&txn.to_le_bytes());
+    h[HEADER_LEN..].copy_from_slice(&(event.body().len() as u32).to_le_bytes());
+    buf.extend_from_slice(&h);
+    buf.extend_from_slice(event.body());
+    buf.extend_from_slice(&(event.headers().len() as u32).to_le_bytes());
+    for (k, v) in event.headers() {
+        buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        buf.extend_from_slice(k.as_bytes());
+        buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        buf.extend_from_slice(v.as_bytes());
+    }
+    finish_cached(buf, start, cache)
 }
 
 /// Appends an unsealed Put record for `event` in the stored form `codec` chooses (compressed
@@ -409,21 +556,46 @@ pub fn encode_marker(buf: &mut Vec<u8>, kind: Kind, txn: u64, record_count: u32)
     finish(buf, start)
 }
 
-/// Writes `seq` and the header CRC into an unsealed record. Done under the log's append lock
-/// (the sequence number is only known there), so it hashes only the 28 header bytes: the
-/// payload CRC was computed by the encoder, outside the lock.
+/// Writes `seq` into a record as its encoder left it (or as an earlier `seal` left it), and
+/// corrects the header CRC for it. Done under the log's append lock (the sequence number is
+/// only known there), so it hashes nothing: the encoder computed both CRCs outside the lock
+/// (the header's with the `seq` the buffer holds), and the header CRC changes with `seq` by
+/// eight table lookups (CRC-32 is affine, see `SEQ_CRC`).
+#[inline]
 pub fn seal(buf: &mut [u8], record: &Unsealed, seq: u64) {
     let s = record.start;
-    buf[s + 16..s + 24].copy_from_slice(&seq.to_le_bytes());
-    let hcrc = crc32(&buf[s + 4..s + HEADER_LEN]);
-    buf[s..s + 4].copy_from_slice(&hcrc.to_le_bytes());
+    let h = &mut buf[s..s + HEADER_LEN];
+    let mut old = [0u8; 8];
+    old.copy_from_slice(&h[16..24]);
+    let mut hcrc = [0u8; 4];
+    hcrc.copy_from_slice(&h[..4]);
+    let hcrc = u32::from_le_bytes(hcrc) ^ seq_crc(u64::from_le_bytes(old) ^ seq);
+    h[16..24].copy_from_slice(&seq.to_le_bytes());
+    h[..4].copy_from_slice(&hcrc.to_le_bytes());
 }
 
 /// Like [`seal`], and first encrypts the payload of a record [`encode_put_with`] marked
 /// encrypted (its nonce and associated data include `seq`), then computes its payload CRC over
-/// the ciphertext. Records that are not encrypted cost one flag test more than [`seal`]. Fails
+/// the ciphertext and its header CRC. Records that are not encrypted cost one flag test more
+/// than [`seal`]. Fails
 /// only if the record names a key `codec` does not hold, before anything is changed.
+#[inline(always)]
 pub fn seal_with(
+    buf: &mut [u8],
+    record: &Unsealed,
+    seq: u64,
+    codec: &PayloadCodec,
+) -> crate::error::Result<()> {
+    if buf[record.start + 13] & FLAG_ENCRYPTED != 0 {
+        return seal_encrypted(buf, record, seq, codec);
+    }
+    seal(buf, record, seq);
+    Ok(())
+}
+
+/// [`seal_with`] for an encrypted record (out of line: the plain path is inlined into appends).
+#[inline(never)]
+fn seal_encrypted(
     buf: &mut [u8],
     record: &Unsealed,
     seq: u64,
@@ -431,27 +603,27 @@ pub fn seal_with(
 ) -> crate::error::Result<()> {
     let (s, e) = (record.start, record.end);
     let flags = buf[s + 13];
-    if flags & FLAG_ENCRYPTED != 0 {
-        buf[s + 16..s + 24].copy_from_slice(&seq.to_le_bytes());
-        let form = StoredForm {
-            flags,
-            key_id: u16::from_le_bytes([buf[s + 14], buf[s + 15]]),
-        };
-        let (header, payload) = buf[s..e].split_at_mut(HEADER_LEN);
-        if header[KIND_BYTE] == Kind::PutBatch as u8 {
-            // The clear count is bound as associated data after the header's.
-            let (count, sealed) = payload.split_at_mut(BATCH_COUNT_LEN);
-            let mut aad = [0u8; BATCH_AAD_LEN];
-            aad[..HEADER_LEN - 8].copy_from_slice(&header[AAD_RANGE]);
-            aad[HEADER_LEN - 8..].copy_from_slice(count);
-            codec.seal(form, seq, &aad, sealed)?;
-        } else {
-            codec.seal(form, seq, &header[AAD_RANGE], payload)?;
-        }
-        let pcrc = crc32(payload);
-        header[4..8].copy_from_slice(&pcrc.to_le_bytes());
+    buf[s + 16..s + 24].copy_from_slice(&seq.to_le_bytes());
+    let form = StoredForm {
+        flags,
+        key_id: u16::from_le_bytes([buf[s + 14], buf[s + 15]]),
+    };
+    let (header, payload) = buf[s..e].split_at_mut(HEADER_LEN);
+    if header[KIND_BYTE] == Kind::PutBatch as u8 {
+        // The clear count is bound as associated data after the header's.
+        let (count, sealed) = payload.split_at_mut(BATCH_COUNT_LEN);
+        let mut aad = [0u8; BATCH_AAD_LEN];
+        aad[..HEADER_LEN - 8].copy_from_slice(&header[AAD_RANGE]);
+        aad[HEADER_LEN - 8..].copy_from_slice(count);
+        codec.seal(form, seq, &aad, sealed)?;
+    } else {
+        codec.seal(form, seq, &header[AAD_RANGE], payload)?;
     }
-    seal(buf, record, seq);
+    let pcrc = crc32(payload);
+    header[4..8].copy_from_slice(&pcrc.to_le_bytes());
+    // The encoder could not hash this header: its payload CRC is only known now.
+    let hcrc = crc32(&header[4..]);
+    header[..4].copy_from_slice(&hcrc.to_le_bytes());
     Ok(())
 }
 
@@ -731,6 +903,74 @@ mod tests {
 
     fn sealed(buf: &mut [u8], u: Unsealed, seq: u64) {
         seal(buf, &u, seq);
+    }
+
+    #[test]
+    fn cached_header_crcs_equal_hashing_the_header() {
+        let mut cache = HeaderCrcCache::default();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for round in 0..3000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut h = [0u8; HEADER_LEN];
+            h[4..8].copy_from_slice(&(x as u32).to_le_bytes());
+            // A few distinct tails, so the cache both hits and misses.
+            h[8..12].copy_from_slice(&((round % 3) as u32 * 100 + 500).to_le_bytes());
+            h[KIND_BYTE] = 1;
+            h[24..32].copy_from_slice(&(round / 7 + (x >> 40)).to_le_bytes());
+            assert_eq!(cache.header_crc(&h), crc32(&h[4..]), "{h:?}");
+        }
+        // Records encoded through one cache are the bytes encode_put makes alone.
+        let mut cache = HeaderCrcCache::default();
+        for (i, n) in [512usize, 512, 3, 512, 0, 0, 70_000]
+            .into_iter()
+            .enumerate()
+        {
+            let ev = Event::new(vec![i as u8; n]);
+            let txn = 1 + i as u64 / 3;
+            let (mut a, mut b) = (vec![1u8; i], vec![1u8; i]);
+            let ua = encode_put(&mut a, txn, &ev);
+            let ub = encode_put_sized(&mut b, txn, &ev, put_payload_len(&ev), &mut cache);
+            assert_eq!((a, ua.start, ua.end), (b, ub.start, ub.end));
+        }
+    }
+
+    #[test]
+    fn seal_corrects_the_header_crc_for_any_seq_and_reseals() {
+        let ev = Event::new(vec![5u8; 300]).with_header("h", "v");
+        let seqs = [
+            0,
+            1,
+            255,
+            256,
+            0x0123_4567_89ab_cdef & MAX_COUNTER,
+            MAX_COUNTER,
+            1 << 40,
+        ];
+        for txn in [0, 7, MAX_COUNTER] {
+            let mut buf = vec![9u8; 3];
+            let u = encode_put(&mut buf, txn, &ev);
+            // Encoded, the record is already valid with seq 0.
+            assert_eq!(decode(&buf[u.start..]).expect("unsealed").0.seq, 0);
+            for seq in seqs {
+                // Sealed again with another seq: the header CRC follows.
+                seal(&mut buf, &u, seq);
+                let (h, _) = decode(&buf[u.start..]).expect("sealed");
+                assert_eq!((h.seq, h.txn), (seq, txn));
+                let mut full = buf[u.start..u.end].to_vec();
+                reseal(&mut full);
+                assert_eq!(
+                    full,
+                    buf[u.start..u.end],
+                    "same bytes as hashing the header"
+                );
+            }
+            let mut m = Vec::new();
+            let u = encode_marker(&mut m, Kind::Commit, txn, 3);
+            seal(&mut m, &u, 77);
+            assert_eq!(decode(&m).expect("marker").0.seq, 77);
+        }
     }
 
     #[test]
