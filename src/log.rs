@@ -180,6 +180,28 @@ impl DirLog {
             };
             return Err(self.shared.poison.poison(&e));
         }
+        // A batch that does not fit the room left but fits a fresh segment, or whose first
+        // record does not fit, rolls before anything is sealed or written: if the roll fails (no
+        // space for a new segment), the append fails cleanly, and the caller's records are as
+        // it encoded them. (Sealing encrypts in place: a spill that failed after sealing left
+        // records that the transaction's commit then encrypted a second time.)
+        if let Some(r0) = records.first() {
+            let room = w.active.map.len();
+            let whole = (buf.len() - r0.start) as u64;
+            let first_len = records.get(1).map_or(buf.len(), |r| r.start) - r0.start;
+            let fits_fresh = segment_header::LEN as u64 + whole <= self.shared.segment_size;
+            let first_fits = w.tail + first_len as u64 <= room;
+            let roll_first = if w.tail == segment_header::LEN as u64 {
+                // An empty segment: only an older, smaller one is rolled past (in one of the
+                // configured size, every record fits: config validation).
+                !first_fits && room < self.shared.segment_size
+            } else {
+                !first_fits || (w.tail + whole > room && fits_fresh)
+            };
+            if roll_first {
+                self.roll(&mut w)?;
+            }
+        }
         for (seq, r) in (first..).zip(records) {
             // Nothing is written yet: a failure here is an ordinary error.
             record::seal_with(buf, r, seq, &self.shared.codec)?;
@@ -208,17 +230,9 @@ impl DirLog {
                 }
                 j += 1;
             }
-            // A batch that does not fit the room left but fits a fresh segment rolls before it
-            // writes anything: if the roll fails (no space for a new segment), the append fails
-            // cleanly instead of leaving part of the batch in the log and poisoning.
-            let whole = (buf.len() - start) as u64;
-            if i == 0
-                && j < records.len()
-                && w.tail > segment_header::LEN as u64
-                && segment_header::LEN as u64 + whole <= self.shared.segment_size
-            {
-                j = i;
-            }
+            // (A batch that does not fit the room left but fits a fresh segment rolled before
+            // sealing, above; so did one whose first record does not fit. A roll here comes
+            // after part of the batch is written.)
             if j == i {
                 if w.tail == segment_header::LEN as u64 && room >= self.shared.segment_size {
                     // Cannot happen: config validation makes one largest record fit a segment

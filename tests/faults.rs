@@ -171,3 +171,72 @@ fn a_full_disk_when_a_take_commit_needs_a_new_segment_fails_that_commit_only() {
         "nothing committed lost"
     );
 }
+
+/// An encrypted put transaction whose spill cannot roll (ENOSPC creating the next segment): the
+/// put fails without poisoning and the transaction stays open. Its buffered records must not
+/// have been changed by that failed append (they were encrypted in place before the roll was
+/// tried, and a later commit encrypted them a second time: every event then failed its tag at
+/// take, after the commit had been acknowledged).
+#[test]
+fn an_encrypted_spill_that_cannot_roll_leaves_its_records_as_they_were() {
+    use tidegate::at_rest::{EncryptionConfig, generate_key_file};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let key = root.join("k1.key");
+    generate_key_file(&key).expect("key file");
+    let base = cfg(root)
+        .max_segment_size(4096)
+        .max_event_size(1024)
+        .encryption(EncryptionConfig::new(1).key(1, &key));
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let ch = FileChannel::open(base.clone().file_system(Arc::new(fs.clone()))).expect("open");
+    fs.faults().set_fail_create(true);
+    let event = |i: u64| {
+        let mut e = ev(i);
+        e.body_mut().resize(300, b'a' + (i % 26) as u8);
+        e
+    };
+    let mut tx = ch.transaction();
+    let mut accepted = Vec::new();
+    for i in 0..100 {
+        match tx.put(event(i)) {
+            Ok(()) => accepted.push(i),
+            Err(e) => {
+                assert!(
+                    matches!(
+                        &e.error,
+                        Error::Io {
+                            op: "creating segment",
+                            ..
+                        }
+                    ),
+                    "a spill that needs a new segment on a full disk: {e:?}"
+                );
+                break;
+            }
+        }
+    }
+    assert!(accepted.len() < 100, "no spill ever needed a new segment");
+    assert!(ch.stats().poisoned.is_none(), "{:?}", ch.stats().poisoned);
+    fs.faults().heal();
+    let committed = tx.commit().is_ok();
+    drop(ch);
+    let ch = FileChannel::open(base).expect("reopen");
+    let mut got = Vec::new();
+    loop {
+        let mut tx = ch.transaction();
+        let evs = tx
+            .take_batch(100, Duration::ZERO)
+            .expect("every committed event reads back");
+        if evs.is_empty() {
+            break;
+        }
+        for e in &evs {
+            assert_eq!(e.body(), event(id_of(e)).body());
+            got.push(id_of(e));
+        }
+        tx.commit().expect("commit take");
+    }
+    let expected = if committed { accepted } else { Vec::new() };
+    assert_eq!(got, expected, "committed: {committed}");
+}
