@@ -3,13 +3,12 @@
 
 mod common;
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::observed::{FileOp, ObservedFs};
 use parking_lot::Mutex;
-use tidegate::io::{DirLock, FileSystem, MappedRegion, StdFs, StorageFile};
 use tidegate::{Error, FileChannel, FileChannelConfig};
 
 /// What happened to `checkpoint.tmp` files, in order.
@@ -28,95 +27,25 @@ enum Op {
     Sync,
 }
 
-/// A file system that records the writes, writeback hints and syncs of checkpoint files.
-#[derive(Debug)]
-struct Recording {
-    inner: StdFs,
-    ops: Arc<Mutex<Vec<Op>>>,
-}
-
-#[derive(Debug)]
-struct RecordingFile {
-    inner: Arc<dyn StorageFile>,
-    ops: Option<Arc<Mutex<Vec<Op>>>>,
-}
-
-impl RecordingFile {
-    fn record(&self, op: Op) {
-        if let Some(ops) = &self.ops {
-            ops.lock().push(op);
+/// A file system that records the writes (with the writing thread's `nice`), writeback hints
+/// and syncs of checkpoint files into `ops`.
+fn recording(ops: Arc<Mutex<Vec<Op>>>) -> ObservedFs {
+    ObservedFs::new(move |path, op| {
+        if path.file_name().is_none_or(|n| n != "checkpoint.tmp") {
+            return;
         }
-    }
-}
-
-impl FileSystem for Recording {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
-        let inner = self.inner.create_new(path)?;
-        let is_checkpoint = path.file_name().is_some_and(|n| n == "checkpoint.tmp");
-        Ok(Arc::new(RecordingFile {
-            inner,
-            ops: is_checkpoint.then(|| self.ops.clone()),
-        }))
-    }
-    fn open(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn StorageFile>> {
-        self.inner.open(path, writable)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn free_space(&self, path: &Path) -> io::Result<u64> {
-        self.inner.free_space(path)
-    }
-    fn lock_dir(&self, path: &Path) -> io::Result<DirLock> {
-        self.inner.lock_dir(path)
-    }
-}
-
-impl StorageFile for RecordingFile {
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.record(Op::Write {
-            offset,
-            len: buf.len() as u64,
-            nice: thread_nice(),
-        });
-        self.inner.write_all_at(buf, offset)
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.record(Op::Sync);
-        self.inner.sync_data()
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        self.record(Op::Sync);
-        self.inner.sync_all()
-    }
-    fn start_writeback(&self, offset: u64, len: u64) {
-        self.record(Op::Writeback { offset, len });
-        self.inner.start_writeback(offset, len);
-    }
-    fn map_read(&self) -> io::Result<Arc<dyn MappedRegion>> {
-        self.inner.map_read()
-    }
+        let op = match op {
+            FileOp::Write { offset, len } => Op::Write {
+                offset,
+                len,
+                nice: thread_nice(),
+            },
+            FileOp::Writeback { offset, len } => Op::Writeback { offset, len },
+            FileOp::Sync => Op::Sync,
+            FileOp::Read { .. } => return,
+        };
+        ops.lock().push(op);
+    })
 }
 
 /// The calling thread's `nice` value (0 where threads have no priority of their own).
@@ -150,10 +79,7 @@ fn big_event(i: u64) -> tidegate::Event {
 fn a_checkpoint_is_written_in_pieces_each_handed_to_the_disk_before_the_sync() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ops = Arc::new(Mutex::new(Vec::new()));
-    let fs = Arc::new(Recording {
-        inner: StdFs,
-        ops: ops.clone(),
-    });
+    let fs = Arc::new(recording(ops.clone()));
     let cfg = FileChannelConfig::new(dir.path().join("ckpt"), vec![dir.path().join("data")])
         .minimum_required_space(1 << 20)
         .file_system(fs)
