@@ -899,7 +899,10 @@ impl FileTxn {
         let ch = &self.ch;
         let mut deadline = None; // the clock is read only if the put has to wait
         loop {
-            // (The put checked that the channel is open; a wait checks again below.)
+            // Checked under the state lock before every wait, the first included: a close that
+            // woke the waiters after the put's own check (before this lock) would be missed,
+            // and the put would sleep `keep_alive` and report the channel full.
+            ch.check_open()?;
             let events_ok = st.reserved_events < ch.cfg.capacity;
             let bytes_ok = ch
                 .cfg
@@ -928,7 +931,6 @@ impl FileTxn {
                     waited: ch.cfg.keep_alive,
                 });
             }
-            ch.check_open()?;
         }
     }
 
@@ -1311,5 +1313,44 @@ impl TxnOps for FileTxn {
 
     fn len(&self) -> usize {
         self.ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Review (80584b1): a put that finds the channel full waits for room; if the channel was
+    /// closed after the put checked it was open but before it reached the state lock (close's
+    /// wake-up already sent, nobody waiting yet), the wait must not miss it: the put fails with
+    /// `Closed` at once, as it did when every pass of the loop checked, instead of sleeping
+    /// `keep_alive` and reporting the channel full.
+    #[test]
+    fn a_full_put_sees_a_close_that_came_before_its_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = FileChannelConfig::new(dir.path().join("cp"), vec![dir.path().join("d")])
+            .capacity(1)
+            .keep_alive(Duration::from_secs(3));
+        let ch = FileChannel::open(cfg).expect("open");
+        let mut tx = ch.transaction();
+        tx.put(Event::new(b"x".to_vec())).expect("put");
+        tx.commit().expect("commit");
+        // The put below passed its open check; then close ran to the end (flag set, waiters
+        // woken under the state lock: none yet).
+        let txn = FileTxn {
+            ch: ch.inner.clone(),
+            id: 1 << 40,
+            ops: 0,
+            mode: Mode::Idle,
+        };
+        ch.inner.closed.store(true, Ordering::Release);
+        {
+            let _st = ch.inner.state.lock();
+            ch.inner.not_full.notify_all();
+        }
+        let t0 = Instant::now();
+        let r = txn.reserve(1);
+        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     }
 }

@@ -584,3 +584,53 @@ fn r5_a_log_whose_counters_are_at_the_bound_is_refused_not_silently_truncated() 
         "{err}"
     );
 }
+
+/// Review of f9c26c3: a transaction that did not spill queues its records' own positions; when
+/// its one Put record fills a fresh segment and its Commit lands in the next (the append rolled
+/// before it, and again between them), the queued position is still the Put's, before and
+/// after a reopen.
+#[test]
+fn a_commit_split_from_its_put_by_a_roll_queues_the_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        FileChannel::open(
+            common::cfg(dir.path())
+                .max_segment_size(4096)
+                .max_event_size(4000),
+        )
+        .unwrap()
+    };
+    let big = |i: u64| {
+        let mut e = common::ev(i);
+        let id_len = i.to_string().len();
+        e.body_mut().resize(4000 - (4 + 4 + 8 + 1 + id_len), b'b');
+        assert_eq!(tidegate::format::record::put_payload_len(&e), 4000);
+        e
+    };
+    let ch = open();
+    common::put_range(&ch, 0..3);
+    for i in [3, 4] {
+        let mut tx = ch.transaction();
+        tx.put(big(i)).unwrap();
+        tx.commit().unwrap();
+    }
+    common::put_range(&ch, 5..7);
+    let check = |ch: &FileChannel| {
+        let mut tx = ch.transaction();
+        let evs = tx.take_batch(100, Duration::ZERO).unwrap();
+        let ids: Vec<u64> = evs.iter().map(common::id_of).collect();
+        assert_eq!(ids, (0..7).collect::<Vec<_>>());
+        for e in &evs {
+            let i = common::id_of(e);
+            if i == 3 || i == 4 {
+                assert_eq!(e.body(), big(i).body());
+            }
+        }
+        tx.rollback().unwrap();
+    };
+    check(&ch);
+    drop(ch);
+    let ch = open();
+    check(&ch);
+    assert_eq!(common::drain(&ch), (0..7).collect::<Vec<_>>());
+}
