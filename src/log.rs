@@ -191,13 +191,11 @@ impl DirLog {
             let first_len = records.get(1).map_or(buf.len(), |r| r.start) - r0.start;
             let fits_fresh = segment_header::LEN as u64 + whole <= self.shared.segment_size;
             let first_fits = w.tail + first_len as u64 <= room;
-            let roll_first = if w.tail == segment_header::LEN as u64 {
-                // An empty segment: only an older, smaller one is rolled past (in one of the
-                // configured size, every record fits: config validation).
-                !first_fits && room < self.shared.segment_size
-            } else {
-                !first_fits || (w.tail + whole > room && fits_fresh)
-            };
+            let needs = !first_fits || (w.tail + whole > room && fits_fresh);
+            // An empty segment is rolled past only when it is an older, smaller one (in one of
+            // the configured size every record fits: config validation).
+            let roll_first =
+                needs && (w.tail > segment_header::LEN as u64 || room < self.shared.segment_size);
             if roll_first {
                 self.roll(&mut w)?;
             }

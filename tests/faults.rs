@@ -240,3 +240,60 @@ fn an_encrypted_spill_that_cannot_roll_leaves_its_records_as_they_were() {
     let expected = if committed { accepted } else { Vec::new() };
     assert_eq!(got, expected, "committed: {committed}");
 }
+
+/// After a reopen with a larger `max_segment_size`, appends continue in the newest segment, an
+/// empty one of the old, smaller size. A transaction that does not fit it but fits a segment of
+/// the new size rolls before writing anything, so a full disk fails it cleanly (it used to write
+/// the part that fit, then fail the roll and poison the channel).
+#[test]
+fn a_batch_too_large_for_an_empty_older_segment_rolls_before_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let small = cfg(root).max_segment_size(4096).max_event_size(1024);
+    {
+        let ch = FileChannel::open(small.clone()).expect("open");
+        // Fill segments until the newest one is a fresh, empty 4 KiB segment.
+        let mut i = 0;
+        loop {
+            put_range(&ch, i..i + 1);
+            i += 1;
+            let segs = common::segments(&common::data_dir(root));
+            let newest = segs.last().expect("a segment");
+            let bytes = std::fs::read(newest).expect("read");
+            if segs.len() > 1 && bytes[64..].iter().all(|b| *b == 0) {
+                break;
+            }
+            assert!(i < 500, "no empty newest segment");
+        }
+        ch.close().expect("close");
+    }
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let large = cfg(root)
+        .max_segment_size(64 << 10)
+        .max_event_size(1024)
+        .file_system(Arc::new(fs.clone()));
+    let ch = FileChannel::open(large).expect("reopen with larger segments");
+    fs.faults().set_fail_create(true);
+    let mut tx = ch.transaction();
+    for i in 10_000..10_010 {
+        let mut e = ev(i);
+        e.body_mut().resize(600, b'x');
+        tx.put(e).expect("put");
+    }
+    let err = tx.commit().expect_err("no room for a new segment");
+    assert!(
+        matches!(
+            &err,
+            Error::Io {
+                op: "creating segment",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        ch.stats().poisoned.is_none(),
+        "a failed roll before anything was written must not poison: {:?}",
+        ch.stats().poisoned
+    );
+}
