@@ -372,23 +372,18 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
     // Torn tails: zero in place and sync, so the next append starts on clean bytes.
     let mut tails = Vec::with_capacity(dirs.len());
     for ((i, scan), probe) in scans.iter().enumerate().zip(probes) {
-        let mut probe = Some(probe);
-        // A torn tail zeroed in the newest segment: it is all zeros from this offset on.
-        let mut zeroed_from = None;
+        let last_id = dirs[i].segments.last().map(|s| s.id);
+        // Where the newest segment's non-zero bytes end, as its probe read them during the scan.
+        let mut nonzero_end = probe.finish();
+        let known_end = |known: Option<(SegmentId, u64)>, id: SegmentId| {
+            known.filter(|(s, _)| *s == id).map(|(_, end)| end)
+        };
         if let Some(torn) = &scan.torn {
-            // The probe's answer holds for the torn tail's offset too (nothing has written the
-            // segment yet); once it is zeroed, the probe's answer is stale and not used again.
-            let end = match probe.take() {
-                Some(p) if p.segment == Some(torn.seg.id) => {
-                    zeroed_from = Some((torn.seg.id, torn.offset));
-                    p.end_of(torn.seg.id)
-                }
-                other => {
-                    probe = other;
-                    None
-                }
-            };
-            let n = zero_tail(torn, end)?;
+            let n = zero_tail(torn, known_end(nonzero_end, torn.seg.id))?;
+            if last_id == Some(torn.seg.id) {
+                // Zeroed from the torn record on: nothing non-zero is left after it.
+                nonzero_end = Some((torn.seg.id, torn.offset));
+            }
             report.torn_tails += 1;
             report.torn_bytes_truncated += n;
             tracing::warn!(
@@ -419,11 +414,7 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
                     value: tail,
                 },
             };
-            let end = match zeroed_from {
-                Some((id, from)) if id == last.id && tail >= from => Some(from),
-                _ => probe.and_then(|p| p.end_of(last.id)),
-            };
-            let n = zero_tail(&leftover, end)?;
+            let n = zero_tail(&leftover, known_end(nonzero_end, last.id))?;
             if n > 0 {
                 report.torn_tails += 1;
                 report.torn_bytes_truncated += n;
@@ -1329,6 +1320,17 @@ pub(crate) fn resync(seg: &Segment, from: u64, after_seq: u64, check: BodyCheck)
 /// [`MappedRegion::prefetch`]: crate::io::MappedRegion::prefetch
 const READ_AHEAD_RECORDS: u64 = 8;
 
+/// How much the scan reads past a header that is not in its buffer, after a record of
+/// `record_len` bytes: a buffer's worth, or only a page after a record much larger than that
+/// (its payload is skipped, not read; this also pauses read-ahead).
+fn want_after(record_len: u64) -> usize {
+    if record_len > (segment::SCAN_CHUNK / 2) as u64 {
+        4096
+    } else {
+        segment::SCAN_CHUNK
+    }
+}
+
 /// Offset of the kind byte in a record header.
 const KIND_OFFSET: usize = 12;
 
@@ -1394,11 +1396,7 @@ fn scan_dir(
                     scan.max_txn = scan.max_txn.max(h.txn);
                     scan.records += 1;
                     off += h.record_len();
-                    want = if h.record_len() > (segment::SCAN_CHUNK / 2) as u64 {
-                        4096
-                    } else {
-                        segment::SCAN_CHUNK
-                    };
+                    want = want_after(h.record_len());
                 }
                 Err(error) => match resync(seg, off + 1, floor, check) {
                     Some(next) => {
@@ -1556,13 +1554,11 @@ impl TailProbe {
         }
     }
 
-    /// The end of the non-zero bytes of segment `id`, if this probe read it (`None`: the caller
-    /// reads it itself).
-    fn end_of(mut self, id: SegmentId) -> Option<u64> {
-        if self.segment != Some(id) {
-            return None;
-        }
-        self.thread.take()?.join().ok()
+    /// The segment read and the end of its non-zero bytes (`None` if there was no segment or
+    /// the thread failed: the caller reads it itself).
+    fn finish(mut self) -> Option<(SegmentId, u64)> {
+        let end = self.thread.take()?.join().ok()?;
+        Some((self.segment?, end))
     }
 }
 
@@ -1769,11 +1765,7 @@ mod scan_differential {
                     t.push((off, Ok((h.seq, h.kind as u8, h.len))));
                     last = h.seq;
                     off += h.record_len();
-                    want = if h.record_len() > (segment::SCAN_CHUNK / 2) as u64 {
-                        4096
-                    } else {
-                        segment::SCAN_CHUNK
-                    };
+                    want = want_after(h.record_len());
                 }
                 Err(_) => {
                     t.push((off, Err(())));
