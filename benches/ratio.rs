@@ -211,7 +211,11 @@ fn main() {
         let dir = common::tempdir();
         println!("data in {}", dir.path().display());
         let ev = common::event(SIZE);
-        let ch = common::open(common::config(dir.path()).checkpoint_on_close(false));
+        let mut cfg = common::config(dir.path()).checkpoint_on_close(false);
+        if let Ok(v) = std::env::var("TIDEGATE_RATIO_SEGMENT") {
+            cfg = cfg.max_segment_size(v.parse().expect("TIDEGATE_RATIO_SEGMENT: bytes"));
+        }
+        let ch = common::open(cfg);
         let mut raw = RawFile::create(&dir.path().join("raw"), 256 << 20);
         let mut ack = RawFile::create(&dir.path().join("ack"), 64 << 20);
         let mut rpos = 0;

@@ -257,7 +257,8 @@ fn prune_checkpoints(inner: &Inner, keep: &[Option<u64>]) -> bool {
     clean
 }
 
-/// Deletes the segments that neither kept checkpoint needs and that hold nothing live.
+/// Collects the segments that neither kept checkpoint needs and that hold nothing live: each
+/// is deleted or kept for reuse ([`DirLog::retire`](crate::log::DirLog::retire)).
 fn collect_segments(inner: &Inner, newest: &KeptCheckpoint, backup: &KeptCheckpoint) {
     let fs = &*inner.cfg.file_system;
     for (i, log) in inner.logs.iter().enumerate() {
@@ -291,10 +292,10 @@ fn collect_segments(inner: &Inner, newest: &KeptCheckpoint, backup: &KeptCheckpo
         let mut deleted = 0;
         for id in dead {
             if let Some(seg) = inner.segments.remove(id) {
-                match fs.remove_file(&seg.path) {
+                match log.retire(&seg) {
                     Ok(()) => deleted += 1,
                     Err(e) => {
-                        tracing::warn!(segment = %seg.path.display(), error = %e, "could not delete segment")
+                        tracing::warn!(segment = %seg.path.display(), error = %e, "could not delete or keep for reuse a collected segment")
                     }
                 }
             }

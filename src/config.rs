@@ -58,6 +58,7 @@ pub struct FileChannelConfig {
     pub(crate) keep_alive: Duration,
     pub(crate) max_event_size: u64,
     pub(crate) max_segment_size: u64,
+    pub(crate) recycle_segments: usize,
     pub(crate) minimum_required_space: u64,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) checkpoint_on_close: bool,
@@ -83,6 +84,7 @@ impl fmt::Debug for FileChannelConfig {
             .field("keep_alive", &self.keep_alive)
             .field("max_event_size", &self.max_event_size)
             .field("max_segment_size", &self.max_segment_size)
+            .field("recycle_segments", &self.recycle_segments)
             .field("minimum_required_space", &self.minimum_required_space)
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_on_close", &self.checkpoint_on_close)
@@ -104,6 +106,8 @@ pub const DEFAULT_CAPACITY: u64 = 1_000_000;
 pub const DEFAULT_TRANSACTION_CAPACITY: usize = 10_000;
 /// Default `keep_alive`: 3 s (Flume's).
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(3);
+/// Default `recycle_segments`: 2 collected segment files kept per data directory for reuse.
+pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
 /// Default `max_event_size`: 32 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: u64 = 32 << 20;
 /// Default `batch_compression`: on (compression, when configured, works per put transaction).
@@ -143,6 +147,7 @@ impl FileChannelConfig {
             keep_alive: DEFAULT_KEEP_ALIVE,
             max_event_size: DEFAULT_MAX_EVENT_SIZE,
             max_segment_size: DEFAULT_MAX_SEGMENT_SIZE,
+            recycle_segments: DEFAULT_RECYCLE_SEGMENTS,
             minimum_required_space: DEFAULT_MINIMUM_REQUIRED_SPACE,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             checkpoint_on_close: true,
@@ -195,6 +200,16 @@ impl FileChannelConfig {
     #[must_use]
     pub fn max_segment_size(mut self, bytes: u64) -> Self {
         self.max_segment_size = bytes;
+        self
+    }
+    /// How many collected segment files each data directory keeps to reuse as new segments
+    /// (renamed `segment-N.log.free`). A reused file is not zeroed first, so its next use
+    /// writes the log's bytes once instead of twice (DESIGN.md §4.4). Default 2; 0 deletes
+    /// collected segments and zero-fills every new one. Kept files hold disk space: up to this
+    /// many times `max_segment_size` per directory.
+    #[must_use]
+    pub fn recycle_segments(mut self, files: usize) -> Self {
+        self.recycle_segments = files;
         self
     }
     /// Free-space floor: below it puts are refused, takes go on. Default 500 MiB; at least 1 MiB.

@@ -201,17 +201,18 @@ impl FileChannel {
             seq: AtomicU64::new(rec.last_seq),
             next_segment: AtomicU32::new(rec.next_segment),
             segment_size: cfg.max_segment_size,
+            recycle_segments: cfg.recycle_segments,
             codec: codec.clone(),
         });
         let mut locks = vec![ckpt_lock];
         let mut logs = Vec::with_capacity(rec.dirs.len());
         for (i, dir) in rec.dirs.into_iter().enumerate() {
             // A channel that writes PutBatch records appends only to segments whose header says
-            // so (version 2): an older binary must refuse them, not misread them (§3.5).
-            let last = dir
-                .segments
-                .last()
-                .filter(|s| !codec.batches() || s.version() == shared.segment_version());
+            // so (version 2, or 3 for a recycled one): an older binary must refuse them, not
+            // misread them (§3.5).
+            let last = dir.segments.last().filter(|s| {
+                !codec.batches() || s.version() >= crate::format::BATCH_FORMAT_VERSION
+            });
             let (active, tail) = match last {
                 Some(s) => (s.clone(), rec.tails[i]),
                 None => {
@@ -228,7 +229,14 @@ impl FileChannel {
                     (seg, segment_header::LEN as u64)
                 }
             };
-            logs.push(DirLog::new(i, dir.path, shared.clone(), active, tail));
+            logs.push(DirLog::new(
+                i,
+                dir.path,
+                shared.clone(),
+                active,
+                tail,
+                dir.free,
+            ));
             locks.push(dir.lock);
         }
         check_keys(&codec, &segments, &rec.key_samples, cfg.max_event_size)?;

@@ -10,11 +10,16 @@
 //! Appends go through `pwrite` into preallocated segments; DESIGN.md ("Append path") records the
 //! measurement behind that choice.
 //!
+//! In a recycled segment (DESIGN.md §4.4) the same `pwrite` also writes the segment's end marker
+//! right after the records, when it fits: the bytes after them are the file's earlier contents,
+//! not zeros.
+//!
 //! # Roll protocol
 //! `fdatasync` the full segment (so only the newest non-empty segment of a directory can ever
-//! hold a torn tail), then switch to the spare that a background thread preallocated (or create
+//! hold a torn tail), then switch to the spare that a background thread prepared (or create
 //! one now) and register it for reads. The next spare is started once the new segment is half
-//! full.
+//! full: a collected segment's file from the directory's pool of free files when there is one
+//! (recycled: a new header and end marker, nothing zeroed), else a new zero-filled file.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +58,8 @@ pub(crate) struct LogShared {
     /// The next segment id (global, ids are unique across directories).
     pub(crate) next_segment: AtomicU32,
     pub(crate) segment_size: u64,
+    /// How many collected segment files each directory keeps for reuse (`recycle_segments`).
+    pub(crate) recycle_segments: usize,
     /// Encrypts Put payloads as they are sealed (their nonce includes the sequence number).
     pub(crate) codec: Arc<PayloadCodec>,
 }
@@ -83,6 +90,9 @@ pub(crate) struct DirLog {
     pub(crate) path: PathBuf,
     shared: Arc<LogShared>,
     writer: Mutex<Writer>,
+    /// Collected segment files (`segment-N.log.free`) waiting to be reused, at most
+    /// `recycle_segments`. Taken under the append lock when a spare is started.
+    free: Mutex<Vec<PathBuf>>,
     pub(crate) sync: GroupCommit,
 }
 
@@ -109,13 +119,15 @@ pub(crate) struct TailsGuard<'a> {
 }
 
 impl DirLog {
-    /// A log whose active segment is `active`, with records written up to `tail`.
+    /// A log whose active segment is `active`, with records written up to `tail`, and whose
+    /// directory holds the collected segment files `free` for reuse.
     pub(crate) fn new(
         index: usize,
         path: PathBuf,
         shared: Arc<LogShared>,
         active: Arc<Segment>,
         tail: u64,
+        free: Vec<PathBuf>,
     ) -> Self {
         DirLog {
             index,
@@ -127,14 +139,18 @@ impl DirLog {
                 appended: 0,
                 spare: None,
             }),
+            free: Mutex::new(free),
             sync: GroupCommit::default(),
         }
     }
 
+    /// Starts preparing the next segment: reusing `free` when given, else (or when that fails)
+    /// creating a zero-filled one.
     fn spawn_spare(
         shared: &Arc<LogShared>,
         index: usize,
         path: &std::path::Path,
+        free: Option<PathBuf>,
     ) -> JoinHandle<Result<Segment>> {
         let shared = shared.clone();
         let path = path.to_path_buf();
@@ -142,6 +158,27 @@ impl DirLog {
         std::thread::Builder::new()
             .name("tidegate-prealloc".into())
             .spawn(move || {
+                if let Some(free) = free {
+                    // Read now: every sequence number handed out so far, including those of
+                    // whatever the file held, is at or below it; the records this segment will
+                    // hold are appended after the roll that switches to it, so above it.
+                    let floor = shared.seq.load(Ordering::SeqCst);
+                    match segment::recycle(
+                        &*shared.fs,
+                        index,
+                        &path,
+                        &free,
+                        id,
+                        shared.segment_size,
+                        floor,
+                    ) {
+                        Ok(seg) => return Ok(seg),
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "reusing a collected segment file failed; creating a new segment"
+                        ),
+                    }
+                }
                 segment::create(
                     &*shared.fs,
                     index,
@@ -162,7 +199,7 @@ impl DirLog {
     /// append lock. The records are durable once [`DirLog::sync_to`]`(appended.end)` returns.
     pub(crate) fn append(
         &self,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
         records: &[Unsealed],
         hook: impl FnOnce(&Appended),
     ) -> Result<Appended> {
@@ -257,7 +294,8 @@ impl DirLog {
             }
             let end = records.get(j).map_or(buf.len(), |r| r.start);
             let offset = w.tail;
-            if let Err(e) = w.active.file.write_all_at(&buf[start..end], offset) {
+            let written = Self::write_part(&w.active, buf, start, end, offset);
+            if let Err(e) = written {
                 return Err(self.shared.poison.poison(&Error::io(
                     "appending to segment",
                     &w.active.path,
@@ -279,9 +317,62 @@ impl DirLog {
         // Prepare the next segment once this one is half full: idle channels never preallocate,
         // busy ones find a spare ready when they roll.
         if w.spare.is_none() && w.tail > w.active.map.len() / 2 {
-            w.spare = Some(Self::spawn_spare(&self.shared, self.index, &self.path));
+            let free = self.free.lock().pop();
+            w.spare = Some(Self::spawn_spare(
+                &self.shared,
+                self.index,
+                &self.path,
+                free,
+            ));
         }
         Ok(out)
+    }
+
+    /// Writes `buf[start..end]` at `offset` of `seg`, and after it, in a recycled segment, the
+    /// segment's end marker when it fits (in the same `pwrite` when `end` is the end of `buf`).
+    fn write_part(
+        seg: &Segment,
+        buf: &mut Vec<u8>,
+        start: usize,
+        end: usize,
+        offset: u64,
+    ) -> std::io::Result<()> {
+        let after = offset + (end - start) as u64;
+        let marker = seg
+            .recycled
+            .as_ref()
+            .filter(|_| after + record::HEADER_LEN as u64 <= seg.map.len())
+            .map(|r| r.end);
+        match marker {
+            Some(m) if end == buf.len() => {
+                buf.extend_from_slice(&m);
+                let r = seg.file.write_all_at(&buf[start..], offset);
+                buf.truncate(end);
+                r
+            }
+            Some(m) => {
+                seg.file.write_all_at(&buf[start..end], offset)?;
+                seg.file.write_all_at(&m, after)
+            }
+            None => seg.file.write_all_at(&buf[start..end], offset),
+        }
+    }
+
+    /// Takes the collected segment `seg` out of use: its file is kept for reuse (renamed
+    /// `segment-N.log.free`) when the directory's pool has room and the file has the configured
+    /// size, and deleted otherwise. The caller syncs the directory.
+    pub(crate) fn retire(&self, seg: &Segment) -> std::io::Result<()> {
+        let fs = &*self.shared.fs;
+        let mut free = self.free.lock();
+        if free.len() < self.shared.recycle_segments && seg.map.len() == self.shared.segment_size
+        {
+            let to = self.path.join(crate::format::file_name::segment_free(seg.id.0));
+            fs.rename(&seg.path, &to)?;
+            free.push(to);
+            Ok(())
+        } else {
+            fs.remove_file(&seg.path)
+        }
     }
 
     fn roll(&self, w: &mut Writer) -> Result<()> {

@@ -366,6 +366,7 @@ mod tests {
             path,
             file,
             map,
+            recycled: None,
         }
     }
 

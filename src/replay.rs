@@ -128,6 +128,9 @@ pub(crate) struct KeptCheckpoint {
 pub(crate) struct OpenedDir {
     pub(crate) path: PathBuf,
     pub(crate) segments: Vec<Arc<Segment>>,
+    /// Collected segment files kept for reuse (`segment-N.log.free`), at most
+    /// `recycle_segments`.
+    pub(crate) free: Vec<PathBuf>,
     pub(crate) lock: DirLock,
     /// Segments skipped for a damaged header (`skip` mode).
     pub(crate) segments_skipped: u64,
@@ -368,6 +371,13 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         next_txn,
         inflight_redelivered,
     } = built;
+    // A recycled segment's floor was the counter when it was recycled: new sequence numbers
+    // start above it even when no record above it is left.
+    let last_seq = dirs
+        .iter()
+        .flat_map(|d| d.segments.iter())
+        .filter_map(|s| s.recycled.map(|r| r.floor))
+        .fold(last_seq, u64::max);
 
     // Torn tails: zero in place and sync, so the next append starts on clean bytes.
     let mut tails = Vec::with_capacity(dirs.len());
@@ -378,7 +388,19 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         let known_end = |known: Option<(SegmentId, u64)>, id: SegmentId| {
             known.filter(|(s, _)| *s == id).map(|(_, end)| end)
         };
-        if let Some(torn) = &scan.torn {
+        if let Some(torn) = scan.torn.as_ref().filter(|t| t.seg.recycled.is_some()) {
+            // A recycled segment: the bytes after the torn record are the file's earlier
+            // contents, which its end marker makes unreadable; put one at the torn record.
+            end_recycled_at(torn)?;
+            report.torn_tails += 1;
+            tracing::warn!(
+                segment = %torn.seg.path.display(),
+                offset = torn.offset,
+                error = %torn.error,
+                "torn record at the tail of a recycled segment (an unfinished write at a crash): \
+                 the segment's end marker now ends its log there"
+            );
+        } else if let Some(torn) = &scan.torn {
             let n = zero_tail(torn, known_end(nonzero_end, torn.seg.id))?;
             if last_id == Some(torn.seg.id) {
                 // Zeroed from the torn record on: nothing non-zero is left after it.
@@ -404,8 +426,10 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
                     .unwrap_or(segment_header::LEN as u64)
             });
         // Bytes beyond the tail of the segment appends will continue in: a crash persisted a
-        // later unsynced write but lost an earlier one. Zero them before appending there.
-        if let Some(last) = dirs[i].segments.last() {
+        // later unsynced write but lost an earlier one. Zero them before appending there. (A
+        // recycled segment holds its earlier contents there: its end marker ends the log, and
+        // the counter gap below keeps any such leftover from ever passing the sequence check.)
+        if let Some(last) = dirs[i].segments.last().filter(|s| s.recycled.is_none()) {
             let leftover = BadRecord {
                 seg: last.clone(),
                 offset: tail,
@@ -562,11 +586,22 @@ fn open_dir(
         .map_err(|e| Error::io("listing data dir", path, e))?;
     let mut removed_tmp = false;
     let mut ids = Vec::new();
+    let mut free = Vec::new();
     for name in names {
         if file_name::is_segment_tmp(&name) {
             fs.remove_file(&path.join(&name))
                 .map_err(|e| Error::io("removing unfinished segment", path.join(&name), e))?;
             removed_tmp = true;
+        } else if file_name::is_segment_free(&name) {
+            // Collected segment files kept for reuse: as many as `recycle_segments` allows.
+            if free.len() < cfg.recycle_segments {
+                free.push(path.join(&name));
+            } else {
+                fs.remove_file(&path.join(&name)).map_err(|e| {
+                    Error::io("removing a collected segment file", path.join(&name), e)
+                })?;
+                removed_tmp = true;
+            }
         } else if let Some(id) = file_name::parse_segment(&name) {
             ids.push(id);
         }
@@ -627,6 +662,7 @@ fn open_dir(
         OpenedDir {
             path: path.to_path_buf(),
             segments,
+            free,
             lock,
             segments_skipped,
         },
@@ -1196,20 +1232,25 @@ fn read_buffered(
     let Some(hb) = reader.get(seg, offset, HEADER_LEN, want) else {
         return Step::Slow;
     };
-    if record::is_end_marker(hb) {
-        // In a sealed segment a zero header followed by non-zero bytes is damage, not an end.
-        let sealed = check == BodyCheck::HeaderOnly;
-        return if !sealed || seg.last_nonzero(offset) <= offset {
-            Step::End
-        } else {
-            Step::Slow
-        };
+    match &seg.recycled {
+        None if record::is_end_marker(hb) => {
+            // In a sealed segment a zero header followed by non-zero bytes is damage, not an
+            // end.
+            let sealed = check == BodyCheck::HeaderOnly;
+            return if !sealed || seg.last_nonzero(offset) <= offset {
+                Step::End
+            } else {
+                Step::Slow
+            };
+        }
+        Some(r) if hb == r.end => return Step::End,
+        _ => {}
     }
     let Ok(h) = record::decode_header(hb) else {
         return Step::Slow;
     };
     let end = offset.saturating_add(h.record_len());
-    if end > seg_len || check_seq(&h, after_seq).is_err() {
+    if end > seg_len || check_seq(&h, seg.seq_floor(after_seq)).is_err() {
         return Step::Slow;
     }
     if !needs_body(&h, check) {
@@ -1258,14 +1299,14 @@ pub(crate) fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
         let mut hb = [0u8; HEADER_LEN];
         let first = segment_header::LEN as u64;
         match seg.map.read_into(first, &mut hb) {
-            Ok(()) if record::is_end_marker(&hb) => None,
+            Ok(()) if seg.is_end(&hb) => None,
             _ => Some(seg.id),
         }
     })
 }
 
 /// True when the log of `seg` ends at `off`: a zero header there (segments are preallocated
-/// with zeros). In a `sealed` segment (one replay checks with [`BodyCheck::HeaderOnly`]), a
+/// with zeros), or a recycled segment's end marker. In a `sealed` segment (one replay checks with [`BodyCheck::HeaderOnly`]), a
 /// zero header followed by non-zero bytes is
 /// not an end but damage (a zeroed block in data that was synced), which the caller then reads
 /// as an invalid record; in the newest segment such bytes are leftovers of an unfinished write
@@ -1274,6 +1315,10 @@ pub(crate) fn at_log_end(seg: &Segment, off: u64, sealed: bool) -> bool {
     let mut hb = [0u8; HEADER_LEN];
     if seg.map.read_into(off, &mut hb).is_err() {
         return true;
+    }
+    if seg.recycled.is_some() {
+        // Its end marker, and nothing else, ends a recycled segment's log (§4.4).
+        return seg.is_end(&hb);
     }
     record::is_end_marker(&hb) && (!sealed || seg.last_nonzero(off) <= off)
 }
@@ -1537,7 +1582,8 @@ struct TailProbe {
 
 impl TailProbe {
     fn start(seg: Option<&Arc<Segment>>) -> TailProbe {
-        let Some(seg) = seg.cloned() else {
+        // A recycled segment's bytes after its log are its earlier contents: nothing to find.
+        let Some(seg) = seg.filter(|s| s.recycled.is_none()).cloned() else {
             return TailProbe {
                 segment: None,
                 thread: None,
@@ -1570,6 +1616,22 @@ impl Drop for TailProbe {
             let _ = t.join();
         }
     }
+}
+
+/// Writes the recycled segment's end marker at the torn record and syncs it: the log of
+/// `torn.seg` now ends there, and what follows (a torn write's pieces, the file's earlier
+/// contents) is never read.
+fn end_recycled_at(torn: &BadRecord) -> Result<()> {
+    let seg = &torn.seg;
+    let Some(r) = &seg.recycled else {
+        return Ok(());
+    };
+    seg.file
+        .write_all_at(&r.end, torn.offset)
+        .map_err(|e| Error::io("ending a recycled segment's log at a torn record", &seg.path, e))?;
+    seg.file
+        .sync_data()
+        .map_err(|e| Error::io("syncing after ending a torn tail", &seg.path, e))
 }
 
 /// Zeroes the bytes of `torn.seg` from `torn.offset` to its last non-zero byte and syncs them;

@@ -1,5 +1,6 @@
-//! Segment files: creation (preallocated, header synced before use), opening, and the table of
-//! mapped segments that takes read events from.
+//! Segment files: creation (preallocated, header synced before use), reuse of a collected
+//! segment's file (recycling), opening, and the table of mapped segments that takes read events
+//! from.
 
 use std::collections::HashMap;
 use std::io;
@@ -23,6 +24,26 @@ pub(crate) struct Segment {
     pub(crate) path: PathBuf,
     pub(crate) file: Arc<dyn StorageFile>,
     pub(crate) map: Arc<dyn MappedRegion>,
+    /// Set for a recycled (version 3) segment: its records end at its end marker, not at zeros.
+    pub(crate) recycled: Option<Recycled>,
+}
+
+/// What replay and appends need to know of a recycled segment (DESIGN.md §4.4).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recycled {
+    /// Every record of this use of the file has a sequence number above this.
+    pub(crate) floor: u64,
+    /// The header that ends its records ([`record::end_marker`]).
+    pub(crate) end: [u8; HEADER_LEN],
+}
+
+impl Recycled {
+    fn new(id: SegmentId, floor: u64) -> Self {
+        Recycled {
+            floor,
+            end: record::end_marker(id.0, floor),
+        }
+    }
 }
 
 static ZEROS: [u8; 1 << 20] = [0u8; 1 << 20];
@@ -85,13 +106,8 @@ pub(crate) fn create(
     let path = dir_path.join(file_name::segment(id.0));
     let result = (|| -> io::Result<Arc<dyn StorageFile>> {
         let file = fs.create_new(&tmp)?;
-        let header = segment_header::encode_version(
-            &segment_header::SegmentHeader {
-                segment_id: id.0,
-                created_ms: now_ms(),
-            },
-            version,
-        );
+        let header =
+            segment_header::encode(&segment_header::SegmentHeader::new(id.0, now_ms(), version));
         file.write_all_at(&header, 0)?;
         let mut off = header.len() as u64;
         while off < size {
@@ -120,6 +136,73 @@ pub(crate) fn create(
         path,
         file,
         map,
+        recycled: None,
+    })
+}
+
+/// Reuses the collected segment file `free` (a `segment-N.log.free` in `dir_path`) as segment
+/// `id` of `size` bytes, without zeroing it: its records will all have sequence numbers above
+/// `floor`, which must be at least every sequence number handed out so far.
+///
+/// Protocol (DESIGN.md §4.4): rename `free` to `segment-{id}.log.tmp`; write a version 3
+/// header (with `floor`) and the segment's end marker right after it; `fdatasync`; rename it to
+/// `segment-{id}.log`; `fsync` the directory. A crash at any step leaves the free file, a
+/// `.tmp` that open removes, or a complete recycled segment. Whatever the file held before is
+/// never read again: every record of an earlier use has a sequence number at or below `floor`,
+/// and the end marker names this segment. On an error the file is removed and the caller
+/// creates a zero-filled segment instead.
+pub(crate) fn recycle(
+    fs: &dyn FileSystem,
+    dir: usize,
+    dir_path: &Path,
+    free: &Path,
+    id: SegmentId,
+    size: u64,
+    floor: u64,
+) -> Result<Segment> {
+    let tmp = dir_path.join(file_name::segment_tmp(id.0));
+    let path = dir_path.join(file_name::segment(id.0));
+    let recycled = Recycled::new(id, floor);
+    let result = (|| -> io::Result<Arc<dyn StorageFile>> {
+        fs.rename(free, &tmp)?;
+        let file = fs.open(&tmp, true)?;
+        let len = file.len()?;
+        if len != size {
+            return Err(io::Error::other(format!(
+                "{} is {len} bytes, not the segment size {size}",
+                free.display()
+            )));
+        }
+        let header = segment_header::encode(&segment_header::SegmentHeader::recycled(
+            id.0,
+            now_ms(),
+            floor,
+        ));
+        file.write_all_at(&header, 0)?;
+        file.write_all_at(&recycled.end, header.len() as u64)?;
+        file.sync_data()?;
+        fs.rename(&tmp, &path)?;
+        fs.sync_dir(dir_path)?;
+        Ok(file)
+    })();
+    let file = match result {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = fs.remove_file(&tmp);
+            let _ = fs.remove_file(free);
+            return Err(Error::io("recycling segment", free, e));
+        }
+    };
+    let map = file
+        .map_read()
+        .map_err(|e| Error::io("mapping segment", &path, e))?;
+    Ok(Segment {
+        id,
+        dir,
+        path,
+        file,
+        map,
+        recycled: Some(recycled),
     })
 }
 
@@ -136,18 +219,50 @@ pub(crate) fn open(
     let map = file
         .map_read()
         .map_err(|e| Error::io("mapping segment", &path, e))?;
+    // A recycled segment is known by its header; one that does not decode is the caller's to
+    // report (it is then read as a zero-filled one, or skipped).
+    let mut header = [0u8; segment_header::LEN];
+    let recycled = map
+        .read_into(0, &mut header)
+        .ok()
+        .and_then(|()| segment_header::decode(&header).ok())
+        .filter(|h| h.is_recycled())
+        .map(|h| Recycled::new(id, h.floor));
     Ok(Segment {
         id,
         dir,
         path,
         file,
         map,
+        recycled,
     })
 }
 
 impl Segment {
+    /// The lowest sequence number a record of this segment may have, given that the log before
+    /// it reached `after_seq`: above the floor of a recycled segment.
+    #[inline]
+    pub(crate) fn seq_floor(&self, after_seq: u64) -> u64 {
+        match &self.recycled {
+            Some(r) => after_seq.max(r.floor),
+            None => after_seq,
+        }
+    }
+
+    /// True when the header bytes `hb` at a record boundary end this segment's records: its
+    /// end marker in a recycled segment, a zero header in a zero-filled one (whose caller also
+    /// checks what follows; see `replay::at_log_end`).
+    #[inline]
+    pub(crate) fn is_end(&self, hb: &[u8]) -> bool {
+        match &self.recycled {
+            Some(r) => hb == r.end,
+            None => record::is_end_marker(hb),
+        }
+    }
+
     /// Reads and decodes the record header at `offset` and checks that the whole record lies
-    /// inside the segment, after the segment header. The header CRC is checked; the payload CRC
+    /// inside the segment, after the segment header (and, in a recycled segment, that its
+    /// sequence number is above the floor). The header CRC is checked; the payload CRC
     /// is not (that needs the payload: [`record::verify`]).
     pub(crate) fn record_header(
         &self,
@@ -168,6 +283,15 @@ impl Segment {
                 available: len,
             })?;
         let h = record::decode_header(&hb)?;
+        if let Some(r) = &self.recycled
+            && h.seq <= r.floor
+        {
+            return Err(DecodeError::Invalid {
+                field: "sequence number (at or below the recycled segment's floor: a record of \
+                        the file's earlier use)",
+                value: h.seq,
+            });
+        }
         let end = offset.saturating_add(h.record_len());
         if end > len {
             return Err(DecodeError::Truncated {

@@ -239,11 +239,11 @@ fn record_seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 fn segment_header_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let header = |segment_id, created_ms| {
-        segment_header::encode(&segment_header::SegmentHeader {
-            segment_id,
-            created_ms,
-        })
+        segment_header::encode(&segment_header::SegmentHeader::new(
+            segment_id, created_ms, 1,
+        ))
     };
+    let recycled = segment_header::encode(&segment_header::SegmentHeader::recycled(4, 9, 1 << 33));
     let mut version2 = header(1, 0);
     version2[8..10].copy_from_slice(&2u16.to_le_bytes());
     let mut wide_id = header(1, 0);
@@ -257,6 +257,7 @@ fn segment_header_seeds() -> Vec<(&'static str, Vec<u8>)> {
         ("valid-max", header(u32::MAX, u64::MAX)),
         ("valid-followed-by-record", followed),
         ("version-2", fix_trailing_crc(version2)),
+        ("version-3-recycled", recycled),
         ("id-over-32-bits", fix_trailing_crc(wide_id)),
         ("bad-magic", bad_magic),
         ("truncated", header(1, 0)[..40].to_vec()),

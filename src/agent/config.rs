@@ -603,6 +603,7 @@ struct FileChannelToml {
     keep_alive: Option<HumanDuration>,
     max_event_size: Option<ByteSize>,
     max_segment_size: Option<ByteSize>,
+    recycle_segments: Option<usize>,
     minimum_required_space: Option<ByteSize>,
     checkpoint_interval: Option<HumanDuration>,
     checkpoint_on_close: Option<bool>,
@@ -944,6 +945,9 @@ fn file_channel_config(
     }
     if let Some(v) = f.max_segment_size {
         cfg = cfg.max_segment_size(v.get());
+    }
+    if let Some(v) = f.recycle_segments {
+        cfg = cfg.recycle_segments(v);
     }
     if let Some(v) = f.minimum_required_space {
         cfg = cfg.minimum_required_space(v.get());

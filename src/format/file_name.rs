@@ -1,7 +1,8 @@
 //! File names in the channel's directories. Names that match none of these are ignored.
 //!
 //! - data directory: `segment-{id:010}.log`, and `segment-{id:010}.log.tmp` while one is being
-//!   created (left over only by a crash; removed at open);
+//!   created (left over only by a crash; removed at open), and `segment-{id:010}.log.free` for
+//!   a collected segment's file kept to be reused (recycled) as a new segment;
 //! - checkpoint directory: `checkpoint-{generation:020}`, and `checkpoint.tmp` while one is
 //!   being written;
 //! - both: `.lock`, the exclusive lock file.
@@ -14,6 +15,18 @@ pub fn segment(id: u32) -> String {
 /// Name of segment `id` while it is being created.
 pub fn segment_tmp(id: u32) -> String {
     format!("segment-{id:010}.log.tmp")
+}
+
+/// Name of the collected segment `id`'s file while it waits to be reused.
+pub fn segment_free(id: u32) -> String {
+    format!("segment-{id:010}.log.free")
+}
+
+/// True for a collected segment's file kept for reuse.
+pub fn is_segment_free(name: &str) -> bool {
+    name.strip_prefix("segment-")
+        .and_then(|n| n.strip_suffix(".log.free"))
+        .is_some_and(|d| parse_digits(d, 10).is_some())
 }
 
 /// The segment id in a segment file name.
@@ -58,6 +71,9 @@ mod tests {
         assert_eq!(parse_segment(&segment(42)), Some(42));
         assert_eq!(parse_checkpoint(&checkpoint(7)), Some(7));
         assert!(is_segment_tmp(&segment_tmp(3)));
+        assert!(is_segment_free(&segment_free(3)));
+        assert!(!is_segment_free(&segment(3)) && !is_segment_free(&segment_tmp(3)));
+        assert_eq!(parse_segment(&segment_free(3)), None);
         assert_eq!(parse_segment("segment-42.log"), None);
         assert_eq!(parse_segment("notes.txt"), None);
         assert_eq!(parse_checkpoint("checkpoint.tmp"), None);

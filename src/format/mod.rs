@@ -29,6 +29,11 @@ pub const FORMAT_VERSION: u16 = 1;
 /// as before; a binary that predates PutBatch refuses a version 2 segment instead of
 /// misreading its records.
 pub const BATCH_FORMAT_VERSION: u16 = 2;
+/// The version in the header of a recycled segment: a collected segment's file reused without
+/// being zeroed. It may hold PutBatch records; its header carries a floor sequence number and
+/// its records end at an end marker of its own ([`record::end_marker`]), since the bytes after
+/// them are left from the file's earlier use. A binary that predates it refuses such a segment.
+pub const RECYCLED_FORMAT_VERSION: u16 = 3;
 
 /// Largest sequence number or transaction id a valid record or checkpoint holds (2^62). The
 /// counters restart 2^32 higher at each open, so bounding what is read leaves room for billions

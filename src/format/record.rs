@@ -35,8 +35,13 @@
 //! the lock writes `seq` and corrects the header CRC for it by eight table lookups (see
 //! [`seal`]).
 //!
-//! A header whose 32 bytes are all zero marks the end of the written part of a segment
-//! (segments are preallocated with zeros). Do not reorder fields.
+//! A header whose 32 bytes are all zero marks the end of the written part of a version 1 or 2
+//! segment (they are preallocated with zeros). A recycled (version 3) segment's records end at
+//! its *end marker* instead ([`end_marker`]): a header with `kind` = 6, `len` = 0, `pcrc` = 0,
+//! `flags` and `key_id` 0, `seq` = the segment's floor and `txn` = its segment id, under a valid
+//! `hcrc`. It is not a record (no record has kind 6, so nothing decodes it as one), and since
+//! it names its segment and floor, a marker left by the file's earlier use never matches the
+//! current one. Do not reorder fields.
 //!
 //! `flags` and `key_id` say how a Put payload is stored: compressed ([`FLAG_COMPRESSED`]),
 //! encrypted ([`FLAG_ENCRYPTED`], with the key `key_id` names, never 0), both, or neither
@@ -160,6 +165,32 @@ pub fn is_end_marker(header: &[u8]) -> bool {
         }
         _ => header.iter().all(|b| *b == 0),
     }
+}
+
+/// The `kind` byte of a recycled segment's end marker (never a record's kind).
+pub const END_KIND: u8 = 6;
+
+/// The end marker of the recycled segment `segment_id` whose records have sequence numbers
+/// above `floor` (see the module docs): written after the records of every append to it.
+pub fn end_marker(segment_id: u32, floor: u64) -> [u8; HEADER_LEN] {
+    let mut b = [0u8; HEADER_LEN];
+    b[12] = END_KIND;
+    b[16..24].copy_from_slice(&floor.to_le_bytes());
+    b[24..32].copy_from_slice(&u64::from(segment_id).to_le_bytes());
+    let crc = crc32(&b[4..]);
+    b[0..4].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// The segment id and floor an end marker names, if `hb` is exactly one ([`end_marker`]).
+pub fn decode_end_marker(hb: &[u8]) -> Option<(u32, u64)> {
+    let b = hb.first_chunk::<HEADER_LEN>()?;
+    if b[12] != END_KIND {
+        return None;
+    }
+    let floor = u64::from_le_bytes(b[16..24].try_into().ok()?);
+    let id = u32::try_from(u64::from_le_bytes(b[24..32].try_into().ok()?)).ok()?;
+    (end_marker(id, floor) == *b).then_some((id, floor))
 }
 
 /// Decodes a header and checks its CRC (the payload is not read: see [`verify`]).
@@ -1295,6 +1326,19 @@ mod tests {
             assert!(!is_end_marker(&h), "a set bit at byte {i} is not the end");
         }
         assert!(is_end_marker(&[0u8; 7]) && !is_end_marker(&[0, 0, 1]));
+        // A recycled segment's end marker: not a zero header, not a record, and it names its
+        // segment and floor (a flipped bit anywhere is not a marker).
+        let m = end_marker(7, 1234);
+        assert!(!is_end_marker(&m));
+        assert!(decode_header(&m).is_err());
+        assert_eq!(decode_end_marker(&m), Some((7, 1234)));
+        assert_ne!(m, end_marker(8, 1234));
+        assert_ne!(m, end_marker(7, 1235));
+        for i in 0..HEADER_LEN * 8 {
+            let mut bad = m;
+            bad[i / 8] ^= 1 << (i % 8);
+            assert_eq!(decode_end_marker(&bad), None, "bit {i}");
+        }
         assert!(matches!(
             decode_header(&[0u8; HEADER_LEN]),
             Err(DecodeError::Checksum { .. })

@@ -167,6 +167,28 @@ fn filler(len: u64, seq: u64) -> Option<Vec<u8>> {
     (buf.len() as u64 == len).then_some(buf)
 }
 
+/// The header that replaces `seg`'s damaged one. Version 2 (the segment may hold PutBatch
+/// records, which an older binary must refuse rather than misread, §3.5; this binary reads
+/// every version), unless the chain of records from the start ends at an end marker naming this
+/// segment: then it was recycled, and the marker gives back its floor (version 3, §4.4).
+fn rebuilt_header(seg: &Segment) -> segment_header::SegmentHeader {
+    let mut off = segment_header::LEN as u64;
+    let mut hb = [0u8; record::HEADER_LEN];
+    while seg.map.read_into(off, &mut hb).is_ok() {
+        if let Some((id, floor)) = record::decode_end_marker(&hb) {
+            if id == seg.id.0 {
+                return segment_header::SegmentHeader::recycled(id, now_ms(), floor);
+            }
+            break;
+        }
+        match record::decode_header(&hb) {
+            Ok(h) => off = off.saturating_add(h.record_len()),
+            Err(_) => break,
+        }
+    }
+    segment_header::SegmentHeader::new(seg.id.0, now_ms(), crate::format::BATCH_FORMAT_VERSION)
+}
+
 fn open_real(fs: &dyn FileSystem, seg: &Segment) -> Result<Segment> {
     segment::open(fs, seg.dir, seg.path.clone(), seg.id)
 }
@@ -196,15 +218,7 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
             &mut report,
         )?;
         let real = open_real(fs, seg)?;
-        // Version 2: the segment may hold PutBatch records, which an older binary must refuse
-        // rather than misread (§3.5); this binary reads both versions.
-        let header = segment_header::encode_version(
-            &segment_header::SegmentHeader {
-                segment_id: seg.id.0,
-                created_ms: now_ms(),
-            },
-            crate::format::BATCH_FORMAT_VERSION,
-        );
+        let header = segment_header::encode(&rebuilt_header(seg));
         real.file
             .write_all_at(&header, 0)
             .map_err(io_err("rewriting segment header", &seg.path))?;
@@ -494,7 +508,8 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
         }
         let bytes = match r.placement {
             Placement::Middle { next_seq } => {
-                let seq = r.seq_before + 1;
+                // (Above a recycled segment's floor too.)
+                let seq = r.segment.seq_floor(r.seq_before) + 1;
                 match filler(len, seq).filter(|_| seq < next_seq) {
                     Some(b) => b,
                     None => {
@@ -503,9 +518,12 @@ pub fn repair(dirs: &ChannelDirs) -> Result<RepairReport> {
                     }
                 }
             }
-            Placement::SegmentEnd | Placement::Tail => {
-                vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)]
-            }
+            // A recycled segment's log ends at its end marker; the bytes after it are never read
+            // (the quarantine file keeps them).
+            Placement::SegmentEnd | Placement::Tail => match &r.segment.recycled {
+                Some(rec) => rec.end.to_vec(),
+                None => vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)],
+            },
         };
         let seg = match touched.entry(r.segment.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),

@@ -295,8 +295,9 @@ fn scan_dir(segments: &[Arc<Segment>], out: &mut LogScan, visit: &mut dyn FnMut(
                 },
             }
         }
-        // Leftover bytes after the end marker of the newest segment: an open zeroes them.
-        if i == newest && pending.is_none() {
+        // Leftover bytes after the end marker of the newest segment: an open zeroes them. (After
+        // a recycled segment's end marker come the file's earlier contents, never read.)
+        if i == newest && pending.is_none() && seg.recycled.is_none() {
             let end = seg.last_nonzero(off);
             if end > off {
                 pending = Some(Bad {
