@@ -204,7 +204,7 @@ impl FileChannelConfig {
     }
     /// How many collected segment files each data directory keeps to reuse as new segments
     /// (renamed `segment-N.log.free`). A reused file is not zeroed first, so its next use
-    /// writes the log's bytes once instead of twice (DESIGN.md §4.4). Default 2; 0 deletes
+    /// writes the log's bytes once instead of twice (DESIGN.md §4.6). Default 2; 0 deletes
     /// collected segments and zero-fills every new one. Kept files hold disk space: up to this
     /// many times `max_segment_size` per directory.
     #[must_use]

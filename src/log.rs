@@ -10,7 +10,7 @@
 //! Appends go through `pwrite` into preallocated segments; DESIGN.md ("Append path") records the
 //! measurement behind that choice.
 //!
-//! In a recycled segment (DESIGN.md §4.4) the same `pwrite` also writes the segment's end marker
+//! In a recycled segment (DESIGN.md §4.6) the same `pwrite` also writes the segment's end marker
 //! right after the records, when it fits: the bytes after them are the file's earlier contents,
 //! not zeros.
 //!
@@ -145,13 +145,19 @@ impl DirLog {
     }
 
     /// Starts preparing the next segment: reusing `free` when given, else (or when that fails)
-    /// creating a zero-filled one.
+    /// creating a zero-filled one. Called under the append lock.
     fn spawn_spare(
         shared: &Arc<LogShared>,
         index: usize,
         path: &std::path::Path,
         free: Option<PathBuf>,
     ) -> JoinHandle<Result<Segment>> {
+        // The floor of a recycled spare is read here, under the append lock: every sequence
+        // number handed out so far, those of whatever the free file held included (it was
+        // collected before), is at or below it, and every record this segment will hold gets
+        // its sequence number in a later append, above it. (Read on the thread instead, it
+        // could pass the numbers an append took before it waited for the spare at a roll.)
+        let floor = shared.seq.load(Ordering::SeqCst);
         let shared = shared.clone();
         let path = path.to_path_buf();
         let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
@@ -159,10 +165,6 @@ impl DirLog {
             .name("tidegate-prealloc".into())
             .spawn(move || {
                 if let Some(free) = free {
-                    // Read now: every sequence number handed out so far, including those of
-                    // whatever the file held, is at or below it; the records this segment will
-                    // hold are appended after the roll that switches to it, so above it.
-                    let floor = shared.seq.load(Ordering::SeqCst);
                     match segment::recycle(
                         &*shared.fs,
                         index,

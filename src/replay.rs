@@ -1317,7 +1317,7 @@ pub(crate) fn at_log_end(seg: &Segment, off: u64, sealed: bool) -> bool {
         return true;
     }
     if seg.recycled.is_some() {
-        // Its end marker, and nothing else, ends a recycled segment's log (§4.4).
+        // Its end marker, and nothing else, ends a recycled segment's log (§4.6).
         return seg.is_end(&hb);
     }
     record::is_end_marker(&hb) && (!sealed || seg.last_nonzero(off) <= off)

@@ -28,7 +28,7 @@ pub(crate) struct Segment {
     pub(crate) recycled: Option<Recycled>,
 }
 
-/// What replay and appends need to know of a recycled segment (DESIGN.md §4.4).
+/// What replay and appends need to know of a recycled segment (DESIGN.md §4.6).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Recycled {
     /// Every record of this use of the file has a sequence number above this.
@@ -144,7 +144,7 @@ pub(crate) fn create(
 /// `id` of `size` bytes, without zeroing it: its records will all have sequence numbers above
 /// `floor`, which must be at least every sequence number handed out so far.
 ///
-/// Protocol (DESIGN.md §4.4): rename `free` to `segment-{id}.log.tmp`; write a version 3
+/// Protocol (DESIGN.md §4.6): rename `free` to `segment-{id}.log.tmp`; write a version 3
 /// header (with `floor`) and the segment's end marker right after it; `fdatasync`; rename it to
 /// `segment-{id}.log`; `fsync` the directory. A crash at any step leaves the free file, a
 /// `.tmp` that open removes, or a complete recycled segment. Whatever the file held before is

@@ -170,7 +170,7 @@ fn filler(len: u64, seq: u64) -> Option<Vec<u8>> {
 /// The header that replaces `seg`'s damaged one. Version 2 (the segment may hold PutBatch
 /// records, which an older binary must refuse rather than misread, §3.5; this binary reads
 /// every version), unless the chain of records from the start ends at an end marker naming this
-/// segment: then it was recycled, and the marker gives back its floor (version 3, §4.4).
+/// segment: then it was recycled, and the marker gives back its floor (version 3, §4.6).
 fn rebuilt_header(seg: &Segment) -> segment_header::SegmentHeader {
     let mut off = segment_header::LEN as u64;
     let mut hb = [0u8; record::HEADER_LEN];
