@@ -1,7 +1,8 @@
 //! tidegate against its peers at equal durability, on one workload: batches of 100 x 512 B,
 //! each batch durable before the next (docs/benchmarks.md, "Peers").
 //!
-//! - `tidegate`: a [`FileChannel`], fsync = always (a commit returns after `fdatasync`).
+//! - `tidegate`: a [`FileChannel`], fsync = always (a commit returns after `fdatasync`),
+//!   checkpointing every second in the background (collected segments are then reused).
 //! - `okaywal` 0.3: one entry of 100 chunks per batch; `EntryWriter::commit` flushes and
 //!   `fdatasync`s. Segments preallocated to 64 MiB (checkpoint after 48 MiB) so it is not
 //!   held back by its 1 MiB default; its log manager discards checkpointed entries. okaywal has
@@ -85,7 +86,13 @@ impl<C: Channel> Peer for Tidegate<C> {
 fn tidegate_file(dir: &Path) -> Tidegate<FileChannel> {
     Tidegate {
         name: "tidegate",
-        ch: common::open(common::config(dir).checkpoint_on_close(false)),
+        // Checkpoints every second (the shortest interval), as okaywal checkpoints every 48 MiB
+        // on its own: each collects the segments the takes emptied, which the log then reuses.
+        ch: common::open(
+            common::config(dir)
+                .checkpoint_on_close(false)
+                .checkpoint_interval(Duration::from_secs(1)),
+        ),
         ev: common::event(SIZE),
     }
 }
