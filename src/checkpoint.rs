@@ -292,7 +292,9 @@ fn collect_segments(inner: &Inner, newest: &KeptCheckpoint, backup: &KeptCheckpo
         let mut deleted = 0;
         for id in dead {
             if let Some(seg) = inner.segments.remove(id) {
-                match log.retire(&seg) {
+                // Below the free-space floor, collected segments are deleted, not kept.
+                let keep = !inner.space_low.load(std::sync::atomic::Ordering::Relaxed);
+                match log.retire(&seg, keep) {
                     Ok(()) => deleted += 1,
                     Err(e) => {
                         tracing::warn!(segment = %seg.path.display(), error = %e, "could not delete or keep for reuse a collected segment")

@@ -115,7 +115,7 @@ pub(crate) struct Inner {
     /// never waits for a checkpoint.
     pub(crate) last_checkpoint: Mutex<Option<(std::time::SystemTime, Duration)>>,
     closed: AtomicBool,
-    space_low: AtomicBool,
+    pub(crate) space_low: AtomicBool,
     /// The last free-space reading of each data directory (see [`Inner::check_space`]).
     space: Vec<Mutex<SpaceReading>>,
     next_dir: AtomicUsize,
@@ -507,11 +507,18 @@ impl Inner {
             return Ok(());
         }
         let path = &self.logs[dir].path;
-        let available = self
-            .cfg
-            .file_system
-            .free_space(path)
-            .map_err(|e| Error::io("checking free space", path, e))?;
+        let read = || {
+            self.cfg
+                .file_system
+                .free_space(path)
+                .map_err(|e| Error::io("checking free space", path, e))
+        };
+        let mut available = read()?;
+        // Collected segment files kept for reuse hold space that puts need: below the floor
+        // they go first (every directory's: they may share a file system).
+        if available < floor && self.logs.iter().map(|l| l.release_free()).sum::<usize>() > 0 {
+            available = read()?;
+        }
         let low = available < floor;
         *r = SpaceReading {
             reading: Some((available, Instant::now())),

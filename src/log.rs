@@ -361,12 +361,15 @@ impl DirLog {
     }
 
     /// Takes the collected segment `seg` out of use: its file is kept for reuse (renamed
-    /// `segment-N.log.free`) when the directory's pool has room and the file has the configured
-    /// size, and deleted otherwise. The caller syncs the directory.
-    pub(crate) fn retire(&self, seg: &Segment) -> std::io::Result<()> {
+    /// `segment-N.log.free`) when `keep` (free space is not low), the directory's pool has room
+    /// and the file has the configured size, and deleted otherwise. The caller syncs the
+    /// directory.
+    pub(crate) fn retire(&self, seg: &Segment, keep: bool) -> std::io::Result<()> {
         let fs = &*self.shared.fs;
         let mut free = self.free.lock();
-        if free.len() < self.shared.recycle_segments && seg.map.len() == self.shared.segment_size
+        if keep
+            && free.len() < self.shared.recycle_segments
+            && seg.map.len() == self.shared.segment_size
         {
             let to = self.path.join(crate::format::file_name::segment_free(seg.id.0));
             fs.rename(&seg.path, &to)?;
@@ -375,6 +378,29 @@ impl DirLog {
         } else {
             fs.remove_file(&seg.path)
         }
+    }
+
+    /// Deletes every file of the directory's pool (free space ran low: they hold space that
+    /// puts need) and syncs the directory. Returns how many were deleted.
+    pub(crate) fn release_free(&self) -> usize {
+        let fs = &*self.shared.fs;
+        let files = std::mem::take(&mut *self.free.lock());
+        let mut deleted = 0;
+        for f in &files {
+            match fs.remove_file(f) {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(file = %f.display(), error = %e, "could not delete a collected segment file")
+                }
+            }
+        }
+        if deleted > 0 {
+            if let Err(e) = fs.sync_dir(&self.path) {
+                tracing::warn!(dir = %self.path.display(), error = %e, "syncing data dir after deleting collected segment files failed");
+            }
+            tracing::info!(dir = %self.path.display(), deleted, "free space is low: collected segment files kept for reuse deleted");
+        }
+        deleted
     }
 
     fn roll(&self, w: &mut Writer) -> Result<()> {

@@ -894,3 +894,67 @@ fn a_full_disk_during_a_checkpoint_is_an_error_and_the_channel_keeps_serving() {
     let ch = FileChannel::open(cfg(dir.path())).expect("reopen");
     assert_eq!(drain(&ch), vec![1, 2, 3]);
 }
+
+/// Collected segment files kept for reuse (`segment-N.log.free`) hold disk space: below the
+/// free-space floor the channel deletes them before refusing a put, and collects segments by
+/// deleting them until the space is back (DESIGN.md §4.6, §9.2).
+#[test]
+fn below_the_free_space_floor_the_files_kept_for_reuse_are_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = common::data_dir(dir.path());
+    let fs = FaultyFs::new(Arc::new(StdFs));
+    let faults = fs.faults().clone();
+    let ch = FileChannel::open(
+        cfg(dir.path())
+            .minimum_required_space(10 << 20)
+            .recycle_segments(2)
+            .file_system(Arc::new(fs)),
+    )
+    .expect("open");
+    let free_files = || {
+        std::fs::read_dir(&data)
+            .expect("read data dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log.free"))
+            .count()
+    };
+    let big = |i: u64| Event::new(vec![b'x'; 2000]).with_header("i", i.to_string());
+    // Rounds of about two segments of events, taken and checkpointed: segments get collected.
+    let mut next = 0;
+    let mut round = |ch: &FileChannel| -> Result<(), Error> {
+        let mut tx = ch.transaction();
+        for _ in 0..60 {
+            tx.put(big(next)).map_err(|e| e.error)?;
+            next += 1;
+        }
+        tx.commit()?;
+        let got = drain(ch);
+        assert_eq!(got.len(), 60, "every event of the round comes back");
+        ch.checkpoint()?;
+        Ok(())
+    };
+    for _ in 0..4 {
+        round(&ch).expect("a round above the floor");
+    }
+    assert!(free_files() > 0, "collected segments are kept for reuse");
+    assert!(free_files() <= 2, "at most recycle_segments are kept");
+
+    faults.set_free_space(Some(5 << 20));
+    let err = round(&ch).expect_err("a put below the floor");
+    assert!(
+        matches!(&err, Error::InsufficientSpace { available, .. } if *available == 5 << 20),
+        "{err:?}"
+    );
+    assert_eq!(free_files(), 0, "below the floor the kept files are deleted");
+    // Collection below the floor deletes: the queue is empty; a checkpoint collects what is left.
+    assert_eq!(drain(&ch), Vec::<u64>::new());
+    ch.checkpoint().expect("checkpoint below the floor");
+    assert_eq!(free_files(), 0, "nothing is kept while space is low");
+
+    faults.set_free_space(None);
+    for _ in 0..4 {
+        round(&ch).expect("a round once space is back");
+    }
+    assert!(free_files() > 0, "with space back, collected segments are kept again");
+    ch.close().expect("close");
+}
