@@ -58,7 +58,7 @@ pub struct FileChannelConfig {
     pub(crate) keep_alive: Duration,
     pub(crate) max_event_size: u64,
     pub(crate) max_segment_size: u64,
-    pub(crate) recycle_segments: usize,
+    pub(crate) recycle_segments: u32,
     pub(crate) minimum_required_space: u64,
     pub(crate) checkpoint_interval: Duration,
     pub(crate) checkpoint_on_close: bool,
@@ -107,7 +107,7 @@ pub const DEFAULT_TRANSACTION_CAPACITY: usize = 10_000;
 /// Default `keep_alive`: 3 s (Flume's).
 pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// Default `recycle_segments`: 2 collected segment files kept per data directory for reuse.
-pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
+pub const DEFAULT_RECYCLE_SEGMENTS: u32 = 2;
 /// Default `max_event_size`: 32 MiB.
 pub const DEFAULT_MAX_EVENT_SIZE: u64 = 32 << 20;
 /// Default `batch_compression`: on (compression, when configured, works per put transaction).
@@ -208,7 +208,7 @@ impl FileChannelConfig {
     /// collected segments and zero-fills every new one. Kept files hold disk space: up to this
     /// many times `max_segment_size` per directory.
     #[must_use]
-    pub fn recycle_segments(mut self, files: usize) -> Self {
+    pub fn recycle_segments(mut self, files: u32) -> Self {
         self.recycle_segments = files;
         self
     }

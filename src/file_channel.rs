@@ -201,7 +201,7 @@ impl FileChannel {
             seq: AtomicU64::new(rec.last_seq),
             next_segment: AtomicU32::new(rec.next_segment),
             segment_size: cfg.max_segment_size,
-            recycle_segments: cfg.recycle_segments,
+            recycle_segments: cfg.recycle_segments as usize,
             codec: codec.clone(),
         });
         let mut locks = vec![ckpt_lock];
@@ -210,9 +210,10 @@ impl FileChannel {
             // A channel that writes PutBatch records appends only to segments whose header says
             // so (version 2, or 3 for a recycled one): an older binary must refuse them, not
             // misread them (§3.5).
-            let last = dir.segments.last().filter(|s| {
-                !codec.batches() || s.version() >= crate::format::BATCH_FORMAT_VERSION
-            });
+            let last = dir
+                .segments
+                .last()
+                .filter(|s| !codec.batches() || s.version() >= crate::format::BATCH_FORMAT_VERSION);
             let (active, tail) = match last {
                 Some(s) => (s.clone(), rec.tails[i]),
                 None => {
@@ -605,8 +606,13 @@ impl Inner {
     /// Reads the event a Put record holds, checking its CRC and, if it is encrypted, its
     /// authentication tag, and decompressing it if it is compressed. Returns the event and its
     /// stored payload length.
-    fn read_event(&self, ptr: RecordPtr) -> Result<(Event, u32)> {
-        let Some(seg) = self.segments.get(ptr.segment) else {
+    /// `last`: the segment the previous event of the batch was in (most takes read one
+    /// segment after another), kept to skip the segment table's lookup.
+    fn read_event(&self, ptr: RecordPtr, last: &mut Option<Arc<Segment>>) -> Result<(Event, u32)> {
+        if last.as_ref().is_none_or(|s| s.id != ptr.segment) {
+            *last = self.segments.get(ptr.segment);
+        }
+        let Some(seg) = last.as_deref() else {
             return Err(Error::Corrupt {
                 path: PathBuf::from(format!("segment {}", ptr.segment)),
                 offset: ptr.record_offset(),
@@ -617,7 +623,7 @@ impl Inner {
             });
         };
         let decoded = decode_event_at(
-            &seg,
+            seg,
             ptr,
             &self.codec,
             self.cfg.max_event_size,
@@ -1079,8 +1085,9 @@ impl FileTxn {
         };
         let mut events = Vec::with_capacity(ptrs.len());
         let mut bytes = 0u64;
+        let mut last_segment = None;
         for ptr in &ptrs {
-            match ch.read_event(*ptr) {
+            match ch.read_event(*ptr, &mut last_segment) {
                 Ok((ev, len)) => {
                     events.push(ev);
                     bytes += u64::from(len);
@@ -1214,11 +1221,12 @@ impl FileTxn {
     fn commit_take(&mut self, t: TakeState) -> Result<()> {
         let ch = self.ch.clone();
         let id = self.id;
+        let mut crc_cache = record::HeaderCrcCache::default();
         let mut buf = Vec::with_capacity((t.taken.len() + 1) * (HEADER_LEN + 12));
         let mut records: Vec<Unsealed> = t
             .taken
             .iter()
-            .map(|p| record::encode_take(&mut buf, id, *p))
+            .map(|p| record::encode_take_cached(&mut buf, id, *p, &mut crc_cache))
             .collect();
         records.push(record::encode_marker(
             &mut buf,

@@ -371,7 +371,9 @@ impl DirLog {
             && free.len() < self.shared.recycle_segments
             && seg.map.len() == self.shared.segment_size
         {
-            let to = self.path.join(crate::format::file_name::segment_free(seg.id.0));
+            let to = self
+                .path
+                .join(crate::format::file_name::segment_free(seg.id.0));
             fs.rename(&seg.path, &to)?;
             free.push(to);
             Ok(())

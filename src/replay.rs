@@ -594,7 +594,7 @@ fn open_dir(
             removed_tmp = true;
         } else if file_name::is_segment_free(&name) {
             // Collected segment files kept for reuse: as many as `recycle_segments` allows.
-            if free.len() < cfg.recycle_segments {
+            if free.len() < cfg.recycle_segments as usize {
                 free.push(path.join(&name));
             } else {
                 fs.remove_file(&path.join(&name)).map_err(|e| {
@@ -1626,9 +1626,13 @@ fn end_recycled_at(torn: &BadRecord) -> Result<()> {
     let Some(r) = &seg.recycled else {
         return Ok(());
     };
-    seg.file
-        .write_all_at(&r.end, torn.offset)
-        .map_err(|e| Error::io("ending a recycled segment's log at a torn record", &seg.path, e))?;
+    seg.file.write_all_at(&r.end, torn.offset).map_err(|e| {
+        Error::io(
+            "ending a recycled segment's log at a torn record",
+            &seg.path,
+            e,
+        )
+    })?;
     seg.file
         .sync_data()
         .map_err(|e| Error::io("syncing after ending a torn tail", &seg.path, e))

@@ -2,7 +2,7 @@
 //! segment's file (recycling), opening, and the table of mapped segments that takes read events
 //! from.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

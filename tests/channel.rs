@@ -945,7 +945,11 @@ fn below_the_free_space_floor_the_files_kept_for_reuse_are_deleted() {
         matches!(&err, Error::InsufficientSpace { available, .. } if *available == 5 << 20),
         "{err:?}"
     );
-    assert_eq!(free_files(), 0, "below the floor the kept files are deleted");
+    assert_eq!(
+        free_files(),
+        0,
+        "below the floor the kept files are deleted"
+    );
     // Collection below the floor deletes: the queue is empty; a checkpoint collects what is left.
     assert_eq!(drain(&ch), Vec::<u64>::new());
     ch.checkpoint().expect("checkpoint below the floor");
@@ -955,6 +959,9 @@ fn below_the_free_space_floor_the_files_kept_for_reuse_are_deleted() {
     for _ in 0..4 {
         round(&ch).expect("a round once space is back");
     }
-    assert!(free_files() > 0, "with space back, collected segments are kept again");
+    assert!(
+        free_files() > 0,
+        "with space back, collected segments are kept again"
+    );
     ch.close().expect("close");
 }

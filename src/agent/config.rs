@@ -603,7 +603,7 @@ struct FileChannelToml {
     keep_alive: Option<HumanDuration>,
     max_event_size: Option<ByteSize>,
     max_segment_size: Option<ByteSize>,
-    recycle_segments: Option<usize>,
+    recycle_segments: Option<u32>,
     minimum_required_space: Option<ByteSize>,
     checkpoint_interval: Option<HumanDuration>,
     checkpoint_on_close: Option<bool>,
