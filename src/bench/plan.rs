@@ -129,17 +129,20 @@ fn positive<T: PartialEq + Default + Copy>(name: &str, values: &[T]) -> Result<(
 
 /// Bytes a file-channel configuration writes into its directory at most: two phases' log
 /// records per round (put phase, end-to-end phase; segments are collected between rounds), the
-/// active and the spare segment of each data directory plus one segment of rounding, the
-/// baseline's ring, the probe file and the channel's free-space floor.
+/// active and the spare segment of each data directory and the collected ones it keeps for reuse
+/// (`recycle_segments`), plus one segment of rounding, the baseline's ring, the probe file and
+/// the channel's free-space floor.
 pub fn planned_bytes(w: &Workload, events: u64) -> u64 {
     let batches = events.div_ceil(w.batch.max(1) as u64);
     let log = events
         .saturating_mul(w.event_size as u64 + LOG_BYTES_PER_EVENT)
         .saturating_add(batches.saturating_mul(LOG_BYTES_PER_BATCH))
         .saturating_mul(2);
-    let segments = w
-        .segment_size
-        .saturating_mul(2 * w.data_dirs_per_dir.max(1) as u64 + 1);
+    let segments = w.segment_size.saturating_mul(
+        (2 + u64::from(crate::config::DEFAULT_RECYCLE_SEGMENTS))
+            * w.data_dirs_per_dir.max(1) as u64
+            + 1,
+    );
     let ring = super::baseline::ring_size(events, w.event_size, w.batch);
     log.saturating_add(segments)
         .saturating_add(ring)

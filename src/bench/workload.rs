@@ -15,8 +15,9 @@
 //!    of `event_size` bytes, in the same batches) into a preallocated file in the same
 //!    directory, one `pwrite` + `fdatasync` per batch ([`baseline::put_rate`]).
 //!
-//! Then, untimed, a checkpoint lets the channel delete the segments the round emptied. A quick
-//! 50-sync probe before and after the round labels its disk regime ([`QuickProbe`]).
+//! Then, untimed, a checkpoint lets the channel collect (delete, or keep for reuse) the
+//! segments the round emptied. A quick 50-sync probe before and after the round labels its disk
+//! regime ([`QuickProbe`]).
 //!
 //! [`file_channel_config`] is the one place that turns a [`Workload`] into a channel
 //! configuration: options such as encryption or compression belong there.
@@ -405,7 +406,7 @@ impl<'a> ConfigRun<'a> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(BenchError::Interrupted);
         }
-        // Untimed: let a checkpoint delete the segments this round emptied.
+        // Untimed: let a checkpoint collect the segments this round emptied (kept for reuse, up to `recycle_segments`).
         self.channel.checkpoint()?;
         self.put_latency.add(&put_lat).ok();
         self.take_latency.add(&take_lat).ok();
