@@ -564,3 +564,35 @@ fn a_damaged_body_in_a_sealed_segment_is_found_by_verify_and_dropped_by_repair()
     let expected: Vec<u64> = (0..200).filter(|i| *i != 1).collect();
     assert_eq!(drain(&ch), expected, "no take meets the damaged event");
 }
+
+/// `inspect` and `verify` on a channel that reuses collected segments: the recycled ones are
+/// marked, and the bytes after their end markers (the files' earlier contents) are no problem.
+#[test]
+fn inspect_and_verify_know_recycled_segments() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let ch = FileChannel::open(cfg(root.path()).recycle_segments(2)).expect("open");
+    let big = |i: u64| tidegate::Event::new(vec![b'r'; 3000]).with_header("i", i.to_string());
+    let mut next = 0;
+    for _ in 0..8 {
+        let mut tx = ch.transaction();
+        for _ in 0..40 {
+            tx.put(big(next)).expect("put");
+            next += 1;
+        }
+        tx.commit().expect("commit");
+        assert_eq!(drain(&ch).len(), 40);
+        ch.checkpoint().expect("checkpoint");
+    }
+    put_range(&ch, 0..3);
+    drop(ch);
+    let r = offline::inspect(&dirs(root.path()), RecoveryMode::Strict).expect("inspect");
+    assert_eq!(r.events_queued, 3);
+    assert!(
+        r.segments.iter().any(|s| s.recycled),
+        "a recycled segment is marked: {:?}",
+        r.segments
+    );
+    let v = offline::verify(&dirs(root.path())).expect("verify");
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(v.strict_open_error, None);
+}

@@ -43,7 +43,7 @@ fn json(r: &InspectReport) -> serde_json::Value {
         "oldest": ev(&r.oldest),
         "newest": ev(&r.newest),
         "segments": r.segments.iter().map(|s| serde_json::json!({
-            "id": s.id, "dir": s.dir, "file": s.path, "size": s.size, "live_events": s.live_events,
+            "id": s.id, "dir": s.dir, "file": s.path, "size": s.size, "recycled": s.recycled, "live_events": s.live_events,
         })).collect::<Vec<_>>(),
         "checkpoint": r.checkpoint.as_ref().map(|c| serde_json::json!({
             "generation": c.generation, "created_ms": c.created_ms,
@@ -95,11 +95,12 @@ fn text(r: &InspectReport) {
     println!("segments:        {}", r.segments.len());
     for s in &r.segments {
         println!(
-            "  {:>10}  {:>12} bytes  {:>9} live  {}",
+            "  {:>10}  {:>12} bytes  {:>9} live  {}{}",
             s.id,
             s.size,
             s.live_events,
-            s.path.display()
+            s.path.display(),
+            if s.recycled { "  (recycled)" } else { "" }
         );
     }
     for (d, f) in &r.free_space {

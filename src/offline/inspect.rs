@@ -43,6 +43,8 @@ pub struct SegmentSummary {
     pub path: PathBuf,
     /// File size.
     pub size: u64,
+    /// A recycled segment (format version 3, DESIGN.md §4.6): a collected segment's file reused.
+    pub recycled: bool,
     /// Queued events whose record is in it.
     pub live_events: u64,
 }
@@ -120,6 +122,7 @@ pub fn inspect(dirs: &ChannelDirs, mode: RecoveryMode) -> Result<InspectReport> 
             dir: s.dir,
             path: s.path.clone(),
             size: s.map.len(),
+            recycled: s.recycled.is_some(),
             live_events: rec.state.live.get(&s.id).copied().unwrap_or(0),
         })
         .collect();
