@@ -19,6 +19,8 @@
 //! `TIDEGATE_RATIO_BIG_EVENTS` (4 KiB events per bandwidth run, default 50,000),
 //! `TIDEGATE_RATIO_PRODUCER_EVENTS` (events per producers run, default 100,000),
 //! `TIDEGATE_RATIO_ONLY` (`put`, `bandwidth` or `producers`: run one section),
+//! `TIDEGATE_RATIO_SEGMENT` (the put section's `max_segment_size` in bytes; one large enough for
+//! the whole run means no segment is prepared while anything is timed),
 //! `TIDEGATE_BENCH_DIR` (where the data goes).
 
 mod common;
