@@ -360,26 +360,29 @@ impl DirLog {
         }
     }
 
-    /// Takes the collected segment `seg` out of use: its file is kept for reuse (renamed
-    /// `segment-N.log.free`) when `keep` (free space is not low), the directory's pool has room
-    /// and the file has the configured size, and deleted otherwise. The caller syncs the
-    /// directory.
+    /// Takes the collected segment `seg` out of use: its file is kept for reuse when `keep`
+    /// (free space is not low), the directory's pool has room and the file has the configured
+    /// size, and deleted otherwise. Kept: renamed `segment-N.log.free`, then stamped with the
+    /// sequence counter, which is above every record it holds ([`segment::stamp_free`]); a file
+    /// whose stamp fails is deleted. The caller syncs the directory. (Called by the checkpoint
+    /// thread only; the stamp's `fdatasync` runs without the pool's lock, which appends take.)
     pub(crate) fn retire(&self, seg: &Segment, keep: bool) -> std::io::Result<()> {
         let fs = &*self.shared.fs;
-        let mut free = self.free.lock();
-        if keep
-            && free.len() < self.shared.recycle_segments
-            && seg.map.len() == self.shared.segment_size
-        {
-            let to = self
-                .path
-                .join(crate::format::file_name::segment_free(seg.id.0));
-            fs.rename(&seg.path, &to)?;
-            free.push(to);
-            Ok(())
-        } else {
-            fs.remove_file(&seg.path)
+        let room = self.free.lock().len() < self.shared.recycle_segments;
+        if !(keep && room && seg.map.len() == self.shared.segment_size) {
+            return fs.remove_file(&seg.path);
         }
+        let to = self
+            .path
+            .join(crate::format::file_name::segment_free(seg.id.0));
+        fs.rename(&seg.path, &to)?;
+        let floor = self.shared.seq.load(Ordering::SeqCst);
+        if let Err(e) = segment::stamp_free(fs, &to, seg.id, floor) {
+            tracing::warn!(file = %to.display(), error = %e, "stamping a collected segment file for reuse failed; deleting it");
+            return fs.remove_file(&to);
+        }
+        self.free.lock().push(to);
+        Ok(())
     }
 
     /// Deletes every file of the directory's pool (free space ran low: they hold space that

@@ -129,8 +129,10 @@ pub(crate) struct OpenedDir {
     pub(crate) path: PathBuf,
     pub(crate) segments: Vec<Arc<Segment>>,
     /// Collected segment files kept for reuse (`segment-N.log.free`), at most
-    /// `recycle_segments`.
+    /// `recycle_segments`, with intact stamps.
     pub(crate) free: Vec<PathBuf>,
+    /// The highest stamp of those files: the sequence counter starts above it.
+    pub(crate) free_floor: u64,
     pub(crate) lock: DirLock,
     /// Segments skipped for a damaged header (`skip` mode).
     pub(crate) segments_skipped: u64,
@@ -371,12 +373,15 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
         next_txn,
         inflight_redelivered,
     } = built;
-    // A recycled segment's floor was the counter when it was recycled: new sequence numbers
-    // start above it even when no record above it is left.
+    // A recycled segment's floor was the counter when it was recycled, and a kept file's stamp
+    // the counter when it was collected: new sequence numbers start above both even when no
+    // record above them is left (a full replay may find none), so no record a file held can
+    // rise above the floor of its next use.
     let last_seq = dirs
         .iter()
         .flat_map(|d| d.segments.iter())
         .filter_map(|s| s.recycled.map(|r| r.floor))
+        .chain(dirs.iter().map(|d| d.free_floor))
         .fold(last_seq, u64::max);
 
     // Torn tails: zero in place and sync, so the next append starts on clean bytes.
@@ -587,20 +592,27 @@ fn open_dir(
     let mut removed_tmp = false;
     let mut ids = Vec::new();
     let mut free = Vec::new();
+    let mut free_floor = 0;
     for name in names {
         if file_name::is_segment_tmp(&name) {
             fs.remove_file(&path.join(&name))
                 .map_err(|e| Error::io("removing unfinished segment", path.join(&name), e))?;
             removed_tmp = true;
-        } else if file_name::is_segment_free(&name) {
-            // Collected segment files kept for reuse: as many as `recycle_segments` allows.
-            if free.len() < cfg.recycle_segments as usize {
-                free.push(path.join(&name));
-            } else {
-                fs.remove_file(&path.join(&name)).map_err(|e| {
-                    Error::io("removing a collected segment file", path.join(&name), e)
-                })?;
-                removed_tmp = true;
+        } else if let Some(id) = file_name::parse_segment_free(&name) {
+            // Collected segment files kept for reuse: as many as `recycle_segments` allows, each
+            // with an intact stamp (a crash between its rename and its stamp leaves one without:
+            // nothing then bounds the sequence numbers it holds).
+            let file = path.join(&name);
+            match segment::read_stamp(fs, &file, id) {
+                Some(floor) if free.len() < cfg.recycle_segments as usize => {
+                    free.push(file);
+                    free_floor = free_floor.max(floor);
+                }
+                _ => {
+                    fs.remove_file(&file)
+                        .map_err(|e| Error::io("removing a collected segment file", &file, e))?;
+                    removed_tmp = true;
+                }
             }
         } else if let Some(id) = file_name::parse_segment(&name) {
             ids.push(id);
@@ -663,6 +675,7 @@ fn open_dir(
             path: path.to_path_buf(),
             segments,
             free,
+            free_floor,
             lock,
             segments_skipped,
         },

@@ -206,6 +206,45 @@ pub(crate) fn recycle(
     })
 }
 
+/// Bytes of a kept file's stamp: a version 3 header and its end marker.
+const STAMP_LEN: usize = segment_header::LEN + HEADER_LEN;
+
+/// Stamps the collected segment file `path` (once segment `id`, now `segment-{id}.log.free`)
+/// with `floor`, a sequence number at or above every record it holds: a version 3 header whose
+/// floor is `floor`, and the end marker that names it, in one write, then `fdatasync`. An open
+/// keeps a file for reuse only with an intact stamp ([`read_stamp`]) and starts the sequence
+/// counter above its floor, so the file's records stay below the floor of its next use whatever
+/// replay finds elsewhere (a full replay after both checkpoints are lost may find none).
+pub(crate) fn stamp_free(
+    fs: &dyn FileSystem,
+    path: &Path,
+    id: SegmentId,
+    floor: u64,
+) -> io::Result<()> {
+    let file = fs.open(path, true)?;
+    let mut stamp = segment_header::encode(&segment_header::SegmentHeader::recycled(
+        id.0,
+        now_ms(),
+        floor,
+    ));
+    stamp.extend_from_slice(&record::end_marker(id.0, floor));
+    file.write_all_at(&stamp, 0)?;
+    file.sync_data()
+}
+
+/// The floor a kept file `path` (named for segment `id`) was stamped with, if its stamp is
+/// intact ([`stamp_free`]); `None` for a file renamed but not (fully) stamped before a crash.
+pub(crate) fn read_stamp(fs: &dyn FileSystem, path: &Path, id: u32) -> Option<u64> {
+    let file = fs.open(path, false).ok()?;
+    let mut stamp = [0u8; STAMP_LEN];
+    file.read_exact_at(&mut stamp, 0).ok()?;
+    let h = segment_header::decode(&stamp[..segment_header::LEN]).ok()?;
+    (h.is_recycled()
+        && h.segment_id == id
+        && stamp[segment_header::LEN..] == record::end_marker(id, h.floor))
+    .then_some(h.floor)
+}
+
 /// Opens an existing segment for reading and appending.
 pub(crate) fn open(
     fs: &dyn FileSystem,

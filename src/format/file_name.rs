@@ -24,9 +24,13 @@ pub fn segment_free(id: u32) -> String {
 
 /// True for a collected segment's file kept for reuse.
 pub fn is_segment_free(name: &str) -> bool {
-    name.strip_prefix("segment-")
-        .and_then(|n| n.strip_suffix(".log.free"))
-        .is_some_and(|d| parse_digits(d, 10).is_some())
+    parse_segment_free(name).is_some()
+}
+
+/// The segment id in the name of a collected segment's file kept for reuse.
+pub fn parse_segment_free(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("segment-")?.strip_suffix(".log.free")?;
+    parse_digits(digits, 10)?.try_into().ok()
 }
 
 /// The segment id in a segment file name.
@@ -74,6 +78,7 @@ mod tests {
         assert!(is_segment_free(&segment_free(3)));
         assert!(!is_segment_free(&segment(3)) && !is_segment_free(&segment_tmp(3)));
         assert_eq!(parse_segment(&segment_free(3)), None);
+        assert_eq!(parse_segment_free(&segment_free(3)), Some(3));
         assert_eq!(parse_segment("segment-42.log"), None);
         assert_eq!(parse_segment("notes.txt"), None);
         assert_eq!(parse_checkpoint("checkpoint.tmp"), None);
