@@ -362,10 +362,11 @@ impl DirLog {
 
     /// Takes the collected segment `seg` out of use: its file is kept for reuse when `keep`
     /// (free space is not low), the directory's pool has room and the file has the configured
-    /// size, and deleted otherwise. Kept: renamed `segment-N.log.free`, then stamped with the
-    /// sequence counter, which is above every record it holds ([`segment::stamp_free`]); a file
-    /// whose stamp fails is deleted. The caller syncs the directory. (Called by the checkpoint
-    /// thread only; the stamp's `fdatasync` runs without the pool's lock, which appends take.)
+    /// size, and deleted otherwise. Kept: renamed `segment-N.log.free`, the directory synced,
+    /// then stamped with the sequence counter, which is above every record it holds
+    /// ([`segment::stamp_free`]); a file whose stamp fails is deleted. The caller syncs the
+    /// directory after a deletion. (Called by the checkpoint thread only; the syncs run without
+    /// the pool's lock, which appends take.)
     pub(crate) fn retire(&self, seg: &Segment, keep: bool) -> std::io::Result<()> {
         let fs = &*self.shared.fs;
         let room = self.free.lock().len() < self.shared.recycle_segments;
@@ -376,6 +377,10 @@ impl DirLog {
             .path
             .join(crate::format::file_name::segment_free(seg.id.0));
         fs.rename(&seg.path, &to)?;
+        // The new name is made durable before the stamp touches the file: a crash must never
+        // leave `segment-N.log` (the rename lost) with a half-written stamp as its header. If
+        // this sync fails, the file is left unstamped and out of the pool: an open deletes it.
+        fs.sync_dir(&self.path)?;
         let floor = self.shared.seq.load(Ordering::SeqCst);
         if let Err(e) = segment::stamp_free(fs, &to, seg.id, floor) {
             tracing::warn!(file = %to.display(), error = %e, "stamping a collected segment file for reuse failed; deleting it");
