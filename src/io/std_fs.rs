@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use super::{DirLock, FileSystem, MappedRegion, StorageFile, region_range};
 
+/// How long [`StdFs`]'s `lock_dir` keeps trying a busy lock (see there).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
@@ -79,13 +82,28 @@ impl FileSystem for StdFs {
             .create(true)
             .truncate(false)
             .open(path.join(".lock"))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock::new(Box::new(file))),
-            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "another process (or channel) holds the lock",
-            )),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+        // A lock released a moment ago can still be held by a child process another thread of
+        // this process is starting: between its fork and its exec the child holds a copy of the
+        // lock's descriptor (closed, with the lock, at exec). So a lock that is busy is tried
+        // again for up to about 0.1 s before the open fails with `Locked`.
+        let mut wait = std::time::Duration::from_millis(1);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock::new(Box::new(file))),
+                Err(fs::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                    std::thread::sleep(wait);
+                    waited += wait;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "another process (or channel) holds the lock",
+                    ));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
         }
     }
 }
