@@ -206,26 +206,47 @@ impl FileChannel {
         });
         let mut locks = vec![ckpt_lock];
         let mut logs = Vec::with_capacity(rec.dirs.len());
-        for (i, dir) in rec.dirs.into_iter().enumerate() {
+        for (i, mut dir) in rec.dirs.into_iter().enumerate() {
             // A channel that writes PutBatch records appends only to segments whose header says
-            // so (version 2, or 3 for a recycled one): an older binary must refuse them, not
-            // misread them (§3.5).
-            let last = dir
-                .segments
-                .last()
-                .filter(|s| !codec.batches() || s.version() >= crate::format::BATCH_FORMAT_VERSION);
+            // so (version 2): an older binary must refuse them, not misread them (§3.5). And no
+            // session appends to a recycled segment it finds as the newest: the previous
+            // session may have left pieces of unsynced writes beyond its end marker, whose
+            // sequence numbers replay never saw (DESIGN.md §4.6); the segment stays sealed at
+            // its end marker and appends go to a new one.
+            let last = dir.segments.last().filter(|s| {
+                s.recycled.is_none()
+                    && (!codec.batches() || s.version() == crate::format::BATCH_FORMAT_VERSION)
+            });
             let (active, tail) = match last {
                 Some(s) => (s.clone(), rec.tails[i]),
                 None => {
                     let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
-                    let seg = Arc::new(segment::create(
-                        &*cfg.file_system,
-                        i,
-                        &dir.path,
-                        id,
-                        cfg.max_segment_size,
-                        shared.segment_version(),
-                    )?);
+                    let floor = shared.seq.load(Ordering::SeqCst);
+                    let recycled = dir.free.pop().and_then(|free| {
+                        segment::recycle(
+                            &*cfg.file_system,
+                            i,
+                            &dir.path,
+                            &free,
+                            id,
+                            cfg.max_segment_size,
+                            floor,
+                        )
+                        .inspect_err(|e| tracing::warn!(error = %e, "reusing a collected segment file failed; creating a new segment"))
+                        .ok()
+                    });
+                    let seg = match recycled {
+                        Some(seg) => seg,
+                        None => segment::create(
+                            &*cfg.file_system,
+                            i,
+                            &dir.path,
+                            id,
+                            cfg.max_segment_size,
+                            shared.segment_version(),
+                        )?,
+                    };
+                    let seg = Arc::new(seg);
                     segments.insert(seg.clone());
                     (seg, segment_header::LEN as u64)
                 }

@@ -211,7 +211,8 @@ const STAMP_LEN: usize = segment_header::LEN + HEADER_LEN;
 
 /// Stamps the collected segment file `path` (once segment `id`, now `segment-{id}.log.free`)
 /// with `floor`, a sequence number at or above every record it holds: a version 3 header whose
-/// floor is `floor`, and the end marker that names it, in one write, then `fdatasync`. An open
+/// floor is `floor`, and the stamp's mark ([`record::free_stamp_marker`], kind 7: a recycled
+/// segment's own header and end marker are not a stamp), in one write, then `fdatasync`. An open
 /// keeps a file for reuse only with an intact stamp ([`read_stamp`]) and starts the sequence
 /// counter above its floor, so the file's records stay below the floor of its next use whatever
 /// replay finds elsewhere (a full replay after both checkpoints are lost may find none).
@@ -227,7 +228,7 @@ pub(crate) fn stamp_free(
         now_ms(),
         floor,
     ));
-    stamp.extend_from_slice(&record::end_marker(id.0, floor));
+    stamp.extend_from_slice(&record::free_stamp_marker(id.0, floor));
     file.write_all_at(&stamp, 0)?;
     file.sync_data()
 }
@@ -241,7 +242,7 @@ pub(crate) fn read_stamp(fs: &dyn FileSystem, path: &Path, id: u32) -> Option<u6
     let h = segment_header::decode(&stamp[..segment_header::LEN]).ok()?;
     (h.is_recycled()
         && h.segment_id == id
-        && stamp[segment_header::LEN..] == record::end_marker(id, h.floor))
+        && stamp[segment_header::LEN..] == record::free_stamp_marker(id, h.floor))
     .then_some(h.floor)
 }
 

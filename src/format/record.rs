@@ -170,11 +170,27 @@ pub fn is_end_marker(header: &[u8]) -> bool {
 /// The `kind` byte of a recycled segment's end marker (never a record's kind).
 pub const END_KIND: u8 = 6;
 
+/// The `kind` byte of a kept (free) segment file's stamp: like an end marker, with this kind
+/// (never a record's, never an end marker's), so that a file renamed for reuse whose stamp a
+/// crash lost is never taken for a stamped one because it holds a recycled segment's own
+/// header and end marker.
+pub const FREE_STAMP_KIND: u8 = 7;
+
 /// The end marker of the recycled segment `segment_id` whose records have sequence numbers
 /// above `floor` (see the module docs): written after the records of every append to it.
 pub fn end_marker(segment_id: u32, floor: u64) -> [u8; HEADER_LEN] {
+    marker(END_KIND, segment_id, floor)
+}
+
+/// The mark after the header of a kept segment file's stamp (DESIGN.md §4.6): as
+/// [`end_marker`], with kind [`FREE_STAMP_KIND`].
+pub fn free_stamp_marker(segment_id: u32, floor: u64) -> [u8; HEADER_LEN] {
+    marker(FREE_STAMP_KIND, segment_id, floor)
+}
+
+fn marker(kind: u8, segment_id: u32, floor: u64) -> [u8; HEADER_LEN] {
     let mut b = [0u8; HEADER_LEN];
-    b[12] = END_KIND;
+    b[12] = kind;
     b[16..24].copy_from_slice(&floor.to_le_bytes());
     b[24..32].copy_from_slice(&u64::from(segment_id).to_le_bytes());
     let crc = crc32(&b[4..]);
