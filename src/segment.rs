@@ -116,9 +116,7 @@ pub(crate) fn create(
             off += n as u64;
         }
         file.sync_all()?;
-        fs.rename(&tmp, &path)?;
-        fs.sync_dir(dir_path)?;
-        Ok(file)
+        publish(fs, dir_path, &tmp, &path, file)
     })();
     let file = match result {
         Ok(f) => f,
@@ -127,6 +125,31 @@ pub(crate) fn create(
             return Err(Error::io("creating segment", &path, e));
         }
     };
+    mapped(id, dir, path, file, None)
+}
+
+/// The last steps of [`create`] and [`recycle`]: rename the ready `tmp` to `path` and `fsync`
+/// the directory.
+fn publish(
+    fs: &dyn FileSystem,
+    dir_path: &Path,
+    tmp: &Path,
+    path: &Path,
+    file: Arc<dyn StorageFile>,
+) -> io::Result<Arc<dyn StorageFile>> {
+    fs.rename(tmp, path)?;
+    fs.sync_dir(dir_path)?;
+    Ok(file)
+}
+
+/// A [`Segment`] of the open `file` at `path`, with its read-only map.
+fn mapped(
+    id: SegmentId,
+    dir: usize,
+    path: PathBuf,
+    file: Arc<dyn StorageFile>,
+    recycled: Option<Recycled>,
+) -> Result<Segment> {
     let map = file
         .map_read()
         .map_err(|e| Error::io("mapping segment", &path, e))?;
@@ -136,7 +159,7 @@ pub(crate) fn create(
         path,
         file,
         map,
-        recycled: None,
+        recycled,
     })
 }
 
@@ -181,9 +204,7 @@ pub(crate) fn recycle(
         file.write_all_at(&header, 0)?;
         file.write_all_at(&recycled.end, header.len() as u64)?;
         file.sync_data()?;
-        fs.rename(&tmp, &path)?;
-        fs.sync_dir(dir_path)?;
-        Ok(file)
+        publish(fs, dir_path, &tmp, &path, file)
     })();
     let file = match result {
         Ok(f) => f,
@@ -193,17 +214,7 @@ pub(crate) fn recycle(
             return Err(Error::io("recycling segment", free, e));
         }
     };
-    let map = file
-        .map_read()
-        .map_err(|e| Error::io("mapping segment", &path, e))?;
-    Ok(Segment {
-        id,
-        dir,
-        path,
-        file,
-        map,
-        recycled: Some(recycled),
-    })
+    mapped(id, dir, path, file, Some(recycled))
 }
 
 /// Bytes of a kept file's stamp: a version 3 header and its end marker.

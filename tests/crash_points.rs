@@ -25,32 +25,16 @@
 //! The recovered channel is then closed without taking anything and crashed again: the second
 //! recovery must see the same events (recovery's own repairs are durable).
 
+mod common;
+
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{Rng, varied_body, varied_event};
 use tidegate::io::{Cut, MemFs, TornTail};
 use tidegate::{Event, FileChannel, FileChannelConfig, RecoveryMode, RecoveryReport};
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Setup {
@@ -82,26 +66,17 @@ fn config(fs: &MemFs, setup: Setup) -> FileChannelConfig {
         })
 }
 
-/// The body of event `id`: names the id and has an id-dependent length (16..~700 bytes), so
-/// segments roll every 15–40 events and large put transactions spill.
-fn body(id: u64) -> Vec<u8> {
-    let len = 16 + (id.wrapping_mul(2_654_435_761) % 680) as usize;
-    let mut b = format!("event-{id}:").into_bytes();
-    b.extend((0..len).map(|i| (id as usize + i) as u8));
-    b
-}
-
-fn event(id: u64) -> Event {
-    Event::new(body(id)).with_header("i", id.to_string())
-}
-
 fn id_of(e: &Event) -> u64 {
     let id: u64 = e
         .headers()
         .get("i")
         .and_then(|v| v.parse().ok())
         .expect("every event has an id header");
-    assert_eq!(e.body(), body(id).as_slice(), "body of event {id} damaged");
+    assert_eq!(
+        e.body(),
+        varied_body(id).as_slice(),
+        "body of event {id} damaged"
+    );
     id
 }
 
@@ -174,7 +149,7 @@ fn steps(
             m.attempted = *next_id;
             let mut tx = ch.transaction();
             for &id in &ids {
-                tx.put(event(id))
+                tx.put(varied_event(id))
                     .map_err(|e| format!("step {step}: put {id}: {}", e.error))?;
             }
             if rng.chance(8) {

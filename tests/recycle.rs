@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{data_dir, drain, id_of};
+use common::{Rng, data_dir, drain, id_of, varied_body, varied_event};
 use tidegate::format::record::end_marker;
 use tidegate::io::{Cut, FileSystem, MemFs, TornTail};
 use tidegate::offline::{self, ChannelDirs};
@@ -507,39 +507,11 @@ fn a_late_spare_thread_does_not_put_the_floor_above_the_next_batch() {
 // 4: a crash after every k-th sync of a recycling workload
 // ---------------------------------------------------------------------------------------------
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut x = self.0;
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A body of 16..~700 bytes that names its id (as in tests/crash_points.rs).
-fn crash_body(id: u64) -> Vec<u8> {
-    let len = 16 + (id.wrapping_mul(2_654_435_761) % 680) as usize;
-    let mut b = format!("event-{id}:").into_bytes();
-    b.extend((0..len).map(|i| (id as usize + i) as u8));
-    b
-}
-
-fn crash_event(id: u64) -> Event {
-    Event::new(crash_body(id)).with_header("i", id.to_string())
-}
-
 fn crash_id(e: &Event) -> u64 {
     let id = id_of(e);
     assert_eq!(
         e.body(),
-        crash_body(id).as_slice(),
+        varied_body(id).as_slice(),
         "body of event {id} damaged"
     );
     id
@@ -583,7 +555,7 @@ fn crash_run(fs: &MemFs, steps: usize, track: bool) -> (Model, Option<FileChanne
                 next += n;
                 let mut tx = ch.transaction();
                 for &id in &ids {
-                    tx.put(crash_event(id))
+                    tx.put(varied_event(id))
                         .map_err(|e| format!("step {step}: put: {}", e.error))?;
                 }
                 if rng.below(10) == 0 {

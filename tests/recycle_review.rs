@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{cfg, data_dir, id_of};
+use common::{Rng, cfg, data_dir, id_of};
 use tidegate::io::MemFs;
 use tidegate::{Error, FileChannel, FileChannelConfig};
 
@@ -139,19 +139,6 @@ fn commit_events(ch: &FileChannel, ids: &[u64]) {
         tx.put(big_ev(*i)).expect("put");
     }
     tx.commit().expect("commit");
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Puts batches of 1..=3 events (each committed), draining and checkpointing every few commits

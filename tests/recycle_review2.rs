@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{cfg, data_dir, id_of};
+use common::{Rng, cfg, data_dir, drain, id_of};
 use tidegate::io::{Cut, FaultyFs, FileSystem, MemFs, TornTail};
 use tidegate::{FileChannel, FileChannelConfig};
 
@@ -22,16 +22,6 @@ fn base(root: &Path, recycle: u32) -> FileChannelConfig {
         .recycle_segments(recycle)
         .checkpoint_interval(Duration::from_secs(3600))
         .checkpoint_on_close(false)
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn aligned_ev(i: u64, body: usize) -> tidegate::Event {
@@ -48,20 +38,6 @@ fn put_one(ch: &FileChannel, e: tidegate::Event) {
     let mut tx = ch.transaction();
     tx.put(e).expect("put");
     tx.commit().expect("commit");
-}
-
-fn drain(ch: &FileChannel) -> Vec<u64> {
-    let mut out = Vec::new();
-    loop {
-        let mut tx = ch.transaction();
-        let evs = tx.take_batch(1000, Duration::ZERO).expect("take");
-        if evs.is_empty() {
-            tx.commit().expect("commit");
-            return out;
-        }
-        out.extend(evs.iter().map(id_of));
-        tx.commit().expect("commit");
-    }
 }
 
 fn u64_at(b: &[u8], o: usize) -> u64 {

@@ -146,3 +146,36 @@ pub fn flip(path: &Path, offset: u64, mask: u8) {
     f.write_all_at(&[b[0] ^ mask], offset).expect("write");
     f.sync_all().expect("sync");
 }
+
+/// splitmix64: a seeded generator for test workloads (the same seed, the same workload).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// The body of event `id` for crash workloads: names the id and has an id-dependent length
+/// (16..~700 bytes), so segments roll every few dozen events and large put transactions spill.
+pub fn varied_body(id: u64) -> Vec<u8> {
+    let len = 16 + (id.wrapping_mul(2_654_435_761) % 680) as usize;
+    let mut b = format!("event-{id}:").into_bytes();
+    b.extend((0..len).map(|i| (id as usize + i) as u8));
+    b
+}
+
+/// Event `id` with [`varied_body`] and an `i` header.
+pub fn varied_event(id: u64) -> Event {
+    Event::new(varied_body(id)).with_header("i", id.to_string())
+}
