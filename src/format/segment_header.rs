@@ -37,7 +37,7 @@ pub struct SegmentHeader {
     pub segment_id: u32,
     /// Creation time, ms since the epoch.
     pub created_ms: u64,
-    /// [`FORMAT_VERSION`], [`BATCH_FORMAT_VERSION`] or [`RECYCLED_FORMAT_VERSION`].
+    /// [`FORMAT_VERSION`], [`BATCH_FORMAT_VERSION`](super::BATCH_FORMAT_VERSION) or [`RECYCLED_FORMAT_VERSION`].
     pub version: u16,
     /// Version 3: every record of the segment has a sequence number above this. 0 otherwise.
     pub floor: u64,
