@@ -22,8 +22,8 @@
 //!    follow each other, is found without hashing its id.
 //! 4. Commits from every directory are applied in sequence-number order (commit order).
 //! 5. A record that fails its checks is a *torn tail* when nothing valid follows it in the newest
-//!    non-empty segment of its directory: the bytes are zeroed in place, synced, counted and
-//!    logged. Anywhere else it is corruption, handled by [`RecoveryMode`].
+//!    non-empty segment of its directory: the bytes are zeroed in place (in a recycled segment,
+//!    its end marker is written over the torn record instead), synced, counted and logged. Anywhere else it is corruption, handled by [`RecoveryMode`].
 //! 6. Transactions without a Commit are discarded: uncommitted puts never appear, and takes that
 //!    had not committed (their records are written only at commit) stay in the queue, so they
 //!    are delivered again, in order.
@@ -432,8 +432,9 @@ pub(crate) fn recover(cfg: &FileChannelConfig) -> Result<(Recovered, DirLock)> {
             });
         // Bytes beyond the tail of the segment appends will continue in: a crash persisted a
         // later unsynced write but lost an earlier one. Zero them before appending there. (A
-        // recycled segment holds its earlier contents there: its end marker ends the log, and
-        // the counter gap below keeps any such leftover from ever passing the sequence check.)
+        // recycled segment holds its earlier contents there, and maybe such leftovers: its
+        // synced end marker ends the log, and an open never appends to it again, DESIGN.md
+        // §4.6, so nothing ever follows them.)
         if let Some(last) = dirs[i].segments.last().filter(|s| s.recycled.is_none()) {
             let leftover = BadRecord {
                 seg: last.clone(),
@@ -1319,9 +1320,9 @@ pub(crate) fn first_unsealed(segments: &[Arc<Segment>]) -> Option<SegmentId> {
 }
 
 /// True when the log of `seg` ends at `off`: a zero header there (segments are preallocated
-/// with zeros), or a recycled segment's end marker. In a `sealed` segment (one replay checks with [`BodyCheck::HeaderOnly`]), a
-/// zero header followed by non-zero bytes is
-/// not an end but damage (a zeroed block in data that was synced), which the caller then reads
+/// with zeros), or a recycled segment's end marker (and nothing else ends a recycled one). In a
+/// `sealed` segment (one replay checks with [`BodyCheck::HeaderOnly`]), a zero header followed
+/// by non-zero bytes is not an end but damage (a zeroed block in data that was synced), which the caller then reads
 /// as an invalid record; in the newest segment such bytes are leftovers of an unfinished write
 /// (§7.2, §7.3).
 pub(crate) fn at_log_end(seg: &Segment, off: u64, sealed: bool) -> bool {
