@@ -45,7 +45,7 @@ use crate::log::{DirLog, LogShared};
 use crate::poison::Poison;
 use crate::queue::QueueState;
 use crate::replay::{self, RecoveryReport};
-use crate::segment::{self, Segment, SegmentTable};
+use crate::segment::{Segment, SegmentTable};
 use crate::stats::{ChannelStats, Counters};
 
 /// A put transaction writes its buffered records to the log early once they reach this size
@@ -222,31 +222,9 @@ impl FileChannel {
                 None => {
                     let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
                     let floor = shared.seq.load(Ordering::SeqCst);
-                    let recycled = dir.free.pop().and_then(|free| {
-                        segment::recycle(
-                            &*cfg.file_system,
-                            i,
-                            &dir.path,
-                            &free,
-                            id,
-                            cfg.max_segment_size,
-                            floor,
-                        )
-                        .inspect_err(|e| tracing::warn!(error = %e, "reusing a collected segment file failed; creating a new segment"))
-                        .ok()
-                    });
-                    let seg = match recycled {
-                        Some(seg) => seg,
-                        None => segment::create(
-                            &*cfg.file_system,
-                            i,
-                            &dir.path,
-                            id,
-                            cfg.max_segment_size,
-                            shared.segment_version(),
-                        )?,
-                    };
-                    let seg = Arc::new(seg);
+                    let free = dir.free.pop();
+                    let seg =
+                        Arc::new(shared.new_segment(i, &dir.path, id, free.as_deref(), floor)?);
                     segments.insert(seg.clone());
                     (seg, segment_header::LEN as u64)
                 }

@@ -65,6 +65,37 @@ pub(crate) struct LogShared {
 }
 
 impl LogShared {
+    /// Segment `id` of `dir` (at `dir_path`): the collected file `free` reused with `floor` when
+    /// given ([`segment::recycle`]), else, or when that fails, a new zero-filled one (`floor`
+    /// is then unused). The one way a log gets a segment: its spares, a roll that finds no
+    /// spare, and an open's first segment.
+    pub(crate) fn new_segment(
+        &self,
+        dir: usize,
+        dir_path: &std::path::Path,
+        id: SegmentId,
+        free: Option<&std::path::Path>,
+        floor: u64,
+    ) -> Result<Segment> {
+        if let Some(free) = free {
+            match segment::recycle(&*self.fs, dir, dir_path, free, id, self.segment_size, floor) {
+                Ok(seg) => return Ok(seg),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "reusing a collected segment file failed; creating a new segment"
+                ),
+            }
+        }
+        segment::create(
+            &*self.fs,
+            dir,
+            dir_path,
+            id,
+            self.segment_size,
+            self.segment_version(),
+        )
+    }
+
     /// The version new segments get: 2 when this channel may write PutBatch records into them.
     pub(crate) fn segment_version(&self) -> u16 {
         if self.codec.batches() {
@@ -163,33 +194,7 @@ impl DirLog {
         let id = SegmentId(shared.next_segment.fetch_add(1, Ordering::SeqCst));
         std::thread::Builder::new()
             .name("tidegate-prealloc".into())
-            .spawn(move || {
-                if let Some(free) = free {
-                    match segment::recycle(
-                        &*shared.fs,
-                        index,
-                        &path,
-                        &free,
-                        id,
-                        shared.segment_size,
-                        floor,
-                    ) {
-                        Ok(seg) => return Ok(seg),
-                        Err(e) => tracing::warn!(
-                            error = %e,
-                            "reusing a collected segment file failed; creating a new segment"
-                        ),
-                    }
-                }
-                segment::create(
-                    &*shared.fs,
-                    index,
-                    &path,
-                    id,
-                    shared.segment_size,
-                    shared.segment_version(),
-                )
-            })
+            .spawn(move || shared.new_segment(index, &path, id, free.as_deref(), floor))
             .unwrap_or_else(|e| {
                 // Could not start a thread: create the spare when it is needed instead.
                 let err = Error::io("starting preallocation thread", PathBuf::new(), e);
@@ -436,14 +441,8 @@ impl DirLog {
             Ok(seg) => seg,
             Err(_) => {
                 let id = SegmentId(self.shared.next_segment.fetch_add(1, Ordering::SeqCst));
-                segment::create(
-                    &*self.shared.fs,
-                    self.index,
-                    &self.path,
-                    id,
-                    self.shared.segment_size,
-                    self.shared.segment_version(),
-                )?
+                self.shared
+                    .new_segment(self.index, &self.path, id, None, 0)?
             }
         };
         let seg = Arc::new(seg);
