@@ -32,9 +32,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Rng, varied_body, varied_event};
+use common::{Rng, varied_event, varied_id};
 use tidegate::io::{Cut, MemFs, TornTail};
-use tidegate::{Event, FileChannel, FileChannelConfig, RecoveryMode, RecoveryReport};
+use tidegate::{FileChannel, FileChannelConfig, RecoveryMode, RecoveryReport};
 
 #[derive(Clone, Copy, Debug)]
 struct Setup {
@@ -64,20 +64,6 @@ fn config(fs: &MemFs, setup: Setup) -> FileChannelConfig {
         } else {
             RecoveryMode::Strict
         })
-}
-
-fn id_of(e: &Event) -> u64 {
-    let id: u64 = e
-        .headers()
-        .get("i")
-        .and_then(|v| v.parse().ok())
-        .expect("every event has an id header");
-    assert_eq!(
-        e.body(),
-        varied_body(id).as_slice(),
-        "body of event {id} damaged"
-    );
-    id
 }
 
 /// What the channel acknowledged during one run, and what it may or may not have kept.
@@ -180,7 +166,7 @@ fn steps(
                 .take_batch(max, Duration::ZERO)
                 .map_err(|e| format!("step {step}: take: {e}"))?
                 .iter()
-                .map(id_of)
+                .map(varied_id)
                 .collect();
             if rng.chance(10) {
                 ch.checkpoint()
@@ -235,7 +221,7 @@ fn recover(img: &MemFs, setup: Setup, what: &str) -> Result<(Vec<u64>, RecoveryR
         if got.is_empty() {
             break;
         }
-        ids.extend(got.iter().map(id_of));
+        ids.extend(got.iter().map(varied_id));
     }
     tx.rollback()
         .map_err(|e| format!("{what}: rollback after recovery: {e}"))?;

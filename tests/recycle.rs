@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Rng, data_dir, drain, id_of, varied_body, varied_event};
+use common::{Rng, data_dir, drain, id_of, varied_event, varied_id};
 use tidegate::format::record::end_marker;
 use tidegate::io::{Cut, FileSystem, MemFs, TornTail};
 use tidegate::offline::{self, ChannelDirs};
@@ -507,16 +507,6 @@ fn a_late_spare_thread_does_not_put_the_floor_above_the_next_batch() {
 // 4: a crash after every k-th sync of a recycling workload
 // ---------------------------------------------------------------------------------------------
 
-fn crash_id(e: &Event) -> u64 {
-    let id = id_of(e);
-    assert_eq!(
-        e.body(),
-        varied_body(id).as_slice(),
-        "body of event {id} damaged"
-    );
-    id
-}
-
 /// What the channel acknowledged in one run (see tests/crash_points.rs).
 #[derive(Debug, Default)]
 struct Model {
@@ -574,7 +564,7 @@ fn crash_run(fs: &MemFs, steps: usize, track: bool) -> (Model, Option<FileChanne
                     .take_batch(max, Duration::ZERO)
                     .map_err(|e| format!("step {step}: take: {e}"))?
                     .iter()
-                    .map(crash_id)
+                    .map(varied_id)
                     .collect();
                 if rng.below(8) == 0 {
                     tx.rollback()
@@ -617,7 +607,7 @@ fn crash_recover(img: &MemFs, mode: RecoveryMode) -> Result<Vec<u64>, Error> {
         if got.is_empty() {
             break;
         }
-        ids.extend(got.iter().map(crash_id));
+        ids.extend(got.iter().map(varied_id));
     }
     tx.rollback()?;
     ch.close()?;

@@ -362,14 +362,7 @@ fn counter_reset_scenario(txn_len: usize, always: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let data = data_dir(root);
-    let base = |recycle: u32| {
-        cfg(root)
-            .max_segment_size(4096)
-            .max_event_size(1024)
-            .recycle_segments(recycle)
-            .checkpoint_interval(Duration::from_secs(3600))
-            .checkpoint_on_close(false)
-    };
+    let base = |recycle: u32| common::tiny_recycling(root, recycle);
     // Single-event transactions (Put + Commit) of exactly txn_len bytes (448: 9 fill a 4 KiB
     // segment; 192: 21): every transaction of a segment filled from its start begins at
     // 64 + txn_len k, in every use of the file.

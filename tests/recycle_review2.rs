@@ -11,17 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Rng, cfg, data_dir, drain, id_of};
+use common::{Rng, data_dir, drain, id_of};
 use tidegate::io::{Cut, FaultyFs, FileSystem, MemFs, TornTail};
 use tidegate::{FileChannel, FileChannelConfig};
 
 fn base(root: &Path, recycle: u32) -> FileChannelConfig {
-    cfg(root)
-        .max_segment_size(4096)
-        .max_event_size(1024)
-        .recycle_segments(recycle)
-        .checkpoint_interval(Duration::from_secs(3600))
-        .checkpoint_on_close(false)
+    common::tiny_recycling(root, recycle)
 }
 
 fn aligned_ev(i: u64, body: usize) -> tidegate::Event {

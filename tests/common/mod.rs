@@ -179,3 +179,26 @@ pub fn varied_body(id: u64) -> Vec<u8> {
 pub fn varied_event(id: u64) -> Event {
     Event::new(varied_body(id)).with_header("i", id.to_string())
 }
+
+/// The id of an event made by [`varied_event`], after checking that its body is intact.
+pub fn varied_id(e: &Event) -> u64 {
+    let id = id_of(e);
+    assert_eq!(
+        e.body(),
+        varied_body(id).as_slice(),
+        "body of event {id} damaged"
+    );
+    id
+}
+
+/// [`cfg`] with 4 KiB segments (events up to 1 KiB), `recycle` files kept for reuse, and no
+/// checkpoint but those the test asks for: segments roll, get collected and get reused
+/// within a few events.
+pub fn tiny_recycling(root: &Path, recycle: u32) -> FileChannelConfig {
+    cfg(root)
+        .max_segment_size(4096)
+        .max_event_size(1024)
+        .recycle_segments(recycle)
+        .checkpoint_interval(Duration::from_secs(3600))
+        .checkpoint_on_close(false)
+}
